@@ -1,0 +1,5 @@
+import sys
+
+from hostinfo.cli import main
+
+sys.exit(main())

@@ -1,0 +1,74 @@
+"""``python -m hostinfo`` / ``platproxy hostinfo``: print what this host is and what it runs.
+
+Bad input (a missing file, an empty or binary cpuinfo, an unknown machine name) exits 2 with
+one readable line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from hostinfo.cpuinfo import CpuInfoError
+from hostinfo.detect import HostInfoError, detect
+from hostinfo.probe import capabilities, read_live
+from hostinfo.report import host_report
+
+
+def build_parser(prog: str = "python -m hostinfo") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Detect this host's OCI platform.")
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cpuinfo", type=Path, help="detect from this /proc/cpuinfo dump")
+    parser.add_argument("--machine", help="uname -m of that host (required with --cpuinfo)")
+    parser.add_argument("--sysname", default="Linux", help="uname -s of that host (default Linux)")
+    parser.add_argument("--byteorder", choices=("little", "big"), help="byte order of that host")
+    parser.add_argument("--ia32", choices=("auto", "yes", "no"), default="auto")
+    parser.add_argument("--aarch32", choices=("auto", "yes", "no"), default="auto")
+    parser.add_argument("--format", choices=("json", "text"), default="json")
+
+
+def read_text_file(path: Path, what: str) -> str:
+    """Read a text file or raise ``HostInfoError`` with one readable line."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise HostInfoError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HostInfoError(f"{what} {path} is not text (not UTF-8)") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.cpuinfo is not None or args.machine is not None:
+            if args.cpuinfo is None or args.machine is None:
+                raise HostInfoError("--cpuinfo and --machine go together")
+            text = read_text_file(args.cpuinfo, "cpuinfo")
+            found = detect(args.sysname, args.machine, text, args.byteorder or sys.byteorder)
+            caps = capabilities(found.platform, args.ia32, args.aarch32, live=False)
+        else:
+            found = detect(*read_live())
+            caps = capabilities(found.platform, args.ia32, args.aarch32, live=True)
+    except (HostInfoError, CpuInfoError) as exc:
+        print(f"hostinfo: {exc}", file=sys.stderr)
+        return 2
+    report = host_report(found, caps)
+    if args.format == "text":
+        print(report["platform"])
+        for step in report["runs"]:
+            print(f"{step['platform']}\t{step['label']}")
+    else:
+        print(json.dumps(report, indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))

@@ -1,0 +1,1 @@
+"""proxy: the pull-through cache that resolves lists for this host."""

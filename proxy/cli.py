@@ -1,0 +1,28 @@
+"""``platproxy``: the command line (``serve``, ``hostinfo``, ``resolve``, ...)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from hostinfo import cli as hostinfo_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="platproxy", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    hi = sub.add_parser("hostinfo", help="print this host's platform and what it runs")
+    hostinfo_cli.add_arguments(hi)
+    hi.set_defaults(func=hostinfo_cli.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

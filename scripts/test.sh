@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need, then runs ruff, mypy and pytest.
+#
+#   bash scripts/test.sh [pytest args...]
+#
+# System packages (the real upstream registry and the real clients the end-to-end tests drive)
+# come from Debian; Python packages go into .venv beside this checkout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES=(docker-registry skopeo python3-venv)
+COMMANDS=(docker-registry skopeo)
+
+missing=()
+for cmd in "${COMMANDS[@]}"; do command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd"); done
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then missing+=(python3-venv); fi
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "scripts/test.sh: missing ${missing[*]}; run as root or: apt-get install -y ${DEBIAN_PACKAGES[*]}" >&2
+        exit 2
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${DEBIAN_PACKAGES[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+export PATH="$PWD/.venv/bin:$PATH"
+ruff check .
+ruff format --check .
+mypy
+python -m pytest "$@"
