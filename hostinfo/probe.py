@@ -26,7 +26,8 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from hostinfo.compat import Capabilities
+from hostinfo.compat import Capabilities, HostProfile
+from hostinfo.detect import detect
 from hostinfo.platform import Platform
 
 Setting = Literal["auto", "yes", "no"]
@@ -148,3 +149,18 @@ def capabilities(
         arm64=arm64 and platform.architecture == "arm" and platform.variant == "v8",
         sources=sources,
     )  # fmt: skip
+
+
+def host_profile(
+    override: str = "", features: tuple[str, ...] = (), ia32: Setting = "auto", aarch32: Setting = "auto"
+) -> HostProfile:
+    """The host to resolve for: the given platform (with its features), else the live system."""
+    if override:
+        platform = Platform.parse(override, features)
+        return HostProfile(platform=platform, capabilities=capabilities(platform, ia32, aarch32, live=False))
+    found = detect(*read_live())
+    return HostProfile(
+        platform=found.platform,
+        details=found.details,
+        capabilities=capabilities(found.platform, ia32, aarch32, live=True),
+    )

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from hostinfo import cli as hostinfo_cli
+from proxy import resolve_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,6 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
     hi = sub.add_parser("hostinfo", help="print this host's platform and what it runs")
     hostinfo_cli.add_arguments(hi)
     hi.set_defaults(func=hostinfo_cli.run)
+    rs = sub.add_parser("resolve", help="show which manifest of an index this host gets, and why")
+    resolve_cli.add_arguments(rs)
+    rs.set_defaults(func=resolve_cli.run)
     return parser
 
 

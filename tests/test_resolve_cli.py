@@ -1,0 +1,84 @@
+"""``platproxy resolve --index``: output, exit codes and bad input, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests import indexes
+from tests.ocibuild import write_layout
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "resolve", *args], capture_output=True, text=True, check=False
+    )
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> tuple[Path, indexes.Case]:
+    case = indexes.goauthentik_nested()
+    write_layout(tmp_path, case.top, case.blobs)
+    return tmp_path, case
+
+
+def test_json_decision(layout: tuple[Path, indexes.Case]) -> None:
+    root, case = layout
+    done = run(
+        "--index", str(root / "index.json"), "--blobs", str(root / "blobs"), "--platform", "linux/arm64", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert set(out) >= {"chosen", "candidates", "rejected", "warnings"}
+    assert set(out["chosen"]) >= {"digest", "mediaType", "platform", "rank", "label"}
+    assert out["chosen"]["digest"] == case.digest_of("arm64")
+    assert out["chosen"]["platform"] == "linux/arm64/v8" and out["chosen"]["label"] == "native"
+    assert all(set(r) == {"digest", "platform", "reason"} for r in out["rejected"])
+
+
+def test_nothing_fits_exits_1_with_the_table(layout: tuple[Path, indexes.Case]) -> None:
+    root, _ = layout
+    done = run("--index", str(root / "index.json"), "--blobs", str(root / "blobs"), "--platform", "linux/s390x")
+    assert done.returncode == 1
+    assert "nothing fits" in done.stdout and done.stdout.count("rejected") == 2
+
+
+def test_without_blobs_nested_entries_are_unreadable(layout: tuple[Path, indexes.Case]) -> None:
+    root, _ = layout
+    done = run("--index", str(root / "index.json"), "--platform", "linux/amd64", "--json")
+    assert done.returncode == 1
+    assert "could not be read" in json.loads(done.stdout)["rejected"][0]["reason"]
+
+
+def test_features_and_windows_platforms(tmp_path: Path) -> None:
+    case = indexes.windows_ltsc()
+    write_layout(tmp_path, case.top, case.blobs)
+    done = run("--index", str(tmp_path / "index.json"), "--platform", "windows(10.0.17763.5820)/amd64", "--json")
+    assert json.loads(done.stdout)["chosen"]["digest"] == case.digest_of("ltsc2019")
+    done = run("--index", str(tmp_path / "index.json"), "--platform", "linux/amd64/v3", "--features", "avx2,fma")
+    assert done.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "needle"),
+    [
+        (b"{not json", (), "not valid JSON"),
+        (b'{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json"}', (), "not a manifest list"),
+        (None, (), "cannot read"),
+        (b'{"manifests": []}', ("--platform", "linux/arm/v7/x"), "bad --platform"),
+        (b'{"manifests": []}', ("--features", "avx2"), "--features goes with --platform"),
+        (b'{"manifests": []}', ("--platform", "linux/amd64", "--blobs", "/nonexistent-dir"), "not a folder"),
+    ],
+)
+def test_bad_input_exits_2(tmp_path: Path, content: bytes | None, args: tuple[str, ...], needle: str) -> None:
+    path = tmp_path / "index.json"
+    if content is not None:
+        path.write_bytes(content)
+    done = run("--index", str(path), *args)
+    assert done.returncode == 2
+    assert needle in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
