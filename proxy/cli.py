@@ -7,12 +7,15 @@ import sys
 from collections.abc import Sequence
 
 from hostinfo import cli as hostinfo_cli
-from proxy import resolve_cli
+from proxy import resolve_cli, serve_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="platproxy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    sv = sub.add_parser("serve", help="run the mirror")
+    serve_cli.add_arguments(sv)
+    sv.set_defaults(func=serve_cli.run)
     hi = sub.add_parser("hostinfo", help="print this host's platform and what it runs")
     hostinfo_cli.add_arguments(hi)
     hi.set_defaults(func=hostinfo_cli.run)

@@ -115,6 +115,8 @@ class NeedContent:
     """``resolve`` needs these documents (by digest) before it can decide."""
 
     digests: tuple[str, ...]
+    blobs: frozenset[str] = frozenset()
+    """Those of ``digests`` that are blobs (config blobs); the others are manifests or indexes."""
 
 
 def parse_index(data: bytes) -> dict[str, Any]:
@@ -152,7 +154,7 @@ def resolve(
     walk = _Walk(host, client, contents or {})
     walk.index(parse_index(index), path=(), positions=(), depth=1)
     if walk.needed:
-        return NeedContent(tuple(sorted(walk.needed)))
+        return NeedContent(tuple(sorted(walk.needed)), frozenset(walk.needed_blobs))
     ranked = sorted(walk.accepted, key=lambda c: c.sort_key)
     return Decision(
         chosen=ranked[0] if ranked else None,
@@ -178,16 +180,16 @@ def resolve_loading(
 
 
 async def resolve_fetching(
-    index: bytes, host: HostProfile, client: ClientCaps, fetch: Callable[[str], Awaitable[bytes | None]]
+    index: bytes, host: HostProfile, client: ClientCaps, fetch: Callable[[str, bool], Awaitable[bytes | None]]
 ) -> Decision:
-    """``resolve``, fetching what it needs with an async ``fetch`` (the proxy's upstream)."""
+    """``resolve``, fetching what it needs with an async ``fetch(digest, is_blob)`` (the proxy)."""
     contents: dict[str, bytes | None] = {}
     while True:
         outcome = resolve(index, host, client, contents)
         if isinstance(outcome, Decision):
             return outcome
         for digest in outcome.digests:
-            contents[digest] = await fetch(digest)
+            contents[digest] = await fetch(digest, digest in outcome.blobs)
 
 
 class _Walk:
@@ -201,6 +203,7 @@ class _Walk:
         self.rejected: list[Verdict] = []
         self.warnings: list[str] = []
         self.needed: set[str] = set()
+        self.needed_blobs: set[str] = set()
 
     def reject(self, digest: str, platform: str, reason: str) -> None:
         self.rejected.append(Verdict(digest=digest, platform=platform, reason=reason))
@@ -311,7 +314,7 @@ class _Walk:
         if config_type not in CONFIG_TYPES:
             self.reject(digest, "", f"no platform; its config is {config_type!r}: an artifact, not an image")
             return None
-        blob = self._read(config_digest)
+        blob = self._read(config_digest, is_blob=True)
         if blob is None:
             if config_digest not in self.needed:
                 self.reject(digest, "", "no platform, and its config blob could not be read to check")
@@ -322,9 +325,11 @@ class _Walk:
             self.reject(digest, "", f"no platform, and its config does not name one ({exc})")
             return None
 
-    def _read(self, digest: str) -> bytes | None:
+    def _read(self, digest: str, *, is_blob: bool = False) -> bytes | None:
         if digest not in self.contents:
             self.needed.add(digest)
+            if is_blob:
+                self.needed_blobs.add(digest)
             return None
         return verified(self.contents, digest)
 

@@ -1,0 +1,222 @@
+"""The HTTP layer: parse and check the request, call a service, write the answer.
+
+Handlers stay thin; decisions live in ``manifests``, ``blobs``, ``resolve`` and ``freshness``.
+The path is parsed from the raw (still percent-encoded) request path: a ``%`` anywhere is
+refused, since no valid name, tag or digest contains one, so ``%2e%2e`` or ``%2f`` can never
+turn into a path.  Every error is an OCI error body; an unexpected exception is logged and
+answered with a generic 500 body, never a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from proxy.blobs import BlobService, parse_range
+from proxy.errors import RegistryError, error_body, from_upstream, unsupported
+from proxy.fill import FillFailed, read_fill
+from proxy.manifests import ManifestAnswer, ManifestService
+from proxy.mediatypes import ClientCaps, parse_accept
+from proxy.names import check_digest, check_name, check_tag, is_digest
+from proxy.route import Route, route
+from proxy.upstream import UpstreamError
+
+log = structlog.get_logger("platproxy.http")
+
+_ENDPOINT = re.compile(r"^(?P<name>.+?)/(?P<kind>manifests|blobs|referrers)/(?P<ref>[^/]+)$")
+_TAGS = re.compile(r"^(?P<name>.+)/tags/list$")
+_UPLOADS = re.compile(r"^.+/blobs/uploads(?:/.*)?$")
+MAX_PATH = 2048
+READ_METHODS = ("GET", "HEAD")
+
+SERVICES: web.AppKey[Any] = web.AppKey("services", object)
+
+
+class Services:
+    def __init__(self, manifests: ManifestService, blobs: BlobService) -> None:
+        self.manifests = manifests
+        self.blobs = blobs
+
+
+def _json_error(exc: RegistryError) -> web.Response:
+    return web.Response(status=exc.status, body=exc.body(), content_type="application/json", headers=exc.headers)
+
+
+@web.middleware
+async def errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    started = time.monotonic()
+    try:
+        response = await handler(request)
+    except RegistryError as exc:
+        response = _json_error(exc)
+    except web.HTTPException as exc:
+        response = web.Response(status=exc.status, body=error_body("UNSUPPORTED", exc.reason),
+                                content_type="application/json")  # fmt: skip
+    except Exception:
+        log.exception("unexpected error", method=request.method, path=request.path[:300])
+        response = web.Response(status=500, body=error_body("UNKNOWN", "internal error; see the server log"),
+                                content_type="application/json")  # fmt: skip
+    response.headers.setdefault("Docker-Distribution-API-Version", "registry/2.0")
+    log.info(
+        "request", method=request.method, path=request.path[:300], status=response.status,
+        cache=request.get("cache", ""), duration_ms=round((time.monotonic() - started) * 1000, 1),
+    )  # fmt: skip
+    return response
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    raw = request.raw_path.split("?", 1)[0]
+    if raw in ("/v2", "/v2/"):
+        if request.method not in READ_METHODS:
+            raise unsupported(request.method, raw)
+        return web.json_response({})
+    if not raw.startswith("/v2/"):
+        raise RegistryError(404, "NAME_UNKNOWN", "not a registry API path", {"path": raw[:300]})
+    if len(raw) > MAX_PATH or "%" in raw or "\\" in raw:
+        raise RegistryError(
+            400, "NAME_INVALID", "invalid characters or length in the request path", {"path": raw[:300]}
+        )
+    tail = raw[len("/v2/") :]
+    if _UPLOADS.match(tail):
+        raise unsupported(request.method, raw)
+    tags = _TAGS.match(tail)
+    m = _ENDPOINT.match(tail)
+    if tags is None and m is None:
+        raise RegistryError(404, "NAME_UNKNOWN", "unknown registry API endpoint", {"path": raw[:300]})
+    if request.method not in READ_METHODS:
+        raise unsupported(request.method, raw)
+    services: Services = request.app[SERVICES]
+    if tags is not None:
+        return await tags_list(request, services, _route(request, tags["name"]), tags["name"])
+    assert m is not None
+    r = _route(request, m["name"])
+    if m["kind"] == "manifests":
+        return await manifest(request, services, r, m["ref"])
+    if m["kind"] == "blobs":
+        return await blob(request, services, r, check_digest(m["ref"]))
+    return await referrers(request, services, r, check_digest(m["ref"]))
+
+
+def _route(request: web.Request, name: str) -> Route:
+    ns = request.query.get("ns")
+    return route(check_name(name), ns, request.app["config"])
+
+
+def _client(request: web.Request) -> ClientCaps:
+    accepts = parse_accept(request.headers.getall("Accept", []))
+    agent = request.headers.get("User-Agent", "").lower()
+    zstd = "containerd/" in agent or "containers/" in agent or "skopeo" in agent or "podman" in agent
+    return ClientCaps(accepts=accepts, zstd=zstd)
+
+
+async def manifest(request: web.Request, services: Services, r: Route, reference: str) -> web.StreamResponse:
+    client = _client(request)
+    answer: ManifestAnswer
+    if is_digest(reference):
+        answer = await services.manifests.by_digest(r, check_digest(reference), client)
+    else:
+        answer = await services.manifests.by_tag(r, check_tag(reference), client)
+    request["cache"] = answer.outcome
+    headers = {
+        "Docker-Content-Digest": answer.digest,
+        "ETag": f'"{answer.digest}"',
+        "X-Platproxy-Cache": answer.outcome,
+        **answer.headers,
+    }
+    if request.headers.get("If-None-Match", "").strip('"') == answer.digest:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=answer.data, headers={**headers, "Content-Type": answer.media_type})
+
+
+async def blob(request: web.Request, services: Services, r: Route, digest: str) -> web.StreamResponse:
+    headers = {"Docker-Content-Digest": digest, "ETag": f'"{digest}"', "Accept-Ranges": "bytes"}
+    if services.blobs.cached(digest):
+        request["cache"] = "hit"
+        return _file(services, digest, headers)
+    if request.method == "HEAD":
+        size = await services.blobs.head_uncached(r, digest)
+        request["cache"] = "miss"
+        extra = {"Content-Length": str(size)} if size is not None else {}
+        return web.Response(headers={**headers, **extra, "Content-Type": "application/octet-stream"})
+    fill, started = await services.blobs.fill(r, digest)
+    request["cache"] = "miss" if started else "coalesced"
+    if fill.finished and fill.error is None:
+        return _file(services, digest, headers)
+    wanted = parse_range(request.headers.get("Range"), fill.size)
+    response = web.StreamResponse(status=206 if wanted else 200, headers=headers)
+    response.content_type = "application/octet-stream"
+    start, end = (wanted.start, wanted.end) if wanted else (0, fill.size)
+    if fill.size is not None and end is not None:
+        response.content_length = end - start
+        if wanted:
+            response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{fill.size}"
+    await response.prepare(request)
+    try:
+        async for chunk in read_fill(fill, services.blobs.store, start, end):
+            await response.write(chunk)
+    except FillFailed as exc:
+        log.warning("cutting client: blob fill failed", digest=digest, error=str(exc))
+        if request.transport is not None:
+            request.transport.abort()
+        raise
+    await response.write_eof()
+    return response
+
+
+def _file(services: Services, digest: str, headers: dict[str, str]) -> web.FileResponse:
+    """A cached blob: sendfile, Range and HEAD handled by aiohttp."""
+    response = web.FileResponse(services.blobs.store.path(digest), headers=headers)
+    response.content_type = "application/octet-stream"
+    return response
+
+
+async def tags_list(request: web.Request, services: Services, r: Route, name: str) -> web.StreamResponse:
+    """The upstream's tags (the cached ones when it cannot answer), paginated here with n/last."""
+    up = services.manifests.upstreams[r.upstream.name]
+    try:
+        tags = sorted(set(await up.tags(r.repo)))
+    except UpstreamError as exc:
+        tags = services.manifests.tags.tags(up.name, r.repo)
+        if not tags:
+            raise from_upstream(exc, "NAME_UNKNOWN", f"repository {r.repo}") from None
+    last = request.query.get("last", "")
+    n_text = request.query.get("n")
+    if last:
+        tags = [t for t in tags if t > last]
+    headers: dict[str, str] = {}
+    if n_text is not None:
+        if not n_text.isdigit():
+            raise RegistryError(
+                400, "PAGINATION_NUMBER_INVALID", "n must be a non-negative integer", {"n": n_text[:50]}
+            )
+        n = int(n_text)
+        if 0 < n < len(tags):
+            tags = tags[:n]
+            ns = request.query.get("ns")
+            extra = f"&ns={ns}" if ns else ""
+            headers["Link"] = f'<{request.path}?n={n}&last={tags[-1]}{extra}>; rel="next"'
+        elif n == 0:
+            tags = []
+    return web.json_response({"name": name, "tags": tags}, headers=headers)
+
+
+async def referrers(request: web.Request, services: Services, r: Route, digest: str) -> web.StreamResponse:
+    """Passed through; an upstream without the referrers API gets an empty index, never a 404."""
+    up = services.manifests.upstreams[r.upstream.name]
+    artifact_type = request.query.get("artifactType")
+    query = f"artifactType={artifact_type}" if artifact_type else ""
+    try:
+        data, headers = await up.referrers(r.repo, digest, query)
+        return web.Response(body=data, headers=headers)
+    except UpstreamError as exc:
+        if exc.status not in (404, 405):
+            raise from_upstream(exc, "MANIFEST_UNKNOWN", f"referrers of {digest}") from None
+    empty = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}
+    return web.json_response(empty, content_type="application/vnd.oci.image.index.v1+json")

@@ -1,0 +1,98 @@
+"""Blobs: cached ones served from disk (sendfile, Range); uncached ones filled once.
+
+A digest hit never contacts the upstream.  A miss joins (or starts) the single-flight fill
+for that digest and streams from it with ``Content-Length`` set up front, so a fill that ends
+short or with the wrong digest is seen by the client as a cut connection, never as a clean
+200 with a truncated body.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import structlog
+
+from proxy.errors import RegistryError, from_upstream
+from proxy.fill import CHUNK, Fill, Fills
+from proxy.route import Route
+from proxy.store import ContentStore
+from proxy.upstream import Upstream, UpstreamError
+
+log = structlog.get_logger("platproxy.blobs")
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    start: int
+    end: int
+    """Exclusive."""
+
+
+def parse_range(header: str | None, size: int | None) -> ByteRange | None:
+    """One ``bytes=a-b`` range within ``size``; ``None`` for no (or an ignorable) Range header.
+
+    Raises a 416 ``RegistryError`` for a range that starts past the end.
+    """
+    if not header or size is None:
+        return None
+    m = _RANGE.match(header.strip())
+    if m is None or (not m.group(1) and not m.group(2)):
+        return None  # multi-range or garbage: RFC 9110 allows ignoring it and sending 200
+    if m.group(1):
+        start = int(m.group(1))
+        end = min(int(m.group(2)) + 1, size) if m.group(2) else size
+    else:
+        start, end = max(size - int(m.group(2)), 0), size
+    if start >= size or start >= end:
+        raise RegistryError(416, "SIZE_INVALID", "requested range not satisfiable", {"size": size},
+                            {"Content-Range": f"bytes */{size}"})  # fmt: skip
+    return ByteRange(start, end)
+
+
+class BlobService:
+    def __init__(self, store: ContentStore, fills: Fills, upstreams: dict[str, Upstream]) -> None:
+        self.store = store
+        self.fills = fills
+        self.upstreams = upstreams
+
+    def cached(self, digest: str) -> bool:
+        return self.store.has(digest)
+
+    async def head_uncached(self, route: Route, digest: str) -> int | None:
+        """HEAD of an uncached blob asks the upstream (a chained cache depends on it)."""
+        fill = self.fills.active.get(digest)
+        if fill is not None and fill.size is not None:
+            return fill.size
+        try:
+            return await self.upstreams[route.upstream.name].head_blob(route.repo, digest)
+        except UpstreamError as exc:
+            raise from_upstream(exc, "BLOB_UNKNOWN", f"blob {digest}") from None
+
+    async def fill(self, route: Route, digest: str) -> tuple[Fill, bool]:
+        """Join or start the fill; returns once the upstream's headers arrived (or it failed)."""
+        up = self.upstreams[route.upstream.name]
+
+        async def copy(fill: Fill) -> None:
+            async with up.open_blob(route.repo, digest) as resp:
+                fill.size = resp.content_length
+                fill.headers_ready.set()
+                async for chunk in resp.content.iter_chunked(CHUNK):
+                    fill.writer.write(chunk)
+                    fill.writer.flush()
+                    await fill.advance(len(chunk))
+            if fill.size is not None and fill.written != fill.size:
+                raise UpstreamError(up.name, 502, f"short body: {fill.written} of {fill.size} bytes")
+
+        fill, started = self.fills.join_or_start(digest, copy)
+        await fill.headers_ready.wait()
+        if fill.finished and fill.error is not None and fill.written == 0:
+            error = fill.error
+            if isinstance(error, UpstreamError):
+                raise from_upstream(error, "BLOB_UNKNOWN", f"blob {digest}")
+            log.warning("blob fill failed", digest=digest, error=str(error))
+            raise RegistryError(
+                502, "BLOB_UNKNOWN", f"blob {digest} could not be fetched intact", {"error": str(error)}
+            )
+        return fill, started

@@ -1,0 +1,226 @@
+"""Configuration: pydantic models, loaded from TOML, overridden by command-line flags.
+
+Embedded defaults make ``platproxy serve`` useful with no file at all: listen on
+127.0.0.1:5000, mirror Docker Hub, cache under the user's cache directory.  A bad value is one
+readable message naming the key (``ConfigError``), never a traceback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DOCKER_HUB_URL = "https://registry-1.docker.io"
+DOCKER_HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?$", re.IGNORECASE)
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_SIZES = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+class ConfigError(ValueError):
+    """A configuration mistake; the message names the key and what was expected."""
+
+
+def _duration(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    m = _DURATION.match(str(value).strip()) if isinstance(value, str) else None
+    if m is None:
+        raise ValueError("expected a duration such as 30s, 5m, 1h or a number of seconds")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    m = _SIZE.match(str(value).strip()) if isinstance(value, str) else None
+    if m is None:
+        raise ValueError("expected a size such as 4MiB, 20GiB or a number of bytes")
+    return int(float(m.group(1)) * _SIZES[(m.group(2) or "b").lower()])
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+Size = Annotated[int, BeforeValidator(_size)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class UpstreamConfig(_Model):
+    """One upstream registry."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9.:_-]+$")
+    """The registry host clients name (``docker.io``, ``ghcr.io``): the path prefix and ``?ns=``."""
+    url: str
+    aliases: tuple[str, ...] = ()
+    """Other names the same registry goes by in ``?ns=`` (e.g. ``index.docker.io``)."""
+    username: str = ""
+    password: str = Field(default="", repr=False)
+    insecure_http: bool = False
+    """Allow plain HTTP to a host that is not loopback (never the default)."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http:// or https:// URL with a host")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _plain_http_only_on_loopback(self) -> UpstreamConfig:
+        parts = urlsplit(self.url)
+        if parts.scheme == "http" and not is_loopback(parts.hostname or "") and not self.insecure_http:
+            raise ValueError(f"plain http to {parts.hostname} is refused; use https or set insecure_http = true")
+        return self
+
+    @property
+    def is_docker_hub(self) -> bool:
+        return self.name in DOCKER_HUB_ALIASES
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        extra = DOCKER_HUB_ALIASES if self.is_docker_hub else ()
+        return (self.name, *self.aliases, *extra)
+
+
+class PlatformConfig(_Model):
+    override: str = ""
+    features: tuple[str, ...] = ()
+    ia32: Literal["auto", "yes", "no"] = "auto"
+    aarch32: Literal["auto", "yes", "no"] = "auto"
+
+
+class CacheConfig(_Model):
+    dir: str = ""
+    """Empty: ``$XDG_CACHE_HOME/platproxy`` (``~/.cache/platproxy``)."""
+    tag_ttl: Duration = 300.0
+    """A cached tag younger than this is served without asking the upstream."""
+    serve_stale_on_not_found: bool = True
+    """When the upstream answers 404 for a cached tag, keep serving the cached content."""
+
+    def path(self) -> Path:
+        if self.dir:
+            return Path(self.dir).expanduser()
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(base) / "platproxy"
+
+
+class ResolveConfig(_Model):
+    list_aware_clients: Literal["resolve", "index"] = "resolve"
+    """What a client that accepts list/index types gets for a tag: the resolved manifest
+    (the default, resolution is the point) or the index itself."""
+
+
+class LimitsConfig(_Model):
+    max_manifest_size: Size = 4 * 2**20
+    connect_timeout: Duration = 10.0
+    read_timeout: Duration = 60.0
+    """Longest wait for the next bytes from an upstream."""
+
+
+class Config(_Model):
+    listen: str = "127.0.0.1:5000"
+    upstreams: tuple[UpstreamConfig, ...] = (UpstreamConfig(name="docker.io", url=DOCKER_HUB_URL),)
+    default_upstream: str = ""
+    """Name of the upstream for names without a known prefix or ``ns``; empty: the first."""
+    platform: PlatformConfig = PlatformConfig()
+    cache: CacheConfig = CacheConfig()
+    resolve: ResolveConfig = ResolveConfig()
+    limits: LimitsConfig = LimitsConfig()
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:5000")
+        return value
+
+    @model_validator(mode="after")
+    def _upstreams(self) -> Config:
+        if not self.upstreams:
+            raise ValueError("at least one upstream is needed")
+        names = [n for u in self.upstreams for n in u.names]
+        if len(names) != len(set(names)):
+            raise ValueError("two upstreams share a name or alias")
+        if self.default_upstream and self.default_upstream not in {u.name for u in self.upstreams}:
+            raise ValueError(f"default_upstream {self.default_upstream!r} is not the name of an upstream")
+        return self
+
+    @property
+    def listen_host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults, then the TOML file, then ``overrides`` (from flags); one readable error."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+        if "upstream" in data:
+            data["upstreams"] = data.pop("upstream")
+    for dotted, value in (overrides or {}).items():
+        section, _, key = dotted.rpartition(".")
+        target = data.setdefault(section, {}) if section else data
+        target[key] = value
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    message = first["msg"].removeprefix("Value error, ")
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"config key {key}: {message}{more}"
+
+
+def upstream_from_url(url: str) -> UpstreamConfig:
+    """``--upstream URL``: one upstream named after the URL's host (Docker Hub if it is Hub)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.netloc
+        name = "docker.io" if parts.hostname in DOCKER_HUB_ALIASES else host
+        return UpstreamConfig(name=name, url=url)
+    except (ValidationError, ValueError) as exc:
+        raise ConfigError(f"--upstream {url}: {_describe(exc) if isinstance(exc, ValidationError) else exc}") from None

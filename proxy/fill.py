@@ -1,0 +1,138 @@
+"""Single-flight fills: one upstream fetch per blob, streamed to every waiting client.
+
+The first request for an uncached blob starts a ``Fill``: a task, detached from any client so
+a disconnect never cancels it, that copies the upstream body into the store's temporary file
+while hashing it.  Every client (the first and any late joiner) reads that temporary file from
+its own offset, waiting for more bytes as they arrive, so memory stays flat whatever the blob
+size.  At the end the digest is checked: on a match the file is renamed into place; on a
+mismatch nothing is kept and every reader's connection is cut rather than finished cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from proxy.store import BlobWriter, ContentStore
+
+CHUNK = 256 * 1024
+
+
+class FillFailed(Exception):
+    """The fill ended without a verified blob; readers must cut their connection."""
+
+
+@dataclass(eq=False)
+class Fill:
+    digest: str
+    writer: BlobWriter
+    size: int | None = None
+    """From the upstream's Content-Length, once its headers arrived."""
+    written: int = 0
+    finished: bool = False
+    error: BaseException | None = None
+    headers_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    progress: asyncio.Condition = field(default_factory=asyncio.Condition)
+    readers: int = 0
+
+    @property
+    def tmp_path(self) -> Path:
+        return self.writer.tmp_path
+
+    async def advance(self, nbytes: int) -> None:
+        self.written += nbytes
+        async with self.progress:
+            self.progress.notify_all()
+
+    async def finish(self, error: BaseException | None) -> None:
+        self.error = error
+        self.finished = True
+        self.headers_ready.set()
+        async with self.progress:
+            self.progress.notify_all()
+
+    async def wait_beyond(self, offset: int) -> None:
+        async with self.progress:
+            await self.progress.wait_for(lambda: self.written > offset or self.finished)
+
+
+Source = Callable[[Fill], Awaitable[None]]
+"""Copies the upstream body into ``fill.writer`` (calling ``fill.advance``); raises on failure."""
+
+
+class Fills:
+    """The fills in progress, by digest."""
+
+    def __init__(self, store: ContentStore) -> None:
+        self.store = store
+        self.active: dict[str, Fill] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def join_or_start(self, digest: str, source: Source) -> tuple[Fill, bool]:
+        """The fill for ``digest``; ``True`` when this call started it (a cold miss)."""
+        fill = self.active.get(digest)
+        if fill is not None:
+            return fill, False
+        fill = Fill(digest, self.store.writer(digest))
+        self.active[digest] = fill
+        task = asyncio.create_task(self._run(fill, source))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return fill, True
+
+    async def _run(self, fill: Fill, source: Source) -> None:
+        error: BaseException | None = None
+        try:
+            await source(fill)
+            fill.writer.commit()
+        except BaseException as exc:
+            fill.writer.abort()
+            error = exc
+        finally:
+            self.active.pop(fill.digest, None)
+            await fill.finish(error)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def read_fill(fill: Fill, store: ContentStore, start: int, end: int | None) -> AsyncIterator[bytes]:
+    """Bytes ``start`` .. ``end`` (exclusive; ``None``: to the end) of a blob being filled."""
+    fd = _open_either(fill.tmp_path, store.path(fill.digest))
+    fill.readers += 1
+    try:
+        pos = start
+        while end is None or pos < end:
+            if pos >= fill.written and not fill.finished:
+                await fill.wait_beyond(pos)
+                continue
+            if fill.error is not None:
+                raise FillFailed(str(fill.error))
+            limit = fill.written if end is None else min(end, fill.written)
+            if pos >= limit:
+                if fill.finished:
+                    break
+                continue
+            chunk = os.pread(fd, min(CHUNK, limit - pos), pos)
+            if not chunk:
+                raise FillFailed("the temporary file ended early")
+            pos += len(chunk)
+            yield chunk
+        if fill.error is not None:
+            raise FillFailed(str(fill.error))
+    finally:
+        fill.readers -= 1
+        os.close(fd)
+
+
+def _open_either(tmp: Path, final: Path) -> int:
+    """Open the temporary file, or the final one if the fill was renamed in the meantime."""
+    try:
+        return os.open(tmp, os.O_RDONLY)
+    except FileNotFoundError:
+        return os.open(final, os.O_RDONLY)

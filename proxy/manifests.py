@@ -1,0 +1,276 @@
+"""Manifests: tag -> digest (fresh, revalidated or stale), resolution of lists, local retag.
+
+A tag whose upstream content is a list or index is answered with the manifest ``resolve``
+picks for this host; the record ``name:tag -> chosen digest (index digest, platform, reason,
+time)`` is kept in the tag index and answers later pulls, with or without the upstream.  The
+index itself stays available by its digest.  A pull by digest is never rewritten: the bytes
+of that digest, or a clear error naming what to pull instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from hostinfo import HostProfile
+from proxy.config import Config
+from proxy.errors import RegistryError, from_upstream
+from proxy.freshness import Action, Freshness, after_revalidation, freshness
+from proxy.mediatypes import INDEX_TYPES, MANIFEST_TYPES, ClientCaps
+from proxy.resolve import Decision, InvalidIndex, parse_index, resolve_fetching, resolve_loading
+from proxy.route import Route
+from proxy.store import ContentStore, DigestMismatch
+from proxy.tagindex import TagIndex, TagRecord
+from proxy.upstream import Upstream, UpstreamError, read_limited
+
+log = structlog.get_logger("platproxy.manifests")
+
+#: Resolution for a shared tag record must suit every client: prefer gzip over zstd twins.
+RECORD_CLIENT = ClientCaps(accepts=None, zstd=False)
+MAX_CONFIG_SIZE = 16 * 2**20
+
+
+@dataclass
+class ManifestAnswer:
+    data: bytes
+    media_type: str
+    digest: str
+    outcome: str
+    """hit | miss | revalidated | stale: for logs and metrics."""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class ManifestService:
+    def __init__(
+        self,
+        config: Config,
+        store: ContentStore,
+        tags: TagIndex,
+        upstreams: dict[str, Upstream],
+        host: HostProfile,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.tags = tags
+        self.upstreams = upstreams
+        self.host = host
+        self.host_key = str(host.platform) + "".join(
+            f"+{k}" for k in ("ia32", "aarch32", "arm64") if getattr(host.capabilities, k)
+        )
+        self.clock = clock
+
+    # -- by tag --------------------------------------------------------------------------------
+
+    async def by_tag(self, route: Route, tag: str, client: ClientCaps) -> ManifestAnswer:
+        up = self.upstreams[route.upstream.name]
+        record = self.tags.get(up.name, route.repo, tag, self.host_key)
+        now = self.clock()
+        state = freshness(record, now, self.config.cache.tag_ttl)
+        if record is not None and state is Freshness.FRESH:
+            return await self._answer(route, record, client, "hit")
+        if record is not None:
+            try:
+                head = await up.head_manifest(route.repo, tag)
+                answer: object = head
+            except UpstreamError as exc:
+                answer = exc
+            action = after_revalidation(record, answer, self.config.cache.serve_stale_on_not_found)  # type: ignore[arg-type]
+            if action is Action.KEEP:
+                self.tags.touch(record, now)
+                return await self._answer(route, record, client, "revalidated")
+            if action is Action.SERVE_STALE:
+                log.warning("serving stale tag", upstream=up.name, repo=route.repo, tag=tag, error=str(answer))
+                return await self._answer(route, record, client, "stale")
+            if action is Action.GONE:
+                raise RegistryError(404, "MANIFEST_UNKNOWN", "tag no longer exists upstream", {"tag": tag})
+        try:
+            data, media_type, header_digest = await up.get_manifest(
+                route.repo, tag, self.config.limits.max_manifest_size
+            )
+        except UpstreamError as exc:
+            if record is not None and exc.status != 404:
+                log.warning("serving stale tag", upstream=up.name, repo=route.repo, tag=tag, error=exc.message)
+                return await self._answer(route, record, client, "stale")
+            raise from_upstream(exc, "MANIFEST_UNKNOWN", f"{route.repo}:{tag}") from None
+        digest = self._keep_manifest(data, media_type, header_digest, up.name)
+        record = await self._record(route, tag, digest, media_type, data, now)
+        return await self._answer(route, record, client, "miss")
+
+    async def _record(self, route: Route, tag: str, digest: str, media_type: str, data: bytes, now: float) -> TagRecord:
+        def record(**fields: str | None) -> TagRecord:
+            rec = TagRecord(upstream=route.upstream.name, repo=route.repo, tag=tag, host=self.host_key,
+                            upstream_digest=digest, fetched_at=now, checked_at=now, **fields)  # type: ignore[arg-type]  # fmt: skip
+            self.tags.put(rec)
+            return rec
+
+        if media_type not in INDEX_TYPES:
+            return record(digest=digest, media_type=media_type, index_digest=None, platform="", label="",
+                          reason="not a list")  # fmt: skip
+        decision = await self.decide(route, data)
+        chosen = decision.chosen
+        if chosen is None:
+            raise RegistryError(
+                404, "MANIFEST_UNKNOWN", f"no manifest in {route.repo}:{tag} runs on {decision.host}",
+                decision.no_match_detail(),
+            )  # fmt: skip
+        await self.load(route, chosen.digest)  # cache the chosen manifest before advertising it
+        log.info(
+            "resolved", repo=route.repo, tag=tag, index=digest, chosen=chosen.digest, platform=str(chosen.platform),
+            label=chosen.label, ranking=[c.to_json() for c in decision.candidates],
+        )  # fmt: skip
+        return record(
+            digest=chosen.digest, media_type=chosen.media_type, index_digest=digest, platform=str(chosen.platform),
+            label=chosen.label,
+            reason=f"rank {chosen.rank} ({chosen.label}) of {len(decision.candidates)} runnable entries",
+        )  # fmt: skip
+
+    async def decide(self, route: Route, index_data: bytes) -> Decision:
+        async def fetch(digest: str, is_blob: bool) -> bytes | None:
+            try:
+                return await (self._load_blob(route, digest) if is_blob else self.load(route, digest))
+            except RegistryError:
+                return None
+
+        try:
+            return await resolve_fetching(index_data, self.host, RECORD_CLIENT, fetch)
+        except InvalidIndex as exc:
+            raise RegistryError(502, "MANIFEST_INVALID", f"upstream index is invalid: {exc}") from None
+
+    # -- by digest ------------------------------------------------------------------------------
+
+    async def by_digest(self, route: Route, digest: str, client: ClientCaps) -> ManifestAnswer:
+        cached = self.store.has(digest) and self.tags.manifest_type(digest) is not None
+        data = await self.load(route, digest)
+        media_type = self.tags.manifest_type(digest) or ""
+        outcome = "hit" if cached else "miss"
+        if media_type in INDEX_TYPES and client.accepts is not None and not client.accepts_index:
+            decision = resolve_loading(data, self.host, RECORD_CLIENT, self._stored)
+            instead = decision.chosen
+            raise RegistryError(
+                404, "MANIFEST_UNKNOWN",
+                "this digest is a manifest list / index and the client does not accept those; "
+                + (f"pull {instead.digest} ({instead.platform}) instead" if instead else "and nothing in it runs here"),
+                {"index": digest, "platform": str(instead.platform) if instead else None,
+                 "digest": instead.digest if instead else None},
+            )  # fmt: skip
+        if not client.accepts_type(media_type):
+            raise RegistryError(
+                404, "MANIFEST_UNKNOWN", f"manifest is {media_type}, which the client does not accept",
+                {"digest": digest, "mediaType": media_type},
+            )  # fmt: skip
+        return ManifestAnswer(data, media_type, digest, outcome)
+
+    # -- shared ----------------------------------------------------------------------------------
+
+    async def _answer(self, route: Route, record: TagRecord, client: ClientCaps, outcome: str) -> ManifestAnswer:
+        want_index = (
+            record.index_digest is not None
+            and self.config.resolve.list_aware_clients == "index"
+            and client.accepts_index
+        )
+        if want_index and record.index_digest is not None:
+            data = await self.load(route, record.index_digest)
+            media_type = self.tags.manifest_type(record.index_digest) or ""
+            return ManifestAnswer(data, media_type, record.index_digest, outcome)
+        if not client.accepts_type(record.media_type):
+            raise RegistryError(
+                404, "MANIFEST_UNKNOWN",
+                f"this tag resolves to {record.platform} as {record.media_type}, which the client's Accept "
+                "header does not list",
+                {"platform": record.platform, "mediaType": record.media_type, "digest": record.digest,
+                 "reason": "client Accept lacks the chosen manifest's media type"},
+            )  # fmt: skip
+        data = await self.load(route, record.digest)
+        headers = {}
+        if record.index_digest:
+            headers = {
+                "X-Platproxy-Platform": record.platform,
+                "X-Platproxy-Resolved-From": record.index_digest,
+                "X-Platproxy-Rank": record.label,
+            }
+        return ManifestAnswer(data, record.media_type, record.digest, outcome, headers)
+
+    def _stored(self, digest: str) -> bytes | None:
+        return self.store.read(digest)
+
+    def _keep_manifest(self, data: bytes, media_type: str, header_digest: str | None, upstream: str) -> str:
+        """Verify and store a manifest fetched by tag; its digest is the sha256 of the bytes."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if header_digest and header_digest.startswith("sha256:") and header_digest != digest:
+            raise RegistryError(502, "MANIFEST_INVALID", f"upstream {upstream} sent bytes that do not match its digest",
+                                {"header": header_digest, "computed": digest})  # fmt: skip
+        self._store_manifest(digest, data, media_type, upstream)
+        return digest
+
+    def _store_manifest(self, digest: str, data: bytes, media_type: str, upstream: str) -> None:
+        """Keep a manifest under ``digest`` only if it hashes to it and is a manifest at all."""
+        media_type = media_type if media_type in MANIFEST_TYPES else _sniff_type(data)
+        if not media_type:
+            raise RegistryError(502, "MANIFEST_INVALID", f"upstream {upstream} sent something that is not a manifest")
+        try:
+            self.store.put(digest, data)
+        except DigestMismatch:
+            raise RegistryError(
+                502, "MANIFEST_INVALID", f"upstream {upstream} sent bytes that do not match {digest}"
+            ) from None
+        self.tags.put_manifest(digest, media_type, len(data))
+
+    async def load(self, route: Route, digest: str) -> bytes:
+        """A manifest by digest: from the store, else from the upstream (verified, then kept)."""
+        if self.tags.manifest_type(digest) is not None:
+            data = self.store.read(digest)
+            if data is not None:
+                return data
+        up = self.upstreams[route.upstream.name]
+        try:
+            data, media_type, _ = await up.get_manifest(route.repo, digest, self.config.limits.max_manifest_size)
+        except UpstreamError as exc:
+            raise from_upstream(exc, "MANIFEST_UNKNOWN", f"{route.repo}@{digest}") from None
+        self._store_manifest(digest, data, media_type, up.name)
+        return data
+
+    async def _load_blob(self, route: Route, digest: str) -> bytes | None:
+        """A small blob (an image config) for resolution; verified and kept like any blob."""
+        data = self.store.read(digest)
+        if data is not None:
+            return data
+        up = self.upstreams[route.upstream.name]
+        try:
+            async with up.open_blob(route.repo, digest) as resp:
+                data = await read_limited(resp, MAX_CONFIG_SIZE)
+        except UpstreamError:
+            return None
+        if data is None:
+            return None
+        try:
+            self.store.put(digest, data)
+        except DigestMismatch:
+            return None
+        return data
+
+
+def _sniff_type(data: bytes) -> str:
+    """The media type of a manifest whose upstream gave none usable (old registries)."""
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return ""
+    if not isinstance(doc, dict):
+        return ""
+    if isinstance(doc.get("mediaType"), str) and doc["mediaType"] in MANIFEST_TYPES:
+        return str(doc["mediaType"])
+    if "manifests" in doc:
+        try:
+            parse_index(data)
+        except InvalidIndex:
+            return ""
+        return "application/vnd.oci.image.index.v1+json"
+    if "config" in doc and "layers" in doc:
+        return "application/vnd.oci.image.manifest.v1+json"
+    return ""

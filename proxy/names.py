@@ -1,0 +1,79 @@
+"""The distribution-spec grammar for names, tags and digests, checked before any I/O.
+
+Nothing from a request reaches the disk or the upstream unless it matched here: a name is
+lower-case components joined by ``/``, a tag is at most 128 word characters, a digest is
+``sha256:<64 hex>`` or ``sha512:<128 hex>``.  None of them can contain ``..``, ``%`` or a NUL, so
+a checked value can never name a path outside the cache.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from proxy.errors import RegistryError
+
+_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+NAME = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+DIGEST_SHAPE = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
+_ENCODED = {"sha256": re.compile(r"^[a-f0-9]{64}$"), "sha512": re.compile(r"^[a-f0-9]{128}$")}
+MAX_NAME = 255
+
+
+def check_name(name: str) -> str:
+    if len(name) > MAX_NAME or not NAME.match(name):
+        raise RegistryError(400, "NAME_INVALID", "invalid repository name", {"name": name[:300]})
+    return name
+
+
+def check_tag(tag: str) -> str:
+    if not TAG.match(tag):
+        raise RegistryError(400, "TAG_INVALID", "invalid tag", {"tag": tag[:300]})
+    return tag
+
+
+def check_digest(digest: str) -> str:
+    """A digest in a supported algorithm, else ``DIGEST_INVALID`` (400)."""
+    if len(digest) > 200 or not DIGEST_SHAPE.match(digest):
+        raise RegistryError(400, "DIGEST_INVALID", "invalid digest", {"digest": digest[:300]})
+    algorithm, _, encoded = digest.partition(":")
+    pattern = _ENCODED.get(algorithm)
+    if pattern is None:
+        raise RegistryError(400, "DIGEST_INVALID", f"unsupported digest algorithm {algorithm!r}", {"digest": digest})
+    if not pattern.match(encoded):
+        raise RegistryError(400, "DIGEST_INVALID", f"invalid {algorithm} digest", {"digest": digest})
+    return digest
+
+
+def is_digest(reference: str) -> bool:
+    return ":" in reference
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A user's image reference (``alpine``, ``ghcr.io/o/r:tag``, ``name@sha256:...``)."""
+
+    registry: str
+    name: str
+    reference: str
+
+    @classmethod
+    def parse(cls, text: str, default_registry: str = "docker.io") -> ImageRef:
+        rest, at, digest = text.partition("@")
+        reference = ""
+        if at:
+            reference = check_digest(digest)
+        head, _, last = rest.rpartition("/")
+        name_part, colon, tag = last.partition(":")
+        if colon:
+            reference = reference or check_tag(tag)
+        path = f"{head}/{name_part}" if head else name_part
+        first, slash, remainder = path.partition("/")
+        if slash and ("." in first or ":" in first or first == "localhost"):
+            registry, name = first, remainder
+        else:
+            registry, name = default_registry, path
+        if registry in ("docker.io", "index.docker.io", "registry-1.docker.io") and "/" not in name:
+            name = f"library/{name}"
+        return cls(registry, check_name(name), reference or "latest")

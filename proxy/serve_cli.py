@@ -1,0 +1,64 @@
+"""``platproxy serve``: run the mirror.
+
+With no arguments it listens on 127.0.0.1:5000, proxies Docker Hub and caches under the user's
+cache directory.  ``--listen``, ``--upstream``, ``--cache-dir`` and ``--platform`` override the
+config file; a bad value is one readable line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from hostinfo import PlatformError
+from proxy.app import build_app, configure_logging, host_for
+from proxy.config import ConfigError, load_config, upstream_from_url
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML config file (see config.example.toml)")
+    parser.add_argument("--listen", help="HOST:PORT to listen on (default 127.0.0.1:5000)")
+    parser.add_argument("--upstream", action="append", metavar="URL",
+                        help="upstream registry URL; repeat for several (the first is the default)")  # fmt: skip
+    parser.add_argument("--cache-dir", help="where to keep the cache")
+    parser.add_argument("--platform", help="resolve for this platform instead of this host (e.g. linux/arm/v7)")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {}
+    if args.listen:
+        overrides["listen"] = args.listen
+    if args.cache_dir:
+        overrides["cache.dir"] = args.cache_dir
+    if args.platform:
+        overrides["platform.override"] = args.platform
+    try:
+        if args.upstream:
+            overrides["upstreams"] = [upstream_from_url(u).model_dump() for u in args.upstream]
+            overrides["default_upstream"] = ""
+        config = load_config(args.config, overrides)
+        host = host_for(config)
+    except ConfigError as exc:
+        print(f"platproxy serve: {exc}", file=sys.stderr)
+        return 2
+    except PlatformError as exc:
+        print(f"platproxy serve: config key platform.override: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(args.log_level)
+    app = build_app(config, host)
+    print(
+        f"platproxy: serving {config.listen} for {host.platform}, upstreams "
+        f"{', '.join(u.name + '=' + u.url for u in config.upstreams)}, cache {config.cache.path()}",
+        file=sys.stderr,
+    )
+    try:
+        web.run_app(app, host=config.listen_host, port=config.listen_port, print=None, access_log=None)
+    except OSError as exc:
+        print(f"platproxy serve: cannot listen on {config.listen}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,112 @@
+"""The content store: content-addressed files, written only after their digest is verified.
+
+Layout under the cache directory: ``blobs/<algorithm>/<first two hex>/<hex>`` for blobs and
+manifests alike (a manifest is content too; its media type lives in the tag index), and
+``tmp/`` for fills in progress.  A writer hashes as it writes to a temporary file and renames
+it into place only if the digest matches, so a reader never sees partial or wrong bytes under
+a digest's name, and a crash leaves at most a temporary file, removed at the next start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from proxy.names import check_digest
+
+
+class DigestMismatch(ValueError):
+    """Bytes that do not hash to the digest they were fetched as."""
+
+
+class ContentStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = root / "blobs"
+        self.tmp = root / "tmp"
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        for leftover in self.tmp.iterdir():  # fills interrupted by a crash are never kept
+            leftover.unlink(missing_ok=True)
+
+    def path(self, digest: str) -> Path:
+        algorithm, _, encoded = check_digest(digest).partition(":")
+        return self.blobs / algorithm / encoded[:2] / encoded
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def size(self, digest: str) -> int | None:
+        try:
+            return self.path(digest).stat().st_size
+        except OSError:
+            return None
+
+    def read(self, digest: str) -> bytes | None:
+        try:
+            return self.path(digest).read_bytes()
+        except OSError:
+            return None
+
+    def writer(self, digest: str) -> BlobWriter:
+        return BlobWriter(self, check_digest(digest))
+
+    def put(self, digest: str, data: bytes) -> None:
+        """Store small content (a manifest, a config) after checking its digest."""
+        with self.writer(digest) as w:
+            w.write(data)
+            w.commit()
+
+    def total_size(self) -> int:
+        return sum(f.stat().st_size for f in self.blobs.rglob("*") if f.is_file())
+
+
+class BlobWriter:
+    """Write to a temporary file while hashing; ``commit`` verifies and renames into place."""
+
+    def __init__(self, store: ContentStore, digest: str) -> None:
+        self.store = store
+        self.digest = digest
+        algorithm, _, self._expected = digest.partition(":")
+        self._hash = hashlib.new(algorithm)
+        fd, name = tempfile.mkstemp(dir=store.tmp, prefix=self._expected[:16] + ".")
+        self.tmp_path = Path(name)
+        self._file = os.fdopen(fd, "wb")
+        self.written = 0
+        self.committed = False
+
+    def write(self, chunk: bytes) -> None:
+        self._file.write(chunk)
+        self._hash.update(chunk)
+        self.written += len(chunk)
+
+    def flush(self) -> None:
+        """Make what was written visible to readers of the temporary file."""
+        self._file.flush()
+
+    def commit(self) -> Path:
+        if self._hash.hexdigest() != self._expected:
+            self.abort()
+            raise DigestMismatch(f"content does not match {self.digest} ({self.written} bytes received)")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        final = self.store.path(self.digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.tmp_path, final)
+        self.committed = True
+        return final
+
+    def abort(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self.tmp_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.committed:
+            self.abort()

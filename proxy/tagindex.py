@@ -1,0 +1,102 @@
+"""The tag index: ``name:tag -> chosen digest (index digest, platform, reason, time)``.
+
+SQLite (from the standard library) rather than JSON files: every retag is one transaction, so
+a crash leaves either the old record or the new one, never a torn file; WAL mode lets readers
+go on while a record is written; and ``cache ls``/eviction become queries instead of walks.
+It also remembers the media type of every stored manifest (the content store keeps bytes).
+Calls are short and made from the event loop thread only.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tags (
+    upstream TEXT NOT NULL, repo TEXT NOT NULL, tag TEXT NOT NULL, host TEXT NOT NULL,
+    digest TEXT NOT NULL, media_type TEXT NOT NULL, upstream_digest TEXT NOT NULL,
+    index_digest TEXT, platform TEXT NOT NULL DEFAULT '', label TEXT NOT NULL DEFAULT '',
+    reason TEXT NOT NULL DEFAULT '', fetched_at REAL NOT NULL, checked_at REAL NOT NULL,
+    PRIMARY KEY (upstream, repo, tag, host)
+);
+CREATE INDEX IF NOT EXISTS tags_by_index ON tags (index_digest);
+CREATE TABLE IF NOT EXISTS manifests (
+    digest TEXT PRIMARY KEY, media_type TEXT NOT NULL, size INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class TagRecord:
+    upstream: str
+    repo: str
+    tag: str
+    host: str
+    digest: str
+    """What a pull of the tag is answered with (the chosen manifest for a list)."""
+    media_type: str
+    upstream_digest: str
+    """What the upstream's tag pointed at when checked (the index digest for a list)."""
+    index_digest: str | None
+    platform: str
+    label: str
+    reason: str
+    fetched_at: float
+    checked_at: float
+
+
+class TagIndex:
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def get(self, upstream: str, repo: str, tag: str, host: str) -> TagRecord | None:
+        row = self.db.execute(
+            "SELECT * FROM tags WHERE upstream=? AND repo=? AND tag=? AND host=?", (upstream, repo, tag, host)
+        ).fetchone()
+        return TagRecord(*row) if row else None
+
+    def put(self, record: TagRecord) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO tags VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                record.upstream, record.repo, record.tag, record.host, record.digest, record.media_type,
+                record.upstream_digest, record.index_digest, record.platform, record.label, record.reason,
+                record.fetched_at, record.checked_at,
+            ),
+        )  # fmt: skip
+
+    def touch(self, record: TagRecord, checked_at: float) -> None:
+        self.db.execute(
+            "UPDATE tags SET checked_at=? WHERE upstream=? AND repo=? AND tag=? AND host=?",
+            (checked_at, record.upstream, record.repo, record.tag, record.host),
+        )
+
+    def by_index(self, index_digest: str, host: str) -> TagRecord | None:
+        row = self.db.execute(
+            "SELECT * FROM tags WHERE index_digest=? AND host=? ORDER BY fetched_at DESC LIMIT 1", (index_digest, host)
+        ).fetchone()
+        return TagRecord(*row) if row else None
+
+    def tags(self, upstream: str, repo: str) -> list[str]:
+        rows = self.db.execute(
+            "SELECT DISTINCT tag FROM tags WHERE upstream=? AND repo=? ORDER BY tag", (upstream, repo)
+        )
+        return [r[0] for r in rows]
+
+    def all_tags(self) -> list[TagRecord]:
+        return [TagRecord(*row) for row in self.db.execute("SELECT * FROM tags ORDER BY upstream, repo, tag")]
+
+    def manifest_type(self, digest: str) -> str | None:
+        row = self.db.execute("SELECT media_type FROM manifests WHERE digest=?", (digest,)).fetchone()
+        return str(row[0]) if row else None
+
+    def put_manifest(self, digest: str, media_type: str, size: int) -> None:
+        self.db.execute("INSERT OR REPLACE INTO manifests VALUES (?,?,?)", (digest, media_type, size))

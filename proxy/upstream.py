@@ -1,0 +1,247 @@
+"""The client of one upstream registry: auth, redirects, errors.
+
+- **Auth**: anonymous or credentialed. A 401 with a ``Bearer`` challenge fetches a token from
+  the announced realm (cached per scope until it expires) and retries once; a ``Basic``
+  challenge retries with the configured credentials.  Credentials go only to the upstream's
+  own host and to a token realm on the same registrable domain (the fix for
+  GHSA-3p65-76g6-3w7r): a foreign realm is asked anonymously.
+- **Redirects** (blob downloads to a CDN) are followed by hand, at most 5, and the
+  ``Authorization`` header is dropped whenever the target is another host.
+- **Errors** become ``UpstreamError`` with the status (``None`` when unreachable) and
+  ``Retry-After``; the handlers decide what the client sees.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import urlencode, urljoin, urlsplit
+
+import aiohttp
+
+from proxy.config import LimitsConfig, UpstreamConfig, is_loopback
+from proxy.mediatypes import UPSTREAM_ACCEPT
+
+_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+MAX_REDIRECTS = 5
+
+
+class UpstreamError(Exception):
+    def __init__(self, upstream: str, status: int | None, message: str, retry_after: str | None = None) -> None:
+        super().__init__(f"{upstream}: {message}")
+        self.upstream = upstream
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+    @property
+    def unreachable(self) -> bool:
+        """No answer, or an answer that says the upstream cannot serve now (5xx, 429)."""
+        return self.status is None or self.status >= 500 or self.status == 429
+
+
+@dataclass(frozen=True)
+class ManifestHead:
+    digest: str
+    media_type: str
+    size: int | None
+
+
+def registrable_domain(host: str) -> str:
+    """The last two labels of a DNS name (``auth.docker.io`` -> ``docker.io``); IPs as they are."""
+    if is_loopback(host) or re.fullmatch(r"[\d.]+|\[?[0-9a-fA-F:]+\]?", host):
+        return host
+    labels = host.lower().rstrip(".").split(".")
+    return ".".join(labels[-2:])
+
+
+class Upstream:
+    """One configured upstream registry, with its own connection pool and token cache."""
+
+    def __init__(self, config: UpstreamConfig, limits: LimitsConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.base = config.url
+        self.host = urlsplit(config.url).hostname or ""
+        self._limits = limits
+        self._session: aiohttp.ClientSession | None = None
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._basic = aiohttp.BasicAuth(config.username, config.password) if config.username else None
+        self._basic_challenged = False
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            timeout = aiohttp.ClientTimeout(
+                total=None, sock_connect=self._limits.connect_timeout, sock_read=self._limits.read_timeout
+            )
+            self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False, trust_env=False)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    # -- requests --------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def request(
+        self, method: str, path: str, *, scope: str, headers: dict[str, str] | None = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A request to the upstream with auth and redirects handled; the caller reads the body."""
+        url = self.base + path
+        hdrs = dict(headers or {})
+        resp = await self._send(method, url, hdrs, scope)
+        try:
+            if resp.status == 401:
+                challenge = resp.headers.get("WWW-Authenticate", "")
+                resp.release()
+                if await self._authorize(challenge, scope):
+                    resp = await self._send(method, url, hdrs, scope)
+                else:
+                    raise UpstreamError(self.name, 401, "authentication required and none succeeded")
+            if resp.status == 429:
+                raise UpstreamError(self.name, 429, "too many requests", resp.headers.get("Retry-After"))
+            if resp.status >= 400:
+                raise UpstreamError(self.name, resp.status, f"{method} {path} answered {resp.status}")
+            yield resp
+        finally:
+            resp.release()
+
+    async def _send(self, method: str, url: str, headers: dict[str, str], scope: str) -> aiohttp.ClientResponse:
+        for _ in range(MAX_REDIRECTS + 1):
+            sent = dict(headers)
+            if urlsplit(url).hostname == self.host:
+                auth = self._auth_header(scope)
+                if auth:
+                    sent["Authorization"] = auth
+            try:
+                resp = await self.session.request(method, url, headers=sent, allow_redirects=False)
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                raise UpstreamError(self.name, None, f"unreachable: {type(exc).__name__}: {exc}") from None
+            if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
+                url = urljoin(url, resp.headers["Location"])
+                resp.release()
+                if urlsplit(url).scheme not in ("http", "https"):
+                    raise UpstreamError(self.name, 502, "redirect to a non-HTTP location")
+                continue
+            return resp
+        raise UpstreamError(self.name, 502, f"more than {MAX_REDIRECTS} redirects")
+
+    def _auth_header(self, scope: str) -> str | None:
+        token = self._tokens.get(scope)
+        if token and token[1] > time.monotonic():
+            return f"Bearer {token[0]}"
+        if self._basic is not None and self._basic_challenged:
+            return str(self._basic.encode())
+        return None
+
+    async def _authorize(self, challenge: str, scope: str) -> bool:
+        """Answer a 401 challenge; True when a retry may now succeed."""
+        scheme, _, params_text = challenge.partition(" ")
+        params = dict(_CHALLENGE_PARAM.findall(params_text))
+        if scheme.lower() == "basic":
+            if self._basic is None or self._basic_challenged:
+                return False
+            self._basic_challenged = True
+            return True
+        realm = params.get("realm", "")
+        if scheme.lower() != "bearer" or urlsplit(realm).scheme not in ("http", "https"):
+            return False
+        query = {"service": params.get("service", "")}
+        if scope:
+            query["scope"] = scope
+        realm_host = urlsplit(realm).hostname or ""
+        same_domain = registrable_domain(realm_host) == registrable_domain(self.host)
+        auth = self._basic if same_domain else None
+        try:
+            async with self.session.get(f"{realm}?{urlencode(query)}", auth=auth, allow_redirects=False) as resp:
+                if resp.status != 200:
+                    return False
+                body = await resp.json(content_type=None)
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
+            return False
+        if not isinstance(body, dict):
+            return False
+        token = body.get("token") or body.get("access_token")
+        if not isinstance(token, str) or not token:
+            return False
+        expires = body.get("expires_in", 60)
+        lifetime = float(expires) if isinstance(expires, int | float) else 60.0
+        self._tokens[scope] = (token, time.monotonic() + max(lifetime - 10, 5))
+        return True
+
+    # -- the pull API --------------------------------------------------------------------------
+
+    async def get_manifest(self, repo: str, reference: str, max_size: int) -> tuple[bytes, str, str | None]:
+        """``(bytes, media type, Docker-Content-Digest header)``; refuses bodies over ``max_size``."""
+        async with self.request(
+            "GET", f"/v2/{repo}/manifests/{reference}", scope=_pull(repo), headers={"Accept": UPSTREAM_ACCEPT}
+        ) as resp:
+            data = None if (resp.content_length or 0) > max_size else await read_limited(resp, max_size)
+            if data is None:
+                raise UpstreamError(self.name, 413, f"manifest larger than {max_size} bytes")
+            media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
+            return data, media_type, resp.headers.get("Docker-Content-Digest")
+
+    async def head_manifest(self, repo: str, reference: str) -> ManifestHead | None:
+        """The digest a tag points at, by HEAD (not counted by Docker Hub's pull limit)."""
+        async with self.request(
+            "HEAD", f"/v2/{repo}/manifests/{reference}", scope=_pull(repo), headers={"Accept": UPSTREAM_ACCEPT}
+        ) as resp:
+            digest = resp.headers.get("Docker-Content-Digest")
+            if not digest:
+                return None
+            media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
+            return ManifestHead(digest, media_type, resp.content_length)
+
+    @asynccontextmanager
+    async def open_blob(self, repo: str, digest: str) -> AsyncIterator[aiohttp.ClientResponse]:
+        async with self.request("GET", f"/v2/{repo}/blobs/{digest}", scope=_pull(repo)) as resp:
+            yield resp
+
+    async def head_blob(self, repo: str, digest: str) -> int | None:
+        async with self.request("HEAD", f"/v2/{repo}/blobs/{digest}", scope=_pull(repo)) as resp:
+            return resp.content_length
+
+    async def tags(self, repo: str) -> list[str]:
+        async with self.request("GET", f"/v2/{repo}/tags/list", scope=_pull(repo)) as resp:
+            body = await resp.json(content_type=None)
+        tags = body.get("tags") if isinstance(body, dict) else None
+        return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+
+    async def referrers(self, repo: str, digest: str, query: str) -> tuple[bytes, dict[str, str]]:
+        path = f"/v2/{repo}/referrers/{digest}" + (f"?{query}" if query else "")
+        async with self.request("GET", path, scope=_pull(repo)) as resp:
+            data = await read_limited(resp, 4 * 2**20)
+            if data is None:
+                raise UpstreamError(self.name, 413, "referrers index larger than 4 MiB")
+            keep = ("Content-Type", "OCI-Filters-Applied", "Link")
+            return data, {k: resp.headers[k] for k in keep if k in resp.headers}
+
+    async def ping(self) -> bool:
+        """Is the upstream answering at all (any HTTP status counts)."""
+        try:
+            async with self.session.get(self.base + "/v2/", allow_redirects=False) as resp:
+                return resp.status < 500
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            return False
+
+
+async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The whole body, or ``None`` as soon as it exceeds ``limit`` bytes."""
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in resp.content.iter_any():
+        total += len(chunk)
+        if total > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _pull(repo: str) -> str:
+    return f"repository:{repo}:pull"

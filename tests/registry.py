@@ -1,0 +1,186 @@
+"""The real upstream for end-to-end tests: Debian's ``docker-registry`` (CNCF Distribution 2.8).
+
+Started on a free loopback port with its own storage folder, and fed through the plain
+registry API (``POST .../blobs/uploads/``, ``PUT <location>?digest=``, ``PUT .../manifests/<ref>``),
+exactly as a real ``docker push`` would.  Also starts platproxy itself as a real process.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tests.ocibuild import Blob, Image
+
+REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(
+    port: int, path: str = "/v2/", timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before answering on port {port}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", path)
+            conn.getresponse().read()
+            conn.close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing answered on 127.0.0.1:{port}{path} within {timeout}s")
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None,
+            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request(method, path, body=body, headers=headers or {})
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+
+
+@dataclass
+class Registry:
+    """A running Distribution registry."""
+
+    root: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Registry:
+        config = self.root / "config.yml"
+        storage = self.root / "storage"
+        storage.mkdir(parents=True, exist_ok=True)
+        config.write_text(
+            "version: 0.1\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n"
+            "log:\n  level: info\n  formatter: json\n  accesslog:\n    disabled: true\n"
+        )
+        self.log_path = self.root / "registry.log"
+        self.proc = subprocess.Popen(
+            [REGISTRY_BIN, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=self.log_path.open("ab")
+        )
+        wait_http(self.port, proc=self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def requests_for(self, path_part: str, method: str = "GET") -> int:
+        """How many requests the registry has served whose URI contains ``path_part``."""
+        count = 0
+        assert self.log_path is not None
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("msg") != "response completed":
+                continue
+            if path_part in entry.get("http.request.uri", "") and entry.get("http.request.method") == method:
+                count += 1
+        return count
+
+    # -- pushing --------------------------------------------------------------------------------
+
+    def push_blob(self, name: str, blob: Blob) -> None:
+        status, _, _ = request(self.port, "HEAD", f"/v2/{name}/blobs/{blob.digest}")
+        if status == 200:
+            return
+        status, headers, body = request(self.port, "POST", f"/v2/{name}/blobs/uploads/")
+        assert status == 202, (status, body)
+        location = urlsplit(headers["location"])
+        query = f"{location.query}&" if location.query else ""
+        path = f"{location.path}?{query}digest={blob.digest}"
+        upload_headers = {"Content-Type": "application/octet-stream", "Content-Length": str(blob.size)}
+        status, _, body = request(self.port, "PUT", path, blob.data, upload_headers)
+        assert status == 201, (status, body)
+
+    def push_manifest(self, name: str, reference: str, manifest: Blob) -> None:
+        status, _, body = request(self.port, "PUT", f"/v2/{name}/manifests/{reference}", manifest.data,
+                                  {"Content-Type": manifest.media_type})  # fmt: skip
+        assert status == 201, (status, body)
+
+    def push_image(self, name: str, image: Image, tag: str | None = None) -> None:
+        for blob in image.blobs():
+            self.push_blob(name, blob)
+        self.push_manifest(name, tag or image.manifest.digest, image.manifest)
+
+    def push_index(self, name: str, tag: str, top: Blob, images: list[Image], nested: list[Blob] | None = None) -> None:
+        for img in images:
+            self.push_image(name, img)
+        for blob in nested or []:
+            self.push_manifest(name, blob.digest, blob)
+        self.push_manifest(name, tag, top)
+
+
+@dataclass
+class Platproxy:
+    """platproxy itself, started as a real process with ``platproxy serve`` flags."""
+
+    cache_dir: Path
+    upstream: str
+    platform: str = ""
+    extra: list[str] = field(default_factory=list)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> Platproxy:
+        args = [sys.executable, "-m", "proxy.cli", "serve", "--listen", self.address,
+                "--upstream", self.upstream, "--cache-dir", str(self.cache_dir), *self.extra]  # fmt: skip
+        if self.platform:
+            args += ["--platform", self.platform]
+        self.log_path = self.cache_dir.parent / f"platproxy-{self.port}.log"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log_path.open("ab"), env=env)
+        wait_http(self.port, proc=self.proc)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
