@@ -84,6 +84,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             400, "NAME_INVALID", "invalid characters or length in the request path", {"path": raw[:300]}
         )
     tail = raw[len("/v2/") :]
+    if any(segment in ("", ".", "..") for segment in tail.rstrip("/").split("/")):
+        raise RegistryError(400, "NAME_INVALID", "empty, '.' or '..' path segment", {"path": raw[:300]})
     if _UPLOADS.match(tail):
         raise unsupported(request.method, raw)
     tags = _TAGS.match(tail)
@@ -163,9 +165,10 @@ async def blob(request: web.Request, services: Services, r: Route, digest: str) 
             await response.write(chunk)
     except FillFailed as exc:
         log.warning("cutting client: blob fill failed", digest=digest, error=str(exc))
+        request["cache"] = f"{request['cache']}, cut"
         if request.transport is not None:
-            request.transport.abort()
-        raise
+            request.transport.abort()  # never finish a short or wrong body cleanly
+        return response
     await response.write_eof()
     return response
 
@@ -179,6 +182,9 @@ def _file(services: Services, digest: str, headers: dict[str, str]) -> web.FileR
 
 async def tags_list(request: web.Request, services: Services, r: Route, name: str) -> web.StreamResponse:
     """The upstream's tags (the cached ones when it cannot answer), paginated here with n/last."""
+    n_text = request.query.get("n")
+    if n_text is not None and not n_text.isdigit():
+        raise RegistryError(400, "PAGINATION_NUMBER_INVALID", "n must be a non-negative integer", {"n": n_text[:50]})
     up = services.manifests.upstreams[r.upstream.name]
     try:
         tags = sorted(set(await up.tags(r.repo)))
@@ -187,15 +193,10 @@ async def tags_list(request: web.Request, services: Services, r: Route, name: st
         if not tags:
             raise from_upstream(exc, "NAME_UNKNOWN", f"repository {r.repo}") from None
     last = request.query.get("last", "")
-    n_text = request.query.get("n")
     if last:
         tags = [t for t in tags if t > last]
     headers: dict[str, str] = {}
     if n_text is not None:
-        if not n_text.isdigit():
-            raise RegistryError(
-                400, "PAGINATION_NUMBER_INVALID", "n must be a non-negative integer", {"n": n_text[:50]}
-            )
         n = int(n_text)
         if 0 < n < len(tags):
             tags = tags[:n]

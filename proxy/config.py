@@ -109,7 +109,7 @@ class UpstreamConfig(_Model):
     @property
     def names(self) -> tuple[str, ...]:
         extra = DOCKER_HUB_ALIASES if self.is_docker_hub else ()
-        return (self.name, *self.aliases, *extra)
+        return tuple(dict.fromkeys((self.name, *self.aliases, *extra)))
 
 
 class PlatformConfig(_Model):

@@ -164,7 +164,9 @@ class Platproxy:
 
     def start(self) -> Platproxy:
         args = [sys.executable, "-m", "proxy.cli", "serve", "--listen", self.address,
-                "--upstream", self.upstream, "--cache-dir", str(self.cache_dir), *self.extra]  # fmt: skip
+                "--cache-dir", str(self.cache_dir), *self.extra]  # fmt: skip
+        if self.upstream:
+            args += ["--upstream", self.upstream]
         if self.platform:
             args += ["--platform", self.platform]
         self.log_path = self.cache_dir.parent / f"platproxy-{self.port}.log"

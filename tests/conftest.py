@@ -1,0 +1,102 @@
+"""Shared fixtures: a real Distribution registry seeded with real multi-platform images, and
+platproxy started as a real process in front of it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from proxy.mediatypes import IMAGE_TYPES, INDEX_TYPES
+from tests import indexes
+from tests.indexes import Case
+from tests.ocibuild import Blob, gzip_layer, image, index
+from tests.registry import Platproxy, Registry
+
+BIG_LAYER_MIB = 64
+
+
+@dataclass
+class Seeded:
+    registry: Registry
+    cases: dict[str, Case]
+    big_layer: Blob
+
+
+def big_case() -> tuple[Case, Blob]:
+    """An image whose two platforms share one large base layer (as real images share bases)."""
+    base = gzip_layer({"opt/big.bin": os.urandom(BIG_LAYER_MIB * 2**20)})
+    named = {}
+    for arch in ("amd64", "arm64"):
+        top_layer = gzip_layer({"etc/arch": arch.encode()})
+        named[f"linux/{arch}"] = image({"architecture": arch, "os": "linux"}, [base, top_layer])
+    top = index(list(named.values()))
+    blobs = [b for img in named.values() for b in (img.manifest, *img.blobs())]
+    return Case(top, blobs, named), base
+
+
+def push_case(registry: Registry, ref: str, case: Case) -> None:
+    """Blobs first, then image manifests, then nested indexes (by digest), then the tag."""
+    name, tag = ref.split(":")
+    for blob in case.blobs:
+        if blob.media_type not in IMAGE_TYPES | INDEX_TYPES:
+            registry.push_blob(name, blob)
+    for kinds in (IMAGE_TYPES, INDEX_TYPES):
+        for blob in case.blobs:
+            if blob.media_type in kinds:
+                registry.push_manifest(name, blob.digest, blob)
+    registry.push_manifest(name, tag, case.top)
+
+
+def seed(registry: Registry) -> Seeded:
+    cases = {
+        "library/multi:1": indexes.alpine_with_attestations(),
+        "library/winlin:1": indexes.windows_ltsc(),
+        "library/levels:1": indexes.amd64_levels(),
+        "library/nested:1": indexes.goauthentik_nested(),
+    }
+    big, big_layer = big_case()
+    cases["library/big:1"] = big
+    for ref, case in cases.items():
+        push_case(registry, ref, case)
+    return Seeded(registry, cases, big_layer)
+
+
+@pytest.fixture(scope="session")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
+    registry = Registry(tmp_path_factory.mktemp("registry")).start()
+    try:
+        yield seed(registry)
+    finally:
+        registry.stop()
+
+
+@pytest.fixture
+def platproxy(tmp_path: Path) -> Iterator[Callable[..., Platproxy]]:
+    started: list[Platproxy] = []
+
+    def start(
+        upstream: str, platform: str = "", extra: list[str] | None = None, cache: Path | None = None
+    ) -> Platproxy:
+        cache_dir = cache or tmp_path / f"cache{len(started)}"
+        proxy = Platproxy(cache_dir, upstream, platform, extra or []).start()
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()
+
+
+def skopeo_copy(source: str, dest: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    tool = shutil.which("skopeo")
+    assert tool, "skopeo must be installed (scripts/test.sh installs it)"
+    return subprocess.run(
+        [tool, "--insecure-policy", "copy", "--src-tls-verify=false", *extra, f"docker://{source}", f"dir:{dest}"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip

@@ -1,0 +1,156 @@
+"""A TEST DOUBLE of an upstream registry, for faults the real registry cannot produce.
+
+The real upstream in these tests is Distribution 2.8 (``tests/registry.py``).  This double
+exists only for what Distribution will not do on purpose: serve bytes that do not match their
+digest, end a body short, answer 429 with ``Retry-After``, redirect a blob to another host (a
+"CDN"), or announce a token realm on a foreign domain.  It records every request it sees,
+with its headers, so tests can assert what platproxy sent where.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tests.registry import free_port
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+@dataclass
+class FakeUpstream:
+    """Serves ``manifests`` (ref -> (bytes, media type)) and ``blobs`` (digest -> bytes)."""
+
+    manifests: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    corrupt: set[str] = field(default_factory=set)
+    """Digests served with one byte flipped (same length)."""
+    short: set[str] = field(default_factory=set)
+    """Digests whose body stops half-way although Content-Length promised all of it."""
+    rate_limited: bool = False
+    redirect_blobs_to: str = ""
+    """Base URL of another host to redirect blob GETs to."""
+    token_realm: str = ""
+    """When set, every /v2/ request needs ``Bearer good-token`` from this realm."""
+    host: str = "127.0.0.1"
+    port: int = field(default_factory=free_port)
+    seen: list[Seen] = field(default_factory=list)
+    _loop: asyncio.AbstractEventLoop | None = None
+    _runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def add_blob(self, data: bytes) -> str:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        self.blobs[digest] = data
+        return digest
+
+    def count(self, method: str, path_part: str) -> int:
+        return sum(1 for s in self.seen if s.method == method and path_part in s.path)
+
+    # -- server -------------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.seen.append(Seen(request.method, request.path_qs, dict(request.headers)))
+        path = request.path
+        if path.endswith("/token"):
+            return web.json_response({"token": "good-token", "expires_in": 300})
+        if self.token_realm and request.headers.get("Authorization") != "Bearer good-token":
+            challenge = f'Bearer realm="{self.token_realm}",service="fake",scope="repository:x:pull"'
+            return web.json_response({"errors": []}, status=401, headers={"WWW-Authenticate": challenge})
+        if self.rate_limited:
+            return web.json_response(
+                {"errors": [{"code": "TOOMANYREQUESTS"}]}, status=429, headers={"Retry-After": "42"}
+            )
+        if path in ("/v2/", "/v2"):
+            return web.json_response({})
+        if "/manifests/" in path:
+            ref = path.rsplit("/", 1)[1]
+            if ref not in self.manifests:
+                return web.json_response({"errors": [{"code": "MANIFEST_UNKNOWN"}]}, status=404)
+            data, media_type = self.manifests[ref]
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            body = b"" if request.method == "HEAD" else data
+            return web.Response(body=body, headers={"Content-Type": media_type, "Docker-Content-Digest": digest,
+                                                    "Content-Length": str(len(data))})  # fmt: skip
+        if "/blobs/" in path:
+            digest = path.rsplit("/", 1)[1]
+            if digest not in self.blobs:
+                return web.json_response({"errors": [{"code": "BLOB_UNKNOWN"}]}, status=404)
+            if self.redirect_blobs_to and "cdn" not in request.query:
+                raise web.HTTPTemporaryRedirect(f"{self.redirect_blobs_to}{path}?cdn=1")
+            return await self._blob(request, digest)
+        return web.json_response({"errors": []}, status=404)
+
+    async def _blob(self, request: web.Request, digest: str) -> web.StreamResponse:
+        data = self.blobs[digest]
+        if digest in self.corrupt:
+            data = data[:-1] + bytes([data[-1] ^ 0xFF])
+        response = web.StreamResponse(headers={"Docker-Content-Digest": digest})
+        response.content_length = len(data)
+        response.content_type = "application/octet-stream"
+        await response.prepare(request)
+        if request.method == "HEAD":
+            return response
+        if digest in self.short:
+            await response.write(data[: len(data) // 2])
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        for i in range(0, len(data), 65536):
+            await response.write(data[i : i + 65536])
+        await response.write_eof()
+        return response
+
+    def start(self) -> FakeUpstream:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", self._handle)
+            self._runner = web.AppRunner(app, access_log=None)
+            loop.run_until_complete(self._runner.setup())
+            loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._runner.cleanup())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+
+def manifest_for(blobs: list[tuple[str, int]], config: tuple[str, int]) -> bytes:
+    """A minimal OCI manifest naming the given (digest, size) layers and config."""
+    import json
+
+    doc: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config[0], "size": config[1]},
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": s} for d, s in blobs
+        ],
+    }
+    return json.dumps(doc).encode()

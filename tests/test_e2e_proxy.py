@@ -1,0 +1,288 @@
+"""End to end: the real registry (Distribution 2.8), platproxy as a real process, real skopeo."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from hostinfo import HostProfile, Platform
+from proxy.mediatypes import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, UPSTREAM_ACCEPT, ClientCaps
+from proxy.resolve import resolve_loading
+from tests.conftest import Seeded, push_case, skopeo_copy
+from tests.fakeupstream import FakeUpstream
+from tests.registry import Platproxy, Registry, request
+
+pytestmark = pytest.mark.e2e
+Start = Callable[..., Platproxy]
+ALL = {"Accept": UPSTREAM_ACCEPT}
+
+
+def expected(seeded: Seeded, ref: str, spec: str) -> str:
+    """What the resolver, run independently on the same bytes, picks for ``spec``."""
+    case = seeded.cases[ref]
+    decision = resolve_loading(
+        case.top.data, HostProfile(platform=Platform.parse(spec)), ClientCaps(), case.contents().get
+    )
+    assert decision.chosen is not None
+    return decision.chosen.digest
+
+
+def digest_of(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def config_file(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / f"config-{time.monotonic_ns()}.toml"
+    path.write_text(text)
+    return ["--config", str(path)]
+
+
+@pytest.mark.parametrize(
+    ("spec", "platform"),
+    [("linux/amd64/v3", "linux/amd64"), ("linux/arm64", "linux/arm64/v8"), ("linux/arm/v6", "linux/arm/v6")],
+)
+def test_skopeo_pulls_the_resolved_manifest(
+    seeded: Seeded, platproxy: Start, tmp_path: Path, spec: str, platform: str
+) -> None:
+    proxy = platproxy(seeded.registry.url, spec)
+    done = skopeo_copy(f"{proxy.address}/library/multi:1", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    chosen = digest_of(tmp_path / "out" / "manifest.json")
+    assert chosen == expected(seeded, "library/multi:1", spec)
+    assert chosen == seeded.cases["library/multi:1"].digest_of(platform)
+    config = json.loads((tmp_path / "out" / "manifest.json").read_text())["config"]["digest"]
+    blob = json.loads((tmp_path / "out" / config.split(":")[1]).read_text())
+    assert f"{blob['os']}/{blob['architecture']}" == "/".join(platform.split("/")[:2])
+
+
+def test_resolved_response_headers_and_head_agrees(seeded: Seeded, platproxy: Start) -> None:
+    proxy = platproxy(seeded.registry.url, "linux/arm/v7")
+    case = seeded.cases["library/multi:1"]
+    status, headers, body = request(proxy.port, "GET", "/v2/library/multi/manifests/1", headers=ALL)
+    assert status == 200
+    assert headers["docker-content-digest"] == case.digest_of("linux/arm/v7") == digest_bytes(body)
+    assert headers["content-type"] == OCI_MANIFEST
+    assert headers["x-platproxy-platform"] == "linux/arm/v7"
+    assert headers["x-platproxy-resolved-from"] == case.top.digest
+    assert headers["etag"] == f'"{headers["docker-content-digest"]}"'
+    hstatus, hheaders, hbody = request(proxy.port, "HEAD", "/v2/library/multi/manifests/1", headers=ALL)
+    assert (hstatus, hbody) == (200, b"")
+    for key in ("docker-content-digest", "content-type", "content-length", "etag"):
+        assert hheaders[key] == headers[key]
+    # containerd: HEAD by tag, then GET by the digest it named
+    s2, _, b2 = request(proxy.port, "GET", f"/v2/library/multi/manifests/{hheaders['docker-content-digest']}",
+                         headers={"Accept": f"{OCI_MANIFEST}, */*"})  # fmt: skip
+    assert s2 == 200 and b2 == body
+
+
+def test_index_stays_available_by_digest(seeded: Seeded, platproxy: Start) -> None:
+    proxy = platproxy(seeded.registry.url, "linux/arm64")
+    case = seeded.cases["library/multi:1"]
+    request(proxy.port, "GET", "/v2/library/multi/manifests/1", headers=ALL)
+    status, headers, body = request(proxy.port, "GET", f"/v2/library/multi/manifests/{case.top.digest}", headers=ALL)
+    assert status == 200 and body == case.top.data and headers["content-type"] == OCI_INDEX
+    blind = {"Accept": f"{OCI_MANIFEST}, {DOCKER_MANIFEST}"}
+    status, _, body = request(proxy.port, "GET", f"/v2/library/multi/manifests/{case.top.digest}", headers=blind)
+    error = json.loads(body)["errors"][0]
+    assert status == 404 and error["code"] == "MANIFEST_UNKNOWN"
+    assert error["detail"]["digest"] == case.digest_of("linux/arm64/v8")
+    assert case.digest_of("linux/arm64/v8") in error["message"]
+
+
+def test_old_engine_without_the_chosen_type_is_told_why(seeded: Seeded, platproxy: Start) -> None:
+    proxy = platproxy(seeded.registry.url, "linux/arm64")
+    status, _, body = request(proxy.port, "GET", "/v2/library/multi/manifests/1", headers={"Accept": DOCKER_MANIFEST})
+    error = json.loads(body)["errors"][0]
+    assert status == 404 and error["code"] == "MANIFEST_UNKNOWN"
+    assert error["detail"]["platform"] == "linux/arm64/v8" and error["detail"]["mediaType"] == OCI_MANIFEST
+    # a Docker manifest list is served to the same engine: the chosen entry is schema 2
+    status, headers, _ = request(
+        proxy.port, "GET", "/v2/library/winlin/manifests/1", headers={"Accept": DOCKER_MANIFEST}
+    )
+    assert status == 200 and headers["content-type"] == DOCKER_MANIFEST
+    assert headers["docker-content-digest"] == seeded.cases["library/winlin:1"].digest_of("linux/arm64")
+    # no Accept at all: the chosen manifest as it is
+    status, headers, _ = request(proxy.port, "GET", "/v2/library/multi/manifests/1")
+    assert status == 200 and headers["content-type"] == OCI_MANIFEST
+
+
+def test_list_aware_clients_can_be_given_the_index(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:
+    extra = config_file(tmp_path, '[resolve]\nlist_aware_clients = "index"\n')
+    proxy = platproxy(seeded.registry.url, "linux/arm64", extra)
+    status, headers, body = request(proxy.port, "GET", "/v2/library/multi/manifests/1", headers=ALL)
+    assert status == 200 and body == seeded.cases["library/multi:1"].top.data
+    status, headers, _ = request(proxy.port, "GET", "/v2/library/multi/manifests/1", headers={"Accept": OCI_MANIFEST})
+    assert headers["docker-content-digest"] == seeded.cases["library/multi:1"].digest_of("linux/arm64/v8")
+
+
+def test_nested_index_and_amd64_levels(seeded: Seeded, platproxy: Start) -> None:
+    proxy = platproxy(seeded.registry.url, "linux/amd64/v2")
+    _, h, _ = request(proxy.port, "GET", "/v2/library/nested/manifests/1", headers=ALL)
+    assert h["docker-content-digest"] == seeded.cases["library/nested:1"].digest_of("amd64")
+    _, h, _ = request(proxy.port, "GET", "/v2/library/levels/manifests/1", headers=ALL)
+    assert h["docker-content-digest"] == seeded.cases["library/levels:1"].digest_of("v2")
+    assert h["x-platproxy-rank"] == "native"
+
+
+def test_no_match_lists_every_entry(seeded: Seeded, platproxy: Start) -> None:
+    proxy = platproxy(seeded.registry.url, "linux/mips64le")
+    status, _, body = request(proxy.port, "GET", "/v2/library/multi/manifests/1", headers=ALL)
+    error = json.loads(body)["errors"][0]
+    assert status == 404 and error["code"] == "MANIFEST_UNKNOWN"
+    assert error["detail"]["runs"] == ["linux/mips64le (native)"]
+    assert len(error["detail"]["entries"]) == 16
+
+
+def test_pull_works_again_with_the_upstream_stopped(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "own-registry").start()
+    push_case(registry, "library/multi:1", seeded.cases["library/multi:1"])
+    extra = config_file(tmp_path, "[cache]\ntag_ttl = 0\n")
+    proxy = platproxy(registry.url, "linux/arm/v7", extra)
+    first = skopeo_copy(f"{proxy.address}/library/multi:1", tmp_path / "first")
+    assert first.returncode == 0, first.stderr
+    registry.stop()
+    again = skopeo_copy(f"{proxy.address}/library/multi:1", tmp_path / "again")
+    assert again.returncode == 0, again.stderr
+    assert digest_of(tmp_path / "again" / "manifest.json") == digest_of(tmp_path / "first" / "manifest.json")
+    assert '"cache": "stale"' in proxy.log()
+    status, _, body = request(proxy.port, "GET", "/v2/library/never-pulled/manifests/1", headers=ALL)
+    assert status == 503 and json.loads(body)["errors"][0]["code"] == "UNAVAILABLE"
+    # and after a restart of platproxy itself, still from the cache
+    proxy.stop()
+    restarted = platproxy(registry.url, "linux/arm/v7", extra, cache=proxy.cache_dir)
+    third = skopeo_copy(f"{restarted.address}/library/multi:1", tmp_path / "third")
+    assert third.returncode == 0, third.stderr
+
+
+def test_a_moved_tag_is_seen_after_its_ttl(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "own-registry").start()
+    try:
+        levels, multi = seeded.cases["library/levels:1"], seeded.cases["library/multi:1"]
+        push_case(registry, "library/moving:1", levels)
+        proxy = platproxy(registry.url, "linux/amd64/v3", config_file(tmp_path, "[cache]\ntag_ttl = 1.5\n"))
+        _, h1, _ = request(proxy.port, "GET", "/v2/library/moving/manifests/1", headers=ALL)
+        assert h1["docker-content-digest"] == levels.digest_of("v3")
+        push_case(registry, "library/moving:1", multi)
+        _, h2, _ = request(proxy.port, "GET", "/v2/library/moving/manifests/1", headers=ALL)
+        assert h2["docker-content-digest"] == levels.digest_of("v3") and h2["x-platproxy-cache"] == "hit"
+        time.sleep(1.6)
+        _, h3, _ = request(proxy.port, "GET", "/v2/library/moving/manifests/1", headers=ALL)
+        assert h3["docker-content-digest"] == multi.digest_of("linux/amd64")
+        assert registry.requests_for("/v2/library/moving/manifests/1", "HEAD") == 1
+    finally:
+        registry.stop()
+
+
+def test_digest_hits_never_contact_the_upstream(seeded: Seeded, platproxy: Start) -> None:
+    proxy = platproxy(seeded.registry.url, "linux/arm64")
+    case = seeded.cases["library/multi:1"]
+    digest = case.digest_of("linux/arm64/v8")
+    request(proxy.port, "GET", f"/v2/library/multi/manifests/{digest}", headers=ALL)
+    layer = case.images["linux/arm64/v8"].layers[0].digest
+    request(proxy.port, "GET", f"/v2/library/multi/blobs/{layer}")
+    before = (seeded.registry.requests_for(digest), seeded.registry.requests_for(layer))
+    for _ in range(3):
+        assert request(proxy.port, "GET", f"/v2/library/multi/manifests/{digest}", headers=ALL)[0] == 200
+        assert request(proxy.port, "GET", f"/v2/library/multi/blobs/{layer}")[0] == 200
+    assert (seeded.registry.requests_for(digest), seeded.registry.requests_for(layer)) == before
+
+
+def test_blob_range_and_head(seeded: Seeded, platproxy: Start) -> None:
+    proxy = platproxy(seeded.registry.url, "linux/arm64")
+    layer = seeded.cases["library/multi:1"].images["linux/arm64/v8"].layers[0]
+    path = f"/v2/library/multi/blobs/{layer.digest}"
+    hs, hh, _ = request(proxy.port, "HEAD", path)
+    assert hs == 200 and int(hh["content-length"]) == layer.size and hh["docker-content-digest"] == layer.digest
+    status, headers, body = request(proxy.port, "GET", path, headers={"Range": "bytes=10-19"})
+    assert status == 206 and body == layer.data[10:20]
+    assert headers["content-range"] == f"bytes 10-19/{layer.size}"
+    status, _, body = request(proxy.port, "GET", path)
+    assert status == 200 and body == layer.data
+
+
+def test_32_concurrent_cold_requests_cause_one_upstream_fetch(seeded: Seeded, platproxy: Start) -> None:
+    proxy = platproxy(seeded.registry.url, "linux/amd64/v2")
+    big = seeded.big_layer
+    url = f"http://{proxy.address}/v2/library/big/blobs/{big.digest}"
+
+    async def fetch(session: aiohttp.ClientSession) -> str:
+        h = hashlib.sha256()
+        async with session.get(url) as resp:
+            assert resp.status == 200
+            async for chunk in resp.content.iter_chunked(1 << 20):
+                h.update(chunk)
+        return "sha256:" + h.hexdigest()
+
+    async def main() -> list[str]:
+        async with aiohttp.ClientSession(auto_decompress=False) as session:
+            return await asyncio.gather(*(fetch(session) for _ in range(32)))
+
+    before = seeded.registry.requests_for(big.digest)
+    digests = asyncio.run(main())
+    assert digests == [big.digest] * 32
+    assert seeded.registry.requests_for(big.digest) - before == 1
+    assert '"cache": "coalesced"' in proxy.log()
+
+
+def test_corrupt_blob_is_never_kept_and_the_client_sees_an_error(platproxy: Start, tmp_path: Path) -> None:
+    fake = FakeUpstream().start()
+    try:
+        good = fake.add_blob(b"a" * 300_000)
+        bad = fake.add_blob(b"b" * 300_000)
+        short = fake.add_blob(b"c" * 300_000)
+        fake.corrupt.add(bad)
+        fake.short.add(short)
+        proxy = platproxy(fake.url, "linux/amd64")
+        for digest in (bad, short):
+            with pytest.raises(Exception):  # noqa: B017 - a cut connection, whatever the client calls it
+                request(proxy.port, "GET", f"/v2/library/x/blobs/{digest}")
+            assert not any(proxy.cache_dir.joinpath("blobs").rglob(digest.split(":")[1]))
+            assert list(proxy.cache_dir.joinpath("tmp").iterdir()) == []
+        status, _, body = request(proxy.port, "GET", f"/v2/library/x/blobs/{good}")
+        assert status == 200 and body == b"a" * 300_000
+        assert fake.count("GET", bad) == 1  # nothing was cached: a second try would fetch again
+    finally:
+        fake.stop()
+
+
+def test_rate_limit_is_passed_on(platproxy: Start) -> None:
+    fake = FakeUpstream(rate_limited=True).start()
+    try:
+        proxy = platproxy(fake.url, "linux/amd64")
+        status, headers, body = request(proxy.port, "GET", "/v2/library/x/manifests/1", headers=ALL)
+        assert status == 429 and headers["retry-after"] == "42"
+        assert json.loads(body)["errors"][0]["code"] == "TOOMANYREQUESTS"
+    finally:
+        fake.stop()
+
+
+def test_credentials_never_leave_the_upstream_host(platproxy: Start, tmp_path: Path) -> None:
+    cdn = FakeUpstream().start()
+    realm = FakeUpstream().start()
+    upstream = FakeUpstream(redirect_blobs_to=f"http://localhost:{cdn.port}",
+                            token_realm=f"http://localhost:{realm.port}/token").start()  # fmt: skip
+    try:
+        data = b"layer bytes" * 1000
+        digest = upstream.add_blob(data)
+        cdn.add_blob(data)
+        config = f'[[upstream]]\nname = "fake"\nurl = "{upstream.url}"\nusername = "user"\npassword = "s3cret"\n'
+        proxy = platproxy("", "linux/amd64", config_file(tmp_path, config))
+        status, _, body = request(proxy.port, "GET", f"/v2/fake/library/x/blobs/{digest}")
+        assert status == 200 and body == data
+        assert realm.seen and all("Authorization" not in s.headers for s in realm.seen)
+        assert cdn.seen and all("Authorization" not in s.headers for s in cdn.seen)
+        assert "s3cret" not in proxy.log()
+    finally:
+        for server in (upstream, cdn, realm):
+            server.stop()
+
+
+def digest_bytes(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()

@@ -1,0 +1,179 @@
+"""Pure pieces of the proxy: names, routing, freshness, ranges, config errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from proxy.blobs import ByteRange, parse_range
+from proxy.config import Config, ConfigError, UpstreamConfig, load_config
+from proxy.errors import RegistryError
+from proxy.freshness import Action, Freshness, after_revalidation, freshness
+from proxy.names import ImageRef, check_digest, check_name, check_tag
+from proxy.route import route
+from proxy.tagindex import TagRecord
+from proxy.upstream import ManifestHead, UpstreamError, registrable_domain
+
+SHA = "sha256:" + "a" * 64
+
+
+@pytest.mark.parametrize("name", ["library/alpine", "a", "ghcr.io/o/r", "a-b/c__d/e.f", "x" * 255])
+def test_good_names(name: str) -> None:
+    assert check_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "A", "a//b", "a/../b", "..", "a/", "/a", "a_", "x" * 256, "a b", "a\x00"])
+def test_bad_names(name: str) -> None:
+    with pytest.raises(RegistryError) as info:
+        check_name(name)
+    assert info.value.code == "NAME_INVALID"
+
+
+@pytest.mark.parametrize(
+    ("digest", "ok"),
+    [(SHA, True), ("sha512:" + "b" * 128, True), ("sha256:" + "A" * 64, False), ("sha256:abc", False),
+     ("md5:" + "a" * 32, False), ("sha256:../x", False), ("", False)],
+)  # fmt: skip
+def test_digests(digest: str, ok: bool) -> None:
+    if ok:
+        assert check_digest(digest) == digest
+    else:
+        with pytest.raises(RegistryError):
+            check_digest(digest)
+
+
+def test_tags() -> None:
+    assert check_tag("3.20") == "3.20" and check_tag("_x") == "_x"
+    for bad in ("", ".x", "-x", "t" * 129, "a/b"):
+        with pytest.raises(RegistryError):
+            check_tag(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("alpine", ("docker.io", "library/alpine", "latest")),
+        ("alpine:3.20", ("docker.io", "library/alpine", "3.20")),
+        ("ghcr.io/o/r:tag", ("ghcr.io", "o/r", "tag")),
+        ("localhost:5000/x/y", ("localhost:5000", "x/y", "latest")),
+        ("user/repo@" + SHA, ("docker.io", "user/repo", SHA)),
+    ],
+)
+def test_image_references(text: str, expected: tuple[str, str, str]) -> None:
+    ref = ImageRef.parse(text)
+    assert (ref.registry, ref.name, ref.reference) == expected
+
+
+CONFIG = Config(
+    upstreams=(
+        UpstreamConfig(name="docker.io", url="https://registry-1.docker.io"),
+        UpstreamConfig(name="ghcr.io", url="https://ghcr.io"),
+        UpstreamConfig(name="127.0.0.1:5001", url="http://127.0.0.1:5001"),
+    )
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "ns", "upstream", "repo"),
+    [
+        ("alpine", None, "docker.io", "library/alpine"),
+        ("library/alpine", "docker.io", "docker.io", "library/alpine"),
+        ("alpine", "index.docker.io", "docker.io", "library/alpine"),
+        ("o/r", "ghcr.io", "ghcr.io", "o/r"),
+        ("ghcr.io/o/r", None, "ghcr.io", "o/r"),
+        ("docker.io/nginx", None, "docker.io", "library/nginx"),
+        ("x/y", "127.0.0.1:5001", "127.0.0.1:5001", "x/y"),
+        ("user/app", None, "docker.io", "user/app"),
+    ],
+)
+def test_routing(name: str, ns: str | None, upstream: str, repo: str) -> None:
+    r = route(name, ns, CONFIG)
+    assert (r.upstream.name, r.repo) == (upstream, repo)
+
+
+def test_unknown_ns_is_refused() -> None:
+    with pytest.raises(RegistryError) as info:
+        route("x", "evil.example.com", CONFIG)
+    assert info.value.status == 404
+
+
+def record(checked_at: float, upstream_digest: str = SHA) -> TagRecord:
+    return TagRecord("u", "r", "t", "h", SHA, "m", upstream_digest, None, "", "", "", 0.0, checked_at)
+
+
+def test_freshness() -> None:
+    assert freshness(None, 100, 60) is Freshness.MISS
+    assert freshness(record(50), 100, 60) is Freshness.FRESH
+    assert freshness(record(40), 100, 60) is Freshness.STALE
+    assert freshness(record(100), 100, 0) is Freshness.STALE
+
+
+@pytest.mark.parametrize(
+    ("answer", "stale_on_404", "action"),
+    [
+        (ManifestHead(SHA, "m", 1), True, Action.KEEP),
+        (ManifestHead("sha256:" + "b" * 64, "m", 1), True, Action.REFETCH),
+        (None, True, Action.REFETCH),
+        (UpstreamError("u", None, "down"), True, Action.SERVE_STALE),
+        (UpstreamError("u", 503, "x"), True, Action.SERVE_STALE),
+        (UpstreamError("u", 429, "x", "5"), True, Action.SERVE_STALE),
+        (UpstreamError("u", 404, "x"), True, Action.SERVE_STALE),
+        (UpstreamError("u", 404, "x"), False, Action.GONE),
+    ],
+)
+def test_after_revalidation(answer: ManifestHead | UpstreamError | None, stale_on_404: bool, action: Action) -> None:
+    assert after_revalidation(record(0), answer, stale_on_404) is action
+
+
+@pytest.mark.parametrize(
+    ("header", "size", "expected"),
+    [(None, 100, None), ("bytes=0-9", 100, ByteRange(0, 10)), ("bytes=90-", 100, ByteRange(90, 100)),
+     ("bytes=-10", 100, ByteRange(90, 100)), ("bytes=50-500", 100, ByteRange(50, 100)),
+     ("bytes=0-1,5-6", 100, None), ("items=0-1", 100, None), ("bytes=0-9", None, None)],
+)  # fmt: skip
+def test_ranges(header: str | None, size: int | None, expected: ByteRange | None) -> None:
+    assert parse_range(header, size) == expected
+
+
+def test_unsatisfiable_range() -> None:
+    with pytest.raises(RegistryError) as info:
+        parse_range("bytes=100-", 100)
+    assert info.value.status == 416
+
+
+@pytest.mark.parametrize(
+    ("host", "domain"),
+    [("auth.docker.io", "docker.io"), ("registry-1.docker.io", "docker.io"), ("127.0.0.1", "127.0.0.1"),
+     ("localhost", "localhost"), ("ghcr.io", "ghcr.io")],
+)  # fmt: skip
+def test_registrable_domain(host: str, domain: str) -> None:
+    assert registrable_domain(host) == domain
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('listen = "nowhere"', "config key listen: expected HOST:PORT"),
+        ('[cache]\ntag_ttl = "soon"', "config key cache.tag_ttl: expected a duration"),
+        ('[limits]\nmax_manifest_size = "big"', "config key limits.max_manifest_size: expected a size"),
+        ('[[upstream]]\nname = "x"\nurl = "ftp://x"', "config key upstreams.0.url"),
+        ('[[upstream]]\nname = "x"\nurl = "http://example.com"', "plain http to example.com is refused"),
+        ('[platform]\nia32 = "maybe"', "config key platform.ia32"),
+        ("[resolve]\nlist_aware_clients = 3", "config key resolve.list_aware_clients"),
+        ("unknown_key = 1", "config key unknown_key"),
+        ("not toml [", "not valid TOML"),
+        ('default_upstream = "nope"', "default_upstream 'nope' is not the name of an upstream"),
+    ],
+)
+def test_config_errors_name_the_key(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert needle in str(info.value)
+
+
+def test_config_example_is_valid() -> None:
+    config = load_config(Path(__file__).parent.parent / "config.example.toml")
+    assert config.listen == "127.0.0.1:5000" and config.upstreams[0].name == "docker.io"
