@@ -9,6 +9,7 @@ answered with a generic 500 body, never a traceback.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,7 @@ from proxy.blobs import BlobService, parse_range
 from proxy.errors import RegistryError, error_body, from_upstream, unsupported
 from proxy.fill import FillFailed, read_fill
 from proxy.manifests import ManifestAnswer, ManifestService
-from proxy.mediatypes import ClientCaps, parse_accept
+from proxy.mediatypes import OCI_INDEX, ClientCaps, parse_accept
 from proxy.names import check_digest, check_name, check_tag, is_digest
 from proxy.route import Route, route
 from proxy.upstream import UpstreamError
@@ -219,5 +220,5 @@ async def referrers(request: web.Request, services: Services, r: Route, digest: 
     except UpstreamError as exc:
         if exc.status not in (404, 405):
             raise from_upstream(exc, "MANIFEST_UNKNOWN", f"referrers of {digest}") from None
-    empty = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}
-    return web.json_response(empty, content_type="application/vnd.oci.image.index.v1+json")
+    empty = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+    return web.Response(body=json.dumps(empty).encode(), headers={"Content-Type": OCI_INDEX})

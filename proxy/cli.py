@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from hostinfo import cli as hostinfo_cli
-from proxy import resolve_cli, serve_cli
+from proxy import online_cli, resolve_cli, serve_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,10 +19,21 @@ def build_parser() -> argparse.ArgumentParser:
     hi = sub.add_parser("hostinfo", help="print this host's platform and what it runs")
     hostinfo_cli.add_arguments(hi)
     hi.set_defaults(func=hostinfo_cli.run)
+    pf = sub.add_parser("platforms", help="list the platforms a live image offers, with validation warnings")
+    online_cli.add_platforms_arguments(pf)
+    pf.set_defaults(func=online_cli.run_platforms)
     rs = sub.add_parser("resolve", help="show which manifest of an index this host gets, and why")
     resolve_cli.add_arguments(rs)
-    rs.set_defaults(func=resolve_cli.run)
+    rs.set_defaults(func=_resolve)
     return parser
+
+
+def _resolve(args: argparse.Namespace) -> int:
+    """``resolve IMAGE`` asks a live registry; ``resolve --index FILE`` works offline."""
+    if (args.image is None) == (args.index is None):
+        print("platproxy resolve: give either IMAGE or --index FILE", file=sys.stderr)
+        return 2
+    return online_cli.run_resolve_image(args) if args.image else resolve_cli.run(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,7 +33,8 @@ def add_host_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--index", type=Path, required=True, help="a manifest list / image index JSON file")
+    parser.add_argument("image", nargs="?", help="a live image to resolve (instead of --index)")
+    parser.add_argument("--index", type=Path, help="a manifest list / image index JSON file (offline)")
     parser.add_argument("--blobs", type=Path, help="the blobs/ folder of an OCI layout (DIR/sha256/<hex>)")
     add_host_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the decision as JSON")
@@ -81,6 +82,7 @@ def print_decision(decision: Decision, as_json: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The offline form: ``--index FILE [--blobs DIR]``."""
     try:
         host = host_from_args(args)
         try:

@@ -10,6 +10,7 @@ with its headers, so tests can assert what platproxy sent where.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import threading
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ class FakeUpstream:
     """Base URL of another host to redirect blob GETs to."""
     token_realm: str = ""
     """When set, every /v2/ request needs ``Bearer good-token`` from this realm."""
+    basic_auth: str = ""
+    """When set (``user:password``), every /v2/ request needs that Basic authorization."""
     host: str = "127.0.0.1"
     port: int = field(default_factory=free_port)
     seen: list[Seen] = field(default_factory=list)
@@ -67,6 +70,10 @@ class FakeUpstream:
         path = request.path
         if path.endswith("/token"):
             return web.json_response({"token": "good-token", "expires_in": 300})
+        if self.basic_auth:
+            expected = "Basic " + base64.b64encode(self.basic_auth.encode()).decode()
+            if request.headers.get("Authorization") != expected:
+                return web.json_response({"errors": []}, status=401, headers={"WWW-Authenticate": 'Basic realm="fake"'})
         if self.token_realm and request.headers.get("Authorization") != "Bearer good-token":
             challenge = f'Bearer realm="{self.token_realm}",service="fake",scope="repository:x:pull"'
             return web.json_response({"errors": []}, status=401, headers={"WWW-Authenticate": challenge})

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +20,7 @@ from proxy.mediatypes import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, UPSTREAM_
 from proxy.resolve import resolve_loading
 from tests.conftest import Seeded, push_case, skopeo_copy
 from tests.fakeupstream import FakeUpstream
-from tests.registry import Platproxy, Registry, request
+from tests.registry import Platproxy, Registry, request, wait_http
 
 pytestmark = pytest.mark.e2e
 Start = Callable[..., Platproxy]
@@ -286,3 +289,135 @@ def test_credentials_never_leave_the_upstream_host(platproxy: Start, tmp_path: P
 
 def digest_bytes(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def test_token_is_cached_per_scope_and_same_domain_realm_gets_credentials(platproxy: Start, tmp_path: Path) -> None:
+    upstream = FakeUpstream()
+    upstream.token_realm = f"{upstream.url}/token"  # the upstream's own host: credentials allowed
+    upstream.start()
+    try:
+        blobs = [upstream.add_blob(bytes([i]) * 1000) for i in range(3)]
+        config = f'[[upstream]]\nname = "fake"\nurl = "{upstream.url}"\nusername = "user"\npassword = "s3cret"\n'
+        proxy = platproxy("", "linux/amd64", config_file(tmp_path, config))
+        for digest in blobs:
+            assert request(proxy.port, "GET", f"/v2/library/x/blobs/{digest}")[0] == 200
+        token_requests = [s for s in upstream.seen if s.path.startswith("/token")]
+        assert len(token_requests) == 1  # one scope, one token, reused
+        assert token_requests[0].headers["Authorization"].startswith("Basic ")
+        assert "scope=repository:library/x:pull" in token_requests[0].path
+    finally:
+        upstream.stop()
+
+
+def test_basic_auth_upstream(platproxy: Start, tmp_path: Path) -> None:
+    upstream = FakeUpstream(basic_auth="user:s3cret").start()
+    try:
+        digest = upstream.add_blob(b"basic" * 100)
+        config = f'[[upstream]]\nname = "fake"\nurl = "{upstream.url}"\nusername = "user"\npassword = "s3cret"\n'
+        proxy = platproxy("", "linux/amd64", config_file(tmp_path, config))
+        status, _, body = request(proxy.port, "GET", f"/v2/library/x/blobs/{digest}")
+        assert status == 200 and body == b"basic" * 100
+        anonymous = platproxy(upstream.url, "linux/amd64")
+        assert request(anonymous.port, "GET", f"/v2/library/x/blobs/{digest}")[0] == 403
+    finally:
+        upstream.stop()
+
+
+def test_every_client_of_a_corrupt_fill_is_cut(platproxy: Start) -> None:
+    fake = FakeUpstream().start()
+    try:
+        bad = fake.add_blob(os.urandom(8 * 2**20))
+        fake.corrupt.add(bad)
+        proxy = platproxy(fake.url, "linux/amd64")
+
+        async def fetch(session: aiohttp.ClientSession) -> str:
+            try:
+                async with session.get(f"http://{proxy.address}/v2/library/x/blobs/{bad}") as resp:
+                    await resp.read()
+                return "complete"
+            except aiohttp.ClientError:
+                return "cut"
+
+        async def main() -> list[str]:
+            async with aiohttp.ClientSession() as session:
+                return await asyncio.gather(*(fetch(session) for _ in range(6)))
+
+        assert asyncio.run(main()) == ["cut"] * 6
+        assert fake.count("GET", bad) == 1
+        assert not list(proxy.cache_dir.joinpath("blobs").rglob(bad.split(":")[1]))
+    finally:
+        fake.stop()
+
+
+def test_tags_list_pagination(seeded: Seeded, platproxy: Start) -> None:
+    registry = seeded.registry
+    for tag in ("a", "b", "c", "d"):
+        registry.push_manifest("library/multi", tag, seeded.cases["library/multi:1"].top)
+    proxy = platproxy(registry.url, "linux/amd64")
+    status, headers, body = request(proxy.port, "GET", "/v2/library/multi/tags/list?n=2")
+    assert status == 200 and json.loads(body) == {"name": "library/multi", "tags": ["1", "a"]}
+    assert headers["link"] == '</v2/library/multi/tags/list?n=2&last=a>; rel="next"'
+    _, headers, body = request(proxy.port, "GET", "/v2/library/multi/tags/list?n=2&last=a")
+    assert json.loads(body)["tags"] == ["b", "c"]
+    _, headers, body = request(proxy.port, "GET", "/v2/library/multi/tags/list?n=2&last=c")
+    assert json.loads(body)["tags"] == ["d"] and "link" not in headers
+    _, headers, body = request(proxy.port, "GET", "/v2/library/multi/tags/list?n=0")
+    assert json.loads(body)["tags"] == [] and "link" not in headers
+
+
+def test_referrers_without_upstream_support_is_an_empty_index(seeded: Seeded, platproxy: Start) -> None:
+    proxy = platproxy(seeded.registry.url, "linux/amd64")
+    digest = seeded.cases["library/multi:1"].digest_of("linux/amd64")
+    status, headers, body = request(proxy.port, "GET", f"/v2/library/multi/referrers/{digest}")
+    assert status == 200 and headers["content-type"] == OCI_INDEX
+    assert json.loads(body)["manifests"] == []
+
+
+def test_ns_and_path_prefix_routing(seeded: Seeded, platproxy: Start) -> None:
+    proxy = platproxy(seeded.registry.url, "linux/arm64")
+    name = f"127.0.0.1:{seeded.registry.port}"
+    want = seeded.cases["library/multi:1"].digest_of("linux/arm64/v8")
+    _, h, _ = request(proxy.port, "GET", f"/v2/library/multi/manifests/1?ns={name}", headers=ALL)
+    assert h["docker-content-digest"] == want
+    _, h, _ = request(proxy.port, "GET", "/v2/library/multi/manifests/1", headers=ALL)
+    assert h["docker-content-digest"] == want
+    status, _, body = request(proxy.port, "GET", "/v2/library/multi/manifests/1?ns=docker.io", headers=ALL)
+    assert status == 404 and json.loads(body)["errors"][0]["code"] == "NAME_UNKNOWN"
+
+
+def test_serve_with_no_arguments_uses_the_embedded_defaults(tmp_path: Path) -> None:
+    """127.0.0.1:5000, Docker Hub, the user's cache directory; Hub is unreachable here: a clear 503."""
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CACHE_HOME": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "proxy.cli", "serve"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        wait_http(5000, proc=proc)
+        assert request(5000, "GET", "/v2/")[0] == 200
+        assert (tmp_path / ".cache" / "platproxy" / "index.db").exists()
+        status, _, body = request(5000, "GET", "/v2/library/alpine/manifests/latest", headers=ALL)
+        assert status in (503, 502) and json.loads(body)["errors"][0]["code"] == "UNAVAILABLE"
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert b"upstreams docker.io=https://registry-1.docker.io" in err
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "proxy.cli", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_online_resolve_and_platforms(seeded: Seeded) -> None:
+    image = f"127.0.0.1:{seeded.registry.port}/library/multi:1"
+    done = cli("resolve", image, "--platform", "linux/arm/v6", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["chosen"]["digest"] == expected(seeded, "library/multi:1", "linux/arm/v6")
+    assert cli("resolve", image, "--platform", "linux/mips64le").returncode == 1
+    rows = json.loads(cli("platforms", image, "--json").stdout)
+    assert [r["kind"] for r in rows].count("attestation") == 8
+    assert {r["platform"] for r in rows if r["kind"] == "image"} >= {"linux/arm/v6", "linux/arm64/v8", "linux/386"}
+    levels = json.loads(cli("platforms", f"127.0.0.1:{seeded.registry.port}/library/levels:1", "--json").stdout)
+    nested = json.loads(cli("platforms", f"127.0.0.1:{seeded.registry.port}/library/nested:1", "--json").stdout)
+    assert [r["depth"] for r in nested].count(1) == 4
+    assert all(r["warnings"] == [] for r in levels)
+    assert cli("platforms", "Bad Name!").returncode == 2
+    assert cli("resolve").returncode == 2
