@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import ssl
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,9 @@ class FakeUpstream:
     """When set, every /v2/ request needs ``Bearer good-token`` from this realm."""
     basic_auth: str = ""
     """When set (``user:password``), every /v2/ request needs that Basic authorization."""
+    chunk_delay: float = 0.0
+    """Seconds to wait between 64 KiB chunks of a blob (a slow upstream)."""
+    ssl_context: ssl.SSLContext | None = None
     host: str = "127.0.0.1"
     port: int = field(default_factory=free_port)
     seen: list[Seen] = field(default_factory=list)
@@ -53,7 +57,7 @@ class FakeUpstream:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://{self.host}:{self.port}"
 
     def add_blob(self, data: bytes) -> str:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
@@ -118,6 +122,8 @@ class FakeUpstream:
             return response
         for i in range(0, len(data), 65536):
             await response.write(data[i : i + 65536])
+            if self.chunk_delay:
+                await asyncio.sleep(self.chunk_delay)
         await response.write_eof()
         return response
 
@@ -131,7 +137,9 @@ class FakeUpstream:
             app.router.add_route("*", "/{tail:.*}", self._handle)
             self._runner = web.AppRunner(app, access_log=None)
             loop.run_until_complete(self._runner.setup())
-            loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
+            loop.run_until_complete(
+                web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.ssl_context).start()
+            )
             ready.set()
             loop.run_forever()
             loop.run_until_complete(self._runner.cleanup())

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import trustme
 
 from hostinfo import HostProfile, Platform
 from proxy.mediatypes import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, UPSTREAM_ACCEPT, ClientCaps
@@ -421,3 +423,52 @@ def test_online_resolve_and_platforms(seeded: Seeded) -> None:
     assert all(r["warnings"] == [] for r in levels)
     assert cli("platforms", "Bad Name!").returncode == 2
     assert cli("resolve").returncode == 2
+
+
+def test_a_late_joiner_gets_the_bytes_already_received_then_the_rest(platproxy: Start) -> None:
+    fake = FakeUpstream(chunk_delay=0.01).start()  # 2 MiB in 32 chunks: about 0.3 s
+    try:
+        data = os.urandom(2 * 2**20)
+        digest = fake.add_blob(data)
+        proxy = platproxy(fake.url, "linux/amd64")
+        url = f"http://{proxy.address}/v2/library/x/blobs/{digest}"
+
+        async def main() -> tuple[bytes, bytes, int]:
+            async with aiohttp.ClientSession() as session:
+                first = await session.get(url)
+                head = await first.content.readexactly(512 * 1024)  # the fill is under way
+                async with session.get(url) as late:
+                    late_body = await late.read()
+                rest = await first.read()
+                first.release()
+                return head + rest, late_body, proxy.log().count('"cache": "coalesced"')
+
+        first, late, coalesced = asyncio.run(main())
+        assert first == data and late == data
+        assert fake.count("GET", digest) == 1 and coalesced == 1
+    finally:
+        fake.stop()
+
+
+def test_tls_upstreams_are_verified(platproxy: Start, tmp_path: Path) -> None:
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    fake = FakeUpstream(ssl_context=server_context).start()
+    try:
+        digest = fake.add_blob(b"tls" * 1000)
+        untrusting = platproxy(fake.url, "linux/amd64")
+        status, _, body = request(untrusting.port, "GET", f"/v2/library/x/blobs/{digest}")
+        assert status == 503 and "SSL" in json.loads(body)["errors"][0]["detail"]["error"].upper()
+        assert fake.count("GET", digest) == 0
+        ca_file = tmp_path / "ca.pem"
+        ca.cert_pem.write_to_path(str(ca_file))
+        os.environ["SSL_CERT_FILE"] = str(ca_file)
+        try:
+            trusting = platproxy(fake.url, "linux/amd64")
+        finally:
+            del os.environ["SSL_CERT_FILE"]
+        status, _, body = request(trusting.port, "GET", f"/v2/library/x/blobs/{digest}")
+        assert status == 200 and body == b"tls" * 1000
+    finally:
+        fake.stop()
