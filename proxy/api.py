@@ -19,10 +19,12 @@ import structlog
 from aiohttp import web
 
 from proxy.blobs import BlobService, parse_range
+from proxy.config import Config
 from proxy.errors import RegistryError, error_body, from_upstream, unsupported
 from proxy.fill import FillFailed, read_fill
 from proxy.manifests import ManifestAnswer, ManifestService
 from proxy.mediatypes import OCI_INDEX, ClientCaps, parse_accept
+from proxy.metrics import Metrics
 from proxy.names import check_digest, check_name, check_tag, is_digest
 from proxy.route import Route, route
 from proxy.upstream import UpstreamError
@@ -36,6 +38,8 @@ MAX_PATH = 2048
 READ_METHODS = ("GET", "HEAD")
 
 SERVICES: web.AppKey[Any] = web.AppKey("services", object)
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 
 
 class Services:
@@ -46,6 +50,17 @@ class Services:
 
 def _json_error(exc: RegistryError) -> web.Response:
     return web.Response(status=exc.status, body=exc.body(), content_type="application/json", headers=exc.headers)
+
+
+def _route_of(path: str) -> str:
+    """A low-cardinality name for the metrics label."""
+    if path in ("/v2", "/v2/"):
+        return "base"
+    for marker, name in (("/manifests/", "manifests"), ("/blobs/uploads", "uploads"), ("/blobs/", "blobs"),
+                         ("/tags/list", "tags"), ("/referrers/", "referrers")):  # fmt: skip
+        if marker in path:
+            return name
+    return "other"
 
 
 @web.middleware
@@ -64,10 +79,22 @@ async def errors_middleware(
         log.exception("unexpected error", method=request.method, path=request.path[:300])
         response = web.Response(status=500, body=error_body("UNKNOWN", "internal error; see the server log"),
                                 content_type="application/json")  # fmt: skip
-    response.headers.setdefault("Docker-Distribution-API-Version", "registry/2.0")
+    if not response.prepared:
+        response.headers.setdefault("Docker-Distribution-API-Version", "registry/2.0")
+    route_name = _route_of(request.path)
+    outcome = request.get("cache", "")
+    sent = 0 if request.method == "HEAD" else request.get("bytes", response.content_length or 0)
+    metrics: Metrics = request.app[METRICS]
+    metrics.requests.labels(route_name, request.method, str(response.status)).inc()
+    if outcome:
+        metrics.cache_outcomes.labels(route_name, outcome.split(",")[0]).inc()
+        metrics.coalesced.inc(outcome == "coalesced")
+        metrics.stale.inc(outcome == "stale")
+    metrics.bytes_served.labels(route_name).inc(sent)
+    extra = {k: request[k] for k in ("upstream", "platform", "rank") if k in request}
     log.info(
-        "request", method=request.method, path=request.path[:300], status=response.status,
-        cache=request.get("cache", ""), duration_ms=round((time.monotonic() - started) * 1000, 1),
+        "request", method=request.method, path=request.path[:300], status=response.status, bytes=sent,
+        cache=outcome, duration_ms=round((time.monotonic() - started) * 1000, 1), **extra,
     )  # fmt: skip
     return response
 
@@ -108,8 +135,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 
 
 def _route(request: web.Request, name: str) -> Route:
-    ns = request.query.get("ns")
-    return route(check_name(name), ns, request.app["config"])
+    r = route(check_name(name), request.query.get("ns"), request.app[CONFIG])
+    request["upstream"] = r.upstream.name
+    return r
 
 
 def _client(request: web.Request) -> ClientCaps:
@@ -127,6 +155,9 @@ async def manifest(request: web.Request, services: Services, r: Route, reference
     else:
         answer = await services.manifests.by_tag(r, check_tag(reference), client)
     request["cache"] = answer.outcome
+    if "X-Platproxy-Platform" in answer.headers:
+        request["platform"] = answer.headers["X-Platproxy-Platform"]
+        request["rank"] = answer.headers["X-Platproxy-Rank"]
     headers = {
         "Docker-Content-Digest": answer.digest,
         "ETag": f'"{answer.digest}"',
@@ -142,7 +173,7 @@ async def blob(request: web.Request, services: Services, r: Route, digest: str) 
     headers = {"Docker-Content-Digest": digest, "ETag": f'"{digest}"', "Accept-Ranges": "bytes"}
     if services.blobs.cached(digest):
         request["cache"] = "hit"
-        return _file(services, digest, headers)
+        return await _file(request, services, digest, headers)
     if request.method == "HEAD":
         size = await services.blobs.head_uncached(r, digest)
         request["cache"] = "miss"
@@ -151,7 +182,7 @@ async def blob(request: web.Request, services: Services, r: Route, digest: str) 
     fill, started = await services.blobs.fill(r, digest)
     request["cache"] = "miss" if started else "coalesced"
     if fill.finished and fill.error is None:
-        return _file(services, digest, headers)
+        return await _file(request, services, digest, headers)
     wanted = parse_range(request.headers.get("Range"), fill.size)
     response = web.StreamResponse(status=206 if wanted else 200, headers=headers)
     response.content_type = "application/octet-stream"
@@ -162,8 +193,11 @@ async def blob(request: web.Request, services: Services, r: Route, digest: str) 
             response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{fill.size}"
     await response.prepare(request)
     try:
-        async for chunk in read_fill(fill, services.blobs.store, start, end):
-            await response.write(chunk)
+        request["bytes"] = 0
+        with services.blobs.pinned(digest):
+            async for chunk in read_fill(fill, services.blobs.store, start, end):
+                await response.write(chunk)
+                request["bytes"] += len(chunk)
     except FillFailed as exc:
         log.warning("cutting client: blob fill failed", digest=digest, error=str(exc))
         request["cache"] = f"{request['cache']}, cut"
@@ -174,10 +208,12 @@ async def blob(request: web.Request, services: Services, r: Route, digest: str) 
     return response
 
 
-def _file(services: Services, digest: str, headers: dict[str, str]) -> web.FileResponse:
-    """A cached blob: sendfile, Range and HEAD handled by aiohttp."""
+async def _file(request: web.Request, services: Services, digest: str, headers: dict[str, str]) -> web.StreamResponse:
+    """A cached blob: sendfile, Range and HEAD handled by aiohttp; pinned while it is sent."""
     response = web.FileResponse(services.blobs.store.path(digest), headers=headers)
     response.content_type = "application/octet-stream"
+    with services.blobs.pinned(digest):
+        await response.prepare(request)
     return response
 
 

@@ -1,8 +1,10 @@
-"""Wiring: the aiohttp application with its services, built from a ``Config``."""
+"""Wiring: the aiohttp application with its services, built from a ``Config``, and the runner."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import sys
 
 import structlog
@@ -10,16 +12,19 @@ from aiohttp import web
 
 from hostinfo import HostProfile
 from hostinfo.probe import host_profile
-from proxy.api import SERVICES, Services, dispatch, errors_middleware
+from proxy import health
+from proxy.api import CONFIG, METRICS, SERVICES, Services, dispatch, errors_middleware
 from proxy.blobs import BlobService
 from proxy.config import Config
 from proxy.fill import Fills
 from proxy.manifests import ManifestService
+from proxy.metrics import Metrics
 from proxy.store import ContentStore
 from proxy.tagindex import TagIndex
 from proxy.upstream import Upstream
 
-CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
+TAGS: web.AppKey[TagIndex] = web.AppKey("tags", TagIndex)
+FILLS: web.AppKey[Fills] = web.AppKey("fills", Fills)
 
 
 def configure_logging(level: str = "info") -> None:
@@ -44,8 +49,9 @@ def host_for(config: Config) -> HostProfile:
 
 def build_app(config: Config, host: HostProfile | None = None) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=1024)
+    metrics = Metrics()
     app[CONFIG] = config
-    app["config"] = config
+    app[METRICS] = metrics
     profile = host if host is not None else host_for(config)
 
     async def start(app: web.Application) -> None:
@@ -53,22 +59,56 @@ def build_app(config: Config, host: HostProfile | None = None) -> web.Applicatio
         root.mkdir(parents=True, exist_ok=True)
         store = ContentStore(root)
         tags = TagIndex(root / "index.db")
-        upstreams = {u.name: Upstream(u, config.limits) for u in config.upstreams}
+        upstreams = {u.name: Upstream(u, config.limits, metrics) for u in config.upstreams}
         fills = Fills(store)
         app[SERVICES] = Services(
-            ManifestService(config, store, tags, upstreams, profile), BlobService(store, fills, upstreams)
+            ManifestService(config, store, tags, upstreams, profile, metrics), BlobService(store, fills, upstreams)
         )
-        app["fills"] = fills
-        app["tags"] = tags
+        app[FILLS] = fills
+        app[TAGS] = tags
 
     async def stop(app: web.Application) -> None:
         services: Services = app[SERVICES]
-        await app["fills"].close()
+        await app[FILLS].close()
         for up in services.manifests.upstreams.values():
             await up.close()
-        app["tags"].close()
+        app[TAGS].close()
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
+    if not config.metrics.listen:
+        health.add_routes(app, app, metrics)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app
+
+
+def build_ops_app(main: web.Application) -> web.Application:
+    """/healthz, /readyz and /metrics alone, for ``[metrics] listen`` on another port."""
+    ops = web.Application()
+    health.add_routes(ops, main, main[METRICS])
+    return ops
+
+
+async def serve(config: Config, host: HostProfile) -> None:
+    """Run until SIGINT/SIGTERM, then close connections and upstream sessions."""
+    app = build_app(config, host)
+    runners = [web.AppRunner(app, access_log=None)]
+    await runners[0].setup()
+    sites = [web.TCPSite(runners[0], config.listen_host, config.listen_port)]
+    if config.metrics.listen:
+        ops = web.AppRunner(build_ops_app(app), access_log=None)
+        await ops.setup()
+        runners.append(ops)
+        host_part, _, port = config.metrics.listen.rpartition(":")
+        sites.append(web.TCPSite(ops, host_part.strip("[]"), int(port)))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        for site in sites:
+            await site.start()
+        await stop.wait()
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()

@@ -9,6 +9,8 @@ short or with the wrong digest is seen by the client as a cut connection, never 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import structlog
@@ -56,6 +58,18 @@ class BlobService:
         self.store = store
         self.fills = fills
         self.upstreams = upstreams
+        self.in_use: dict[str, int] = {}
+
+    @contextmanager
+    def pinned(self, digest: str) -> Iterator[None]:
+        """Mark a blob as being served: eviction leaves it alone until the send is over."""
+        self.in_use[digest] = self.in_use.get(digest, 0) + 1
+        try:
+            yield
+        finally:
+            self.in_use[digest] -= 1
+            if not self.in_use[digest]:
+                del self.in_use[digest]
 
     def cached(self, digest: str) -> bool:
         return self.store.has(digest)
@@ -81,6 +95,7 @@ class BlobService:
                 async for chunk in resp.content.iter_chunked(CHUNK):
                     fill.writer.write(chunk)
                     fill.writer.flush()
+                    up.fetched(len(chunk))
                     await fill.advance(len(chunk))
             if fill.size is not None and fill.written != fill.size:
                 raise UpstreamError(up.name, 502, f"short body: {fill.written} of {fill.size} bytes")

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from hostinfo import cli as hostinfo_cli
-from proxy import online_cli, resolve_cli, serve_cli
+from proxy import config_cli, online_cli, resolve_cli, serve_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     hi = sub.add_parser("hostinfo", help="print this host's platform and what it runs")
     hostinfo_cli.add_arguments(hi)
     hi.set_defaults(func=hostinfo_cli.run)
+    cf = sub.add_parser("config", help="check a configuration")
+    config_cli.add_arguments(cf)
     pf = sub.add_parser("platforms", help="list the platforms a live image offers, with validation warnings")
     online_cli.add_platforms_arguments(pf)
     pf.set_defaults(func=online_cli.run_platforms)

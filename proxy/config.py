@@ -8,14 +8,18 @@ readable message naming the key (``ConfigError``), never a traceback.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hostinfo.platform import Platform
 
 DOCKER_HUB_URL = "https://registry-1.docker.io"
 DOCKER_HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io")
@@ -59,6 +63,13 @@ def _size(value: Any) -> int:
 
 Duration = Annotated[float, BeforeValidator(_duration)]
 Size = Annotated[int, BeforeValidator(_size)]
+
+
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:5000")
+    return value
 
 
 class _Model(BaseModel):
@@ -118,6 +129,13 @@ class PlatformConfig(_Model):
     ia32: Literal["auto", "yes", "no"] = "auto"
     aarch32: Literal["auto", "yes", "no"] = "auto"
 
+    @field_validator("override")
+    @classmethod
+    def _platform(cls, value: str) -> str:
+        if value:
+            Platform.parse(value)  # PlatformError is a ValueError: reported with the key
+        return value
+
 
 class CacheConfig(_Model):
     dir: str = ""
@@ -126,6 +144,8 @@ class CacheConfig(_Model):
     """A cached tag younger than this is served without asking the upstream."""
     serve_stale_on_not_found: bool = True
     """When the upstream answers 404 for a cached tag, keep serving the cached content."""
+    max_size: Size = 0
+    """Disk budget for cached content (e.g. "20GiB"); 0: unlimited. Least recently used goes first."""
 
     def path(self) -> Path:
         if self.dir:
@@ -138,6 +158,22 @@ class ResolveConfig(_Model):
     list_aware_clients: Literal["resolve", "index"] = "resolve"
     """What a client that accepts list/index types gets for a tag: the resolved manifest
     (the default, resolution is the point) or the index itself."""
+
+
+class MetricsConfig(_Model):
+    listen: str = ""
+    """Serve /metrics, /healthz and /readyz on this HOST:PORT instead of the main port; empty: main port."""
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return _host_port(value) if value else value
+
+
+class AuthConfig(_Model):
+    htpasswd: str = ""
+    """An htpasswd file of bcrypt hashes; empty: no client authentication (sidecars on loopback)."""
+    realm: str = "platproxy"
 
 
 class LimitsConfig(_Model):
@@ -156,14 +192,13 @@ class Config(_Model):
     cache: CacheConfig = CacheConfig()
     resolve: ResolveConfig = ResolveConfig()
     limits: LimitsConfig = LimitsConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    auth: AuthConfig = AuthConfig()
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-            raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:5000")
-        return value
+        return _host_port(value)
 
     @model_validator(mode="after")
     def _upstreams(self) -> Config:
@@ -185,34 +220,100 @@ class Config(_Model):
         return int(self.listen.rpartition(":")[2])
 
 
-def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """Defaults, then the TOML file, then ``overrides`` (from flags); one readable error."""
-    data: dict[str, Any] = {}
+ENV_PREFIX = "PLATPROXY_"
+SECRET_KEYS = frozenset({"password"})
+
+
+def load_config(
+    path: Path | None = None, overrides: dict[str, Any] | None = None, env: Mapping[str, str] | None = None
+) -> Config:
+    """Defaults < the TOML file < ``PLATPROXY_*`` environment < ``overrides`` (flags).
+
+    Environment keys use ``__`` between levels and list indexes as numbers:
+    ``PLATPROXY_CACHE__TAG_TTL=1h``, ``PLATPROXY_UPSTREAMS__0__PASSWORD=...``; values are read
+    as JSON when they parse as JSON (``true``, ``3``, ``["a"]``), else as strings.
+    """
+    data: dict[str, Any] = Config().model_dump(mode="json")
+    origins: dict[str, str] = {}
     if path is not None:
         try:
-            data = tomllib.loads(path.read_text())
+            file_data = tomllib.loads(path.read_text())
         except OSError as exc:
             raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
-        if "upstream" in data:
-            data["upstreams"] = data.pop("upstream")
+        if "upstream" in file_data:
+            file_data["upstreams"] = file_data.pop("upstream")
+        data = _merge(data, file_data)
+    for key, raw in sorted((env if env is not None else os.environ).items()):
+        if key.startswith(ENV_PREFIX) and len(key) > len(ENV_PREFIX):
+            dotted = ".".join(key[len(ENV_PREFIX) :].lower().split("__"))
+            _set(data, dotted, _env_value(raw), key)
+            origins[dotted] = key
     for dotted, value in (overrides or {}).items():
-        section, _, key = dotted.rpartition(".")
-        target = data.setdefault(section, {}) if section else data
-        target[key] = value
+        _set(data, dotted, value, f"--{dotted.rpartition('.')[2].replace('_', '-')}")
+        origins[dotted] = "a command-line flag"
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(_describe(exc, origins)) from None
 
 
-def _describe(exc: ValidationError) -> str:
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _env_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _set(data: dict[str, Any], dotted: str, value: Any, source: str) -> None:
+    parts = dotted.split(".")
+    target: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(target, list):
+            if not part.isdigit() or int(part) >= len(target):
+                raise ConfigError(f"{source}: {'.'.join(parts[:i]) or dotted} has no entry {part}")
+            if last:
+                target[int(part)] = value
+            else:
+                target = target[int(part)]
+        elif isinstance(target, dict):
+            if last:
+                target[part] = value
+            else:
+                target = target.setdefault(part, {})
+        else:
+            raise ConfigError(f"{source}: {'.'.join(parts[:i])} is not a table")
+
+
+def _describe(exc: ValidationError, origins: dict[str, str] | None = None) -> str:
     first = exc.errors()[0]
     key = ".".join(str(p) for p in first["loc"]) or "(top level)"
     message = first["msg"].removeprefix("Value error, ")
+    origin = next((f" (from {src})" for k, src in (origins or {}).items() if key == k or key.startswith(k + ".")), "")
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"config key {key}: {message}{more}"
+    return f"config key {key}{origin}: {message}{more}"
+
+
+def masked(config: Config) -> dict[str, Any]:
+    """The effective config as plain data, with every secret replaced by ``***``."""
+
+    def mask(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: ("***" if k in SECRET_KEYS and v else mask(v)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [mask(v) for v in value]
+        return value
+
+    return dict(mask(config.model_dump(mode="json")))
 
 
 def upstream_from_url(url: str) -> UpstreamConfig:

@@ -22,6 +22,7 @@ from proxy.config import Config
 from proxy.errors import RegistryError, from_upstream
 from proxy.freshness import Action, Freshness, after_revalidation, freshness
 from proxy.mediatypes import INDEX_TYPES, MANIFEST_TYPES, ClientCaps
+from proxy.metrics import Metrics
 from proxy.resolve import Decision, InvalidIndex, parse_index, resolve_fetching, resolve_loading
 from proxy.route import Route
 from proxy.store import ContentStore, DigestMismatch
@@ -53,8 +54,10 @@ class ManifestService:
         tags: TagIndex,
         upstreams: dict[str, Upstream],
         host: HostProfile,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.metrics = metrics
         self.config = config
         self.store = store
         self.tags = tags
@@ -120,9 +123,16 @@ class ManifestService:
                 decision.no_match_detail(),
             )  # fmt: skip
         await self.load(route, chosen.digest)  # cache the chosen manifest before advertising it
+        if self.metrics is not None:
+            self.metrics.resolutions.labels(str(chosen.platform), chosen.label).inc()
         log.info(
-            "resolved", repo=route.repo, tag=tag, index=digest, chosen=chosen.digest, platform=str(chosen.platform),
+            "resolved", repo=route.repo, tag=tag, chosen=chosen.digest, platform=str(chosen.platform),
+            label=chosen.label, candidates=len(decision.candidates), rejected=len(decision.rejected),
+        )  # fmt: skip
+        log.debug(
+            "ranking", repo=route.repo, tag=tag, index=digest, chosen=chosen.digest, platform=str(chosen.platform),
             label=chosen.label, ranking=[c.to_json() for c in decision.candidates],
+            rejected=[r.to_json() for r in decision.rejected],
         )  # fmt: skip
         return record(
             digest=chosen.digest, media_type=chosen.media_type, index_digest=digest, platform=str(chosen.platform),

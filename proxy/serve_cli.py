@@ -8,14 +8,12 @@ config file; a bad value is one readable line and exit 2.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
-from hostinfo import PlatformError
-from proxy.app import build_app, configure_logging, host_for
+from proxy.app import configure_logging, host_for, serve
 from proxy.config import ConfigError, load_config, upstream_from_url
 
 
@@ -46,18 +44,14 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"platproxy serve: {exc}", file=sys.stderr)
         return 2
-    except PlatformError as exc:
-        print(f"platproxy serve: config key platform.override: {exc}", file=sys.stderr)
-        return 2
     configure_logging(args.log_level)
-    app = build_app(config, host)
     print(
         f"platproxy: serving {config.listen} for {host.platform}, upstreams "
         f"{', '.join(u.name + '=' + u.url for u in config.upstreams)}, cache {config.cache.path()}",
         file=sys.stderr,
     )
     try:
-        web.run_app(app, host=config.listen_host, port=config.listen_port, print=None, access_log=None)
+        asyncio.run(serve(config, host))
     except OSError as exc:
         print(f"platproxy serve: cannot listen on {config.listen}: {exc.strerror or exc}", file=sys.stderr)
         return 2

@@ -24,6 +24,7 @@ import aiohttp
 
 from proxy.config import LimitsConfig, UpstreamConfig, is_loopback
 from proxy.mediatypes import UPSTREAM_ACCEPT
+from proxy.metrics import Metrics
 
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 MAX_REDIRECTS = 5
@@ -61,8 +62,11 @@ def registrable_domain(host: str) -> str:
 class Upstream:
     """One configured upstream registry, with its own connection pool and token cache."""
 
-    def __init__(self, config: UpstreamConfig, limits: LimitsConfig) -> None:
+    def __init__(self, config: UpstreamConfig, limits: LimitsConfig, metrics: Metrics | None = None) -> None:
         self.config = config
+        self.metrics = metrics
+        self.reachable = True
+        """False after the last request found the upstream unreachable or failing (5xx, 429)."""
         self.name = config.name
         self.base = config.url
         self.host = urlsplit(config.url).hostname or ""
@@ -94,7 +98,14 @@ class Upstream:
         """A request to the upstream with auth and redirects handled; the caller reads the body."""
         url = self.base + path
         hdrs = dict(headers or {})
-        resp = await self._send(method, url, hdrs, scope)
+        started = time.monotonic()
+        try:
+            resp = await self._send(method, url, hdrs, scope)
+        except UpstreamError as exc:
+            self._failed(exc)
+            raise
+        if self.metrics is not None:
+            self.metrics.upstream_latency.labels(self.name).observe(time.monotonic() - started)
         try:
             if resp.status == 401:
                 challenge = resp.headers.get("WWW-Authenticate", "")
@@ -107,9 +118,23 @@ class Upstream:
                 raise UpstreamError(self.name, 429, "too many requests", resp.headers.get("Retry-After"))
             if resp.status >= 400:
                 raise UpstreamError(self.name, resp.status, f"{method} {path} answered {resp.status}")
+            self.reachable = True
             yield resp
+        except UpstreamError as exc:
+            self._failed(exc)
+            raise
         finally:
             resp.release()
+
+    def _failed(self, exc: UpstreamError) -> None:
+        if exc.unreachable:
+            self.reachable = False
+        if self.metrics is not None:
+            self.metrics.upstream_error(self.name, exc.status)
+
+    def fetched(self, nbytes: int) -> None:
+        if self.metrics is not None:
+            self.metrics.bytes_fetched.labels(self.name).inc(nbytes)
 
     async def _send(self, method: str, url: str, headers: dict[str, str], scope: str) -> aiohttp.ClientResponse:
         for _ in range(MAX_REDIRECTS + 1):
@@ -184,6 +209,7 @@ class Upstream:
             data = None if (resp.content_length or 0) > max_size else await read_limited(resp, max_size)
             if data is None:
                 raise UpstreamError(self.name, 413, f"manifest larger than {max_size} bytes")
+            self.fetched(len(data))
             media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
             return data, media_type, resp.headers.get("Docker-Content-Digest")
 

@@ -1,0 +1,27 @@
+"""``platproxy config check [FILE]``: validate a config and print the effective one, secrets masked."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from proxy.config import ConfigError, load_config, masked
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="config_command", required=True)
+    check = sub.add_parser("check", help="validate FILE (and PLATPROXY_* variables); print the effective config")
+    check.add_argument("file", nargs="?", type=Path, help="TOML config file (default: embedded defaults only)")
+    check.set_defaults(func=run_check)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        print(f"platproxy config: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(masked(config), indent=2))
+    return 0

@@ -1,0 +1,63 @@
+"""``/healthz`` (alive), ``/readyz`` (cache writable; upstreams reachable, per upstream) and
+``/metrics``: outside ``/v2/``, on the main port or on their own (``[metrics] listen``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from typing import Any
+
+from aiohttp import web
+
+from proxy.api import SERVICES
+from proxy.metrics import CONTENT_TYPE_LATEST, Metrics
+
+MAIN: web.AppKey[web.Application] = web.AppKey("main", web.Application)
+"""The application whose services are checked (the ops app on its own port points at the main one)."""
+
+PING_TIMEOUT = 3.0
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    services = request.app[MAIN][SERVICES]
+    store = services.blobs.store
+    try:
+        fd, name = tempfile.mkstemp(dir=store.tmp, prefix="readyz.")
+        os.close(fd)
+        os.unlink(name)
+        writable, problem = True, ""
+    except OSError as exc:
+        writable, problem = False, exc.strerror or str(exc)
+    upstreams = list(services.manifests.upstreams.values())
+
+    async def ping(up: Any) -> bool:
+        try:
+            return bool(await asyncio.wait_for(up.ping(), PING_TIMEOUT))
+        except TimeoutError:
+            return False
+
+    reachable = await asyncio.gather(*(ping(up) for up in upstreams))
+    body = {
+        "cache": {"writable": writable, "path": str(store.root), **({"error": problem} if problem else {})},
+        "upstreams": {up.name: {"reachable": ok, "url": up.base} for up, ok in zip(upstreams, reachable, strict=True)},
+    }
+    return web.json_response(body, status=200 if writable else 503)
+
+
+def metrics_handler(metrics: Metrics) -> Any:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return handler
+
+
+def add_routes(app: web.Application, main: web.Application, metrics: Metrics) -> None:
+    app[MAIN] = main
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler(metrics))

@@ -1,0 +1,168 @@
+"""Operations: metrics, health, config layering, as an operator sees them."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from proxy.mediatypes import UPSTREAM_ACCEPT
+from tests.conftest import Seeded, push_case
+from tests.fakeupstream import FakeUpstream
+from tests.registry import Platproxy, Registry, free_port, request
+
+pytestmark = pytest.mark.e2e
+Start = Callable[..., Platproxy]
+ALL = {"Accept": UPSTREAM_ACCEPT}
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text format (0 when absent)."""
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0])) if "{" in line else {}
+            if all(found.get(k) == v for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def write_config(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / f"ops-{free_port()}.toml"
+    path.write_text(text)
+    return ["--config", str(path)]
+
+
+def test_metrics_count_hit_miss_coalesced_and_stale(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "reg").start()
+    push_case(registry, "library/multi:1", seeded.cases["library/multi:1"])
+    slow = FakeUpstream(chunk_delay=0.01).start()
+    try:
+        config = (f'[[upstream]]\nname = "reg"\nurl = "{registry.url}"\n'
+                  f'[[upstream]]\nname = "slow"\nurl = "{slow.url}"\n[cache]\ntag_ttl = 0\n')  # fmt: skip
+        proxy = platproxy("", "linux/arm64", write_config(tmp_path, config))
+        assert request(proxy.port, "GET", "/v2/reg/library/multi/manifests/1", headers=ALL)[0] == 200  # miss
+        assert request(proxy.port, "GET", "/v2/reg/library/multi/manifests/1", headers=ALL)[0] == 200  # revalidated
+        digest = seeded.cases["library/multi:1"].digest_of("linux/arm64/v8")
+        assert request(proxy.port, "GET", f"/v2/reg/library/multi/manifests/{digest}", headers=ALL)[0] == 200  # hit
+        registry.stop()
+        assert request(proxy.port, "GET", "/v2/reg/library/multi/manifests/1", headers=ALL)[0] == 200  # stale
+        blob = slow.add_blob(os.urandom(1 << 20))
+        results: list[int] = []
+
+        def pull() -> None:
+            results.append(request(proxy.port, "GET", f"/v2/slow/x/blobs/{blob}")[0])
+
+        threads = [threading.Thread(target=pull) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results == [200, 200, 200]
+        text = request(proxy.port, "GET", "/metrics")[2].decode()
+        assert metric(text, "platproxy_cache_outcomes_total", kind="manifests", outcome="miss") == 1
+        assert metric(text, "platproxy_cache_outcomes_total", kind="manifests", outcome="revalidated") == 1
+        assert metric(text, "platproxy_cache_outcomes_total", kind="manifests", outcome="hit") == 1
+        assert metric(text, "platproxy_cache_outcomes_total", kind="manifests", outcome="stale") == 1
+        assert metric(text, "platproxy_stale_serves_total") == 1
+        assert metric(text, "platproxy_coalesced_waiters_total") == 2
+        assert metric(text, "platproxy_cache_outcomes_total", kind="blobs", outcome="miss") == 1
+        assert metric(text, "platproxy_resolutions_total", platform="linux/arm64/v8", label="native") == 1
+        assert metric(text, "platproxy_upstream_errors_total", upstream="reg", kind="unreachable") >= 1
+        assert metric(text, "platproxy_bytes_fetched_total", upstream="slow") == 1 << 20
+        assert metric(text, "platproxy_bytes_served_total", route="blobs") == 3 << 20
+        assert metric(text, "platproxy_requests_total", route="manifests", method="GET", status="200") == 4
+        assert metric(text, "platproxy_upstream_request_seconds_count", upstream="reg") >= 2
+    finally:
+        slow.stop()
+        registry.stop()
+
+
+def test_health_and_readiness(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:
+    config = (f'[[upstream]]\nname = "reg"\nurl = "{seeded.registry.url}"\n'
+              f'[[upstream]]\nname = "gone"\nurl = "http://127.0.0.1:{free_port()}"\n')  # fmt: skip
+    proxy = platproxy("", "linux/amd64", write_config(tmp_path, config))
+    assert json.loads(request(proxy.port, "GET", "/healthz")[2]) == {"status": "ok"}
+    status, _, body = request(proxy.port, "GET", "/readyz")
+    ready = json.loads(body)
+    assert status == 200 and ready["cache"]["writable"] is True
+    assert ready["upstreams"]["reg"]["reachable"] is True and ready["upstreams"]["gone"]["reachable"] is False
+    (proxy.cache_dir / "tmp").chmod(0o500)
+    try:
+        if os.geteuid() == 0:  # root writes anywhere: make the directory unusable another way
+            (proxy.cache_dir / "tmp").chmod(0o700)
+            os.rename(proxy.cache_dir / "tmp", proxy.cache_dir / "tmp.moved")
+            (proxy.cache_dir / "tmp").write_text("not a directory")
+        status, _, body = request(proxy.port, "GET", "/readyz")
+        assert status == 503 and json.loads(body)["cache"]["writable"] is False
+    finally:
+        if (proxy.cache_dir / "tmp.moved").exists():
+            (proxy.cache_dir / "tmp").unlink()
+            os.rename(proxy.cache_dir / "tmp.moved", proxy.cache_dir / "tmp")
+        (proxy.cache_dir / "tmp").chmod(0o700)
+
+
+def test_ops_endpoints_move_to_their_own_port(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:
+    ops_port = free_port()
+    proxy = platproxy(
+        seeded.registry.url, "linux/amd64", write_config(tmp_path, f'[metrics]\nlisten = "127.0.0.1:{ops_port}"\n')
+    )
+    assert request(ops_port, "GET", "/healthz")[0] == 200
+    assert b"platproxy_requests_total" in request(ops_port, "GET", "/metrics")[2]
+    assert request(proxy.port, "GET", "/metrics")[0] == 404
+    assert request(proxy.port, "GET", "/v2/")[0] == 200
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "proxy.cli", *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})})  # fmt: skip
+
+
+def test_flags_beat_env_beat_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    upstream = '[[upstream]]\nname = "x"\nurl = "https://x.example"\nusername = "u"\npassword = "hunter2"\n'
+    path.write_text('listen = "127.0.0.1:6000"\n[cache]\ntag_ttl = "1m"\ndir = "/from/file"\n' + upstream)
+    out = json.loads(cli("config", "check", str(path), env={"PLATPROXY_CACHE__TAG_TTL": "2h"}).stdout)
+    assert out["listen"] == "127.0.0.1:6000" and out["cache"]["tag_ttl"] == 7200 and out["cache"]["dir"] == "/from/file"
+    assert out["upstreams"][0]["password"] == "***"
+    from proxy.config import load_config
+
+    env = {
+        "PLATPROXY_LISTEN": "127.0.0.1:7000",
+        "PLATPROXY_CACHE__DIR": "/from/env",
+        "PLATPROXY_UPSTREAMS__0__PASSWORD": "p",
+    }
+    config = load_config(path, {"cache.dir": "/from/flag"}, env)
+    assert (config.listen, config.cache.dir, config.upstreams[0].password) == ("127.0.0.1:7000", "/from/flag", "p")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (
+            ("config", "check"),
+            {"PLATPROXY_LISTEN": "nowhere"},
+            "config key listen (from PLATPROXY_LISTEN): expected HOST:PORT",
+        ),
+        (
+            ("config", "check"),
+            {"PLATPROXY_UPSTREAMS__3__URL": "x"},
+            "PLATPROXY_UPSTREAMS__3__URL: upstreams has no entry 3",
+        ),
+        (("serve", "--listen", "bad"), {}, "config key listen (from a command-line flag)"),
+        (("serve", "--platform", "linux/arm/v7/z"), {}, "config key platform.override"),
+        (("serve", "--upstream", "ftp://x"), {}, "--upstream ftp://x"),
+        (("config", "check", "/nonexistent.toml"), {}, "cannot read config"),
+    ],
+)
+def test_bad_config_is_one_line_and_exit_2(args: tuple[str, ...], env: dict[str, str], needle: str) -> None:
+    done = cli(*args, env=env)
+    assert done.returncode == 2, done.stderr
+    assert needle in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
