@@ -212,6 +212,7 @@ async def _file(request: web.Request, services: Services, digest: str, headers: 
     """A cached blob: sendfile, Range and HEAD handled by aiohttp; pinned while it is sent."""
     response = web.FileResponse(services.blobs.store.path(digest), headers=headers)
     response.content_type = "application/octet-stream"
+    services.blobs.store.touch(digest)
     with services.blobs.pinned(digest):
         await response.prepare(request)
     return response

@@ -16,6 +16,7 @@ from proxy import health
 from proxy.api import CONFIG, METRICS, SERVICES, Services, dispatch, errors_middleware
 from proxy.blobs import BlobService
 from proxy.config import Config
+from proxy.evict import Evictor
 from proxy.fill import Fills
 from proxy.manifests import ManifestService
 from proxy.metrics import Metrics
@@ -61,9 +62,15 @@ def build_app(config: Config, host: HostProfile | None = None) -> web.Applicatio
         tags = TagIndex(root / "index.db")
         upstreams = {u.name: Upstream(u, config.limits, metrics) for u in config.upstreams}
         fills = Fills(store)
-        app[SERVICES] = Services(
-            ManifestService(config, store, tags, upstreams, profile, metrics), BlobService(store, fills, upstreams)
-        )
+        blobs = BlobService(store, fills, upstreams)
+        evictor = Evictor(
+            store, tags, config.cache.max_size,
+            busy=lambda: set(fills.active) | set(blobs.in_use),
+            unreachable=lambda: {name for name, up in upstreams.items() if not up.reachable},
+            metrics=metrics,
+        )  # fmt: skip
+        store.on_added, store.on_used = evictor.added, evictor.used
+        app[SERVICES] = Services(ManifestService(config, store, tags, upstreams, profile, metrics), blobs)
         app[FILLS] = fills
         app[TAGS] = tags
 

@@ -7,7 +7,8 @@ import sys
 from collections.abc import Sequence
 
 from hostinfo import cli as hostinfo_cli
-from proxy import config_cli, online_cli, resolve_cli, serve_cli
+from proxy import cache_cli, config_cli, online_cli, resolve_cli, serve_cli
+from proxy.app import configure_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     hi = sub.add_parser("hostinfo", help="print this host's platform and what it runs")
     hostinfo_cli.add_arguments(hi)
     hi.set_defaults(func=hostinfo_cli.run)
+    cc = sub.add_parser("cache", help="list, trim or remove cached images")
+    cache_cli.add_arguments(cc)
     cf = sub.add_parser("config", help="check a configuration")
     config_cli.add_arguments(cf)
     pf = sub.add_parser("platforms", help="list the platforms a live image offers, with validation warnings")
@@ -40,6 +43,7 @@ def _resolve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging("warning")  # logs go to stderr; stdout is for the command's own output
     code: int = args.func(args)
     return code
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from proxy.names import check_digest
@@ -22,14 +23,20 @@ class DigestMismatch(ValueError):
 
 
 class ContentStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, clean_tmp: bool = True) -> None:
+        """``clean_tmp``: drop fills a crash left behind (the server's start; not the cache CLI's)."""
         self.root = root
+        self.on_added: Callable[[str, int], None] | None = None
+        """Called with (digest, size) after content is committed (the disk budget listens)."""
+        self.on_used: Callable[[str], None] | None = None
+        """Called with a digest whenever stored content is read or served."""
         self.blobs = root / "blobs"
         self.tmp = root / "tmp"
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
-        for leftover in self.tmp.iterdir():  # fills interrupted by a crash are never kept
-            leftover.unlink(missing_ok=True)
+        if clean_tmp:
+            for leftover in self.tmp.iterdir():  # fills interrupted by a crash are never kept
+                leftover.unlink(missing_ok=True)
 
     def path(self, digest: str) -> Path:
         algorithm, _, encoded = check_digest(digest).partition(":")
@@ -44,11 +51,18 @@ class ContentStore:
         except OSError:
             return None
 
-    def read(self, digest: str) -> bytes | None:
+    def read(self, digest: str, *, touch: bool = True) -> bytes | None:
         try:
-            return self.path(digest).read_bytes()
+            data = self.path(digest).read_bytes()
         except OSError:
             return None
+        if touch:
+            self.touch(digest)
+        return data
+
+    def touch(self, digest: str) -> None:
+        if self.on_used is not None:
+            self.on_used(digest)
 
     def writer(self, digest: str) -> BlobWriter:
         return BlobWriter(self, check_digest(digest))
@@ -58,9 +72,6 @@ class ContentStore:
         with self.writer(digest) as w:
             w.write(data)
             w.commit()
-
-    def total_size(self) -> int:
-        return sum(f.stat().st_size for f in self.blobs.rglob("*") if f.is_file())
 
 
 class BlobWriter:
@@ -97,6 +108,8 @@ class BlobWriter:
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.tmp_path, final)
         self.committed = True
+        if self.store.on_added is not None:
+            self.store.on_added(self.digest, self.written)
         return final
 
     def abort(self) -> None:

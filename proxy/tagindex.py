@@ -25,7 +25,19 @@ CREATE INDEX IF NOT EXISTS tags_by_index ON tags (index_digest);
 CREATE TABLE IF NOT EXISTS manifests (
     digest TEXT PRIMARY KEY, media_type TEXT NOT NULL, size INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS content (
+    digest TEXT PRIMARY KEY, size INTEGER NOT NULL, last_used REAL NOT NULL
+);
 """
+
+
+@dataclass(frozen=True)
+class ContentEntry:
+    """One stored file and when it was last used (for least-recently-used eviction)."""
+
+    digest: str
+    size: int
+    last_used: float
 
 
 @dataclass(frozen=True)
@@ -100,3 +112,31 @@ class TagIndex:
 
     def put_manifest(self, digest: str, media_type: str, size: int) -> None:
         self.db.execute("INSERT OR REPLACE INTO manifests VALUES (?,?,?)", (digest, media_type, size))
+
+    def forget_manifest(self, digest: str) -> None:
+        self.db.execute("DELETE FROM manifests WHERE digest=?", (digest,))
+
+    def delete_tags(self, records: list[TagRecord]) -> None:
+        with self.db:
+            self.db.executemany(
+                "DELETE FROM tags WHERE upstream=? AND repo=? AND tag=? AND host=?",
+                [(r.upstream, r.repo, r.tag, r.host) for r in records],
+            )
+
+    # -- usage, for the disk budget ---------------------------------------------------------------
+
+    def note_content(self, digest: str, size: int, when: float) -> None:
+        self.db.execute("INSERT OR REPLACE INTO content VALUES (?,?,?)", (digest, size, when))
+
+    def touch_content(self, used: dict[str, float]) -> None:
+        if used:
+            self.db.executemany("UPDATE content SET last_used=? WHERE digest=?", [(t, d) for d, t in used.items()])
+
+    def forget_content(self, digest: str) -> None:
+        self.db.execute("DELETE FROM content WHERE digest=?", (digest,))
+
+    def content_entries(self) -> list[ContentEntry]:
+        return [ContentEntry(*row) for row in self.db.execute("SELECT digest, size, last_used FROM content")]
+
+    def content_total(self) -> int:
+        return int(self.db.execute("SELECT COALESCE(SUM(size), 0) FROM content").fetchone()[0])

@@ -1,0 +1,137 @@
+"""``platproxy cache ls | gc | rm IMAGE``: inspect and trim the cache directory directly.
+
+They work on the directory (``--cache-dir``, or the config's) and are safe beside a running
+server: SQLite serializes the writes, and a file removed while it is being sent stays readable
+for that send.  Temporary files younger than a day are left alone (a running fill owns them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from proxy.config import ConfigError, _size, load_config
+from proxy.errors import RegistryError
+from proxy.evict import Evictor, references
+from proxy.names import ImageRef
+from proxy.store import ContentStore
+from proxy.tagindex import TagIndex, TagRecord
+
+TMP_GRACE = 86400.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML config (for cache.dir and cache.max_size)")
+    parser.add_argument("--cache-dir", help="the cache directory (overrides the config)")
+    sub = parser.add_subparsers(dest="cache_command", required=True)
+    ls = sub.add_parser("ls", help="cached tags with their resolution record")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=run_ls)
+    gc = sub.add_parser("gc", help="drop stale temporary files, reconcile, evict down to the budget")
+    gc.add_argument("--max-size", help="budget to evict down to (default: cache.max_size)")
+    gc.set_defaults(func=run_gc)
+    rm = sub.add_parser("rm", help="forget IMAGE (all its tags, or the one named) and content nothing else uses")
+    rm.add_argument("image", help="e.g. alpine, alpine:3.20, ghcr.io/o/r:tag")
+    rm.set_defaults(func=run_rm)
+
+
+def _open(args: argparse.Namespace) -> tuple[ContentStore, TagIndex, int]:
+    overrides = {"cache.dir": args.cache_dir} if args.cache_dir else {}
+    config = load_config(args.config, overrides)
+    root = config.cache.path()
+    if not (root / "index.db").exists():
+        raise ConfigError(f"no platproxy cache at {root}")
+    return ContentStore(root, clean_tmp=False), TagIndex(root / "index.db"), config.cache.max_size
+
+
+def run_ls(args: argparse.Namespace) -> int:
+    try:
+        _, tags, _ = _open(args)
+    except ConfigError as exc:
+        return _fail("ls", str(exc))
+    now = time.time()
+    rows = [
+        {"image": f"{r.upstream}/{r.repo}:{r.tag}", "platform": r.platform or "(not a list)", "label": r.label,
+         "digest": r.digest, "index": r.index_digest, "age_s": round(now - r.fetched_at), "host": r.host}
+        for r in tags.all_tags()
+    ]  # fmt: skip
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'IMAGE':<44} {'PLATFORM':<20} {'AGE':>7}  DIGEST / INDEX")
+    for row in rows:
+        print(f"{row['image']:<44} {row['platform']:<20} {row['age_s']:>6}s  {row['digest']}")
+        if row["index"]:
+            print(f"{'':<44} {'':<20} {'':>7}  from {row['index']}")
+    return 0
+
+
+def run_gc(args: argparse.Namespace) -> int:
+    try:
+        store, tags, budget = _open(args)
+        if args.max_size:
+            budget = _size(args.max_size)
+    except (ConfigError, ValueError) as exc:
+        return _fail("gc", str(exc))
+    removed_tmp = 0
+    for leftover in store.tmp.iterdir():
+        if time.time() - leftover.stat().st_mtime > TMP_GRACE:
+            leftover.unlink(missing_ok=True)
+            removed_tmp += 1
+    evictor = Evictor(store, tags, budget, busy=set, unreachable=set)
+    victims = evictor.run() if budget else []
+    print(json.dumps({"temporary_files_removed": removed_tmp, "evicted": len(victims),
+                      "evicted_bytes": sum(v.size for v in victims), "total_bytes": evictor.total}))  # fmt: skip
+    return 0
+
+
+def run_rm(args: argparse.Namespace) -> int:
+    try:
+        store, tags, _ = _open(args)
+        ref = ImageRef.parse(args.image)
+    except ConfigError as exc:
+        return _fail("rm", str(exc))
+    except RegistryError as exc:
+        return _fail("rm", f"bad image reference {args.image!r}: {exc.message}")
+    tag_given = ":" in args.image.rpartition("/")[2]
+    doomed = [r for r in tags.all_tags() if _matches(r, ref, tag_given)]
+    if not doomed:
+        return _fail("rm", f"nothing cached for {args.image}")
+    keep = _needed(store, [r for r in tags.all_tags() if r not in doomed])
+    gone = _needed(store, doomed) - keep
+    tags.delete_tags(doomed)
+    for digest in gone:
+        store.path(digest).unlink(missing_ok=True)
+        tags.forget_content(digest)
+        tags.forget_manifest(digest)
+    print(json.dumps({"tags_removed": [f"{r.upstream}/{r.repo}:{r.tag}" for r in doomed], "files_removed": len(gone)}))
+    return 0
+
+
+def _matches(record: TagRecord, ref: ImageRef, tag_given: bool) -> bool:
+    """``registry/repo`` as parsed, or ``<upstream name>/<repo>`` (the path-prefix form)."""
+    names = {(ref.registry, ref.name)}
+    first, _, rest = ref.name.partition("/")
+    if rest:
+        names.add((first, rest))
+    return (record.upstream, record.repo) in names and (not tag_given or record.tag == ref.reference)
+
+
+def _needed(store: ContentStore, records: list[TagRecord]) -> set[str]:
+    """Every digest these records need: manifests, indexes, and what they refer to."""
+    needed: set[str] = set()
+    for record in records:
+        for digest in filter(None, (record.digest, record.index_digest)):
+            needed.add(digest)
+            data = store.read(digest, touch=False)
+            if data is not None:
+                needed |= references(data)
+    return needed
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"platproxy cache {command}: {message}", file=sys.stderr)
+    return 2

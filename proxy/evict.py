@@ -1,0 +1,142 @@
+"""The disk budget: least-recently-used eviction with protections.
+
+``choose_victims`` is pure: given every entry (digest, size, last use), the budget and the set
+of protected digests, it returns what to delete, oldest first, until the total fits.  The
+``Evictor`` feeds it: content being filled or served is protected (Distribution's TTL vacuum
+left clients with truncated blobs, distribution#2367), and so is everything a tag needs while
+its upstream is unreachable (an offline node must keep its only copy, distribution#2762).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+
+import structlog
+
+from proxy.metrics import Metrics
+from proxy.store import ContentStore
+from proxy.tagindex import ContentEntry, TagIndex
+
+log = structlog.get_logger("platproxy.evict")
+
+
+Entry = ContentEntry
+
+
+def choose_victims(entries: Iterable[Entry], budget: int, protected: set[str]) -> list[Entry]:
+    """Oldest first, skipping protected ones, until the total is within ``budget``."""
+    ordered = sorted(entries, key=lambda e: (e.last_used, e.digest))
+    total = sum(e.size for e in ordered)
+    victims = []
+    for entry in ordered:
+        if total <= budget:
+            break
+        if entry.digest in protected:
+            continue
+        victims.append(entry)
+        total -= entry.size
+    return victims
+
+
+def references(document: bytes) -> set[str]:
+    """Digests a manifest or index refers to (config, layers, child manifests)."""
+    try:
+        doc = json.loads(document)
+    except ValueError:
+        return set()
+    if not isinstance(doc, dict):
+        return set()
+    found = set()
+    for key in ("layers", "manifests"):
+        for d in doc.get(key) or []:
+            if isinstance(d, dict) and isinstance(d.get("digest"), str):
+                found.add(d["digest"])
+    config = doc.get("config")
+    if isinstance(config, dict) and isinstance(config.get("digest"), str):
+        found.add(config["digest"])
+    return found
+
+
+class Evictor:
+    def __init__(
+        self,
+        store: ContentStore,
+        tags: TagIndex,
+        budget: int,
+        busy: Callable[[], set[str]],
+        unreachable: Callable[[], set[str]],
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``busy``: digests being filled or served; ``unreachable``: names of failing upstreams."""
+        self.store = store
+        self.tags = tags
+        self.budget = budget
+        self.busy = busy
+        self.unreachable = unreachable
+        self.metrics = metrics
+        self.clock = clock
+        self.pending: dict[str, float] = {}
+        self.total = self.reconcile()
+
+    def reconcile(self) -> int:
+        """Make the usage table match the files on disk; returns the total size."""
+        on_disk = {f"{p.parent.parent.name}:{p.name}": p for p in self.store.blobs.glob("*/*/*") if p.is_file()}
+        known = {e.digest for e in self.tags.content_entries()}
+        for digest in known - on_disk.keys():
+            self.tags.forget_content(digest)
+        for digest in on_disk.keys() - known:
+            stat = on_disk[digest].stat()
+            self.tags.note_content(digest, stat.st_size, stat.st_mtime)
+        total = self.tags.content_total()
+        self._gauge(total)
+        return total
+
+    def added(self, digest: str, size: int) -> None:
+        self.tags.note_content(digest, size, self.clock())
+        self.total += size
+        self._gauge(self.total)
+        if self.budget and self.total > self.budget:
+            self.run()
+
+    def used(self, digest: str) -> None:
+        self.pending[digest] = self.clock()
+
+    def protected(self) -> set[str]:
+        keep = set(self.busy())
+        offline = self.unreachable()
+        if offline:
+            for record in self.tags.all_tags():
+                if record.upstream not in offline:
+                    continue
+                for digest in filter(None, (record.digest, record.index_digest)):
+                    keep.add(digest)
+                    data = self.store.read(digest, touch=False)
+                    if data is not None:
+                        keep |= references(data)
+        return keep
+
+    def run(self, budget: int | None = None) -> list[Entry]:
+        """Evict down to ``budget`` (default: the configured one); returns what was removed."""
+        limit = self.budget if budget is None else budget
+        self.tags.touch_content(self.pending)
+        self.pending = {}
+        victims = choose_victims(self.tags.content_entries(), limit, self.protected())
+        for entry in victims:
+            self.store.path(entry.digest).unlink(missing_ok=True)
+            self.tags.forget_content(entry.digest)
+            self.tags.forget_manifest(entry.digest)
+            self.total -= entry.size
+            if self.metrics is not None:
+                self.metrics.evictions.inc()
+                self.metrics.evicted_bytes.inc(entry.size)
+        if victims:
+            log.info("evicted", count=len(victims), bytes=sum(v.size for v in victims), total=self.total, budget=limit)
+        self._gauge(self.total)
+        return victims
+
+    def _gauge(self, total: int) -> None:
+        if self.metrics is not None:
+            self.metrics.cache_size.set(total)

@@ -1,0 +1,144 @@
+"""The disk budget against real pulls: within max_size, never mid-stream, never the offline copy."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Seeded, push_case, skopeo_copy
+from tests.fakeupstream import FakeUpstream
+from tests.registry import Platproxy, Registry, free_port, request
+
+pytestmark = pytest.mark.e2e
+Start = Callable[..., Platproxy]
+MIB = 2**20
+
+
+def stored(proxy: Platproxy) -> dict[str, int]:
+    return {f"sha256:{p.name}": p.stat().st_size for p in proxy.cache_dir.joinpath("blobs").glob("*/*/*")}
+
+
+def config(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / f"budget-{free_port()}.toml"
+    path.write_text(text)
+    return ["--config", str(path)]
+
+
+def test_cache_stays_under_max_size_and_every_pull_is_correct(platproxy: Start, tmp_path: Path) -> None:
+    fake = FakeUpstream().start()
+    try:
+        blobs = {fake.add_blob(os.urandom(MIB)): i for i in range(8)}
+        proxy = platproxy(fake.url, "linux/amd64", config(tmp_path, '[cache]\nmax_size = "3MiB"\n'))
+        for digest in blobs:
+            status, _, body = request(proxy.port, "GET", f"/v2/library/x/blobs/{digest}")
+            assert status == 200 and "sha256:" + hashlib.sha256(body).hexdigest() == digest
+            assert sum(stored(proxy).values()) <= 3 * MIB
+        assert len(stored(proxy)) == 3 and set(stored(proxy)) == set(list(blobs)[-3:])
+        text = request(proxy.port, "GET", "/metrics")[2].decode()
+        assert "platproxy_evictions_total 5.0" in text
+    finally:
+        fake.stop()
+
+
+def test_a_blob_being_streamed_is_never_evicted_mid_stream(platproxy: Start, tmp_path: Path) -> None:
+    fake = FakeUpstream().start()
+    try:
+        big = os.urandom(48 * MIB)  # far more than the socket buffers: the send blocks while we do not read
+        big_digest = fake.add_blob(big)
+        others = [fake.add_blob(os.urandom(4 * MIB)) for _ in range(3)]
+        proxy = platproxy(fake.url, "linux/amd64", config(tmp_path, '[cache]\nmax_size = "54MiB"\n'))
+        assert request(proxy.port, "GET", f"/v2/library/x/blobs/{big_digest}")[0] == 200  # cached now, oldest
+        sock = socket.create_connection(("127.0.0.1", proxy.port))
+        sock.settimeout(30)
+        sock.sendall(f"GET /v2/library/x/blobs/{big_digest} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        received = bytearray(sock.recv(65536))  # the send has started and is now held back by us
+        time.sleep(0.2)
+        for digest in others:  # 48 + 12 MiB > 54 MiB: the oldest, the streaming one, would go first
+            assert request(proxy.port, "GET", f"/v2/library/x/blobs/{digest}")[0] == 200
+        assert big_digest in stored(proxy)
+        while True:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            received += chunk
+            if received.endswith(big[-64:]):
+                break
+        sock.close()
+        body = bytes(received).split(b"\r\n\r\n", 1)[1]
+        assert body == big
+        time.sleep(0.2)
+        assert request(proxy.port, "GET", f"/v2/library/x/blobs/{others[0]}")[0] == 200
+        fresh = fake.add_blob(os.urandom(4 * MIB))
+        assert request(proxy.port, "GET", f"/v2/library/x/blobs/{fresh}")[0] == 200
+        assert big_digest not in stored(proxy)  # once the stream is over it may go
+    finally:
+        fake.stop()
+
+
+def test_the_only_copy_is_kept_while_its_upstream_is_unreachable(
+    seeded: Seeded, platproxy: Start, tmp_path: Path
+) -> None:
+    registry = Registry(tmp_path / "reg").start()
+    push_case(registry, "library/multi:1", seeded.cases["library/multi:1"])
+    fake = FakeUpstream().start()
+    try:
+        text = (f'[[upstream]]\nname = "reg"\nurl = "{registry.url}"\n[[upstream]]\nname = "fake"\nurl = "{fake.url}"\n'
+                '[cache]\nmax_size = "2MiB"\ntag_ttl = 0\n')  # fmt: skip
+        proxy = platproxy("", "linux/arm64", config(tmp_path, text))
+        first = skopeo_copy(f"{proxy.address}/reg/library/multi:1", tmp_path / "first")
+        assert first.returncode == 0, first.stderr
+        image_files = set(stored(proxy))
+        registry.stop()
+        assert request(proxy.port, "GET", "/v2/reg/library/multi/manifests/1")[0] == 200  # stale: reg is down
+        for _ in range(4):
+            digest = fake.add_blob(os.urandom(MIB))
+            assert request(proxy.port, "GET", f"/v2/fake/x/blobs/{digest}")[0] == 200
+        assert image_files <= set(stored(proxy))
+        again = skopeo_copy(f"{proxy.address}/reg/library/multi:1", tmp_path / "again")
+        assert again.returncode == 0, again.stderr
+    finally:
+        fake.stop()
+        registry.stop()
+
+
+def cache_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "cache", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_cache_ls_gc_rm(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:
+    proxy = platproxy(seeded.registry.url, "linux/arm64")
+    for image in ("multi", "levels"):
+        assert skopeo_copy(f"{proxy.address}/library/{image}:1", tmp_path / image).returncode == 0
+    listing = json.loads(cache_cli("--cache-dir", str(proxy.cache_dir), "ls", "--json").stdout)
+    by_image = {row["image"].split("/", 1)[1]: row for row in listing}
+    multi = by_image["library/multi:1"]
+    assert multi["platform"] == "linux/arm64/v8" and multi["label"] == "native"
+    assert multi["digest"] == seeded.cases["library/multi:1"].digest_of("linux/arm64/v8")
+    assert multi["index"] == seeded.cases["library/multi:1"].top.digest and multi["age_s"] >= 0
+    assert "library/levels:1" in by_image
+    text = cache_cli("--cache-dir", str(proxy.cache_dir), "ls").stdout
+    assert "linux/arm64/v8" in text and "from sha256:" in text
+    before = set(stored(proxy))
+    done = cache_cli("--cache-dir", str(proxy.cache_dir), "rm", f"127.0.0.1:{seeded.registry.port}/library/multi:1")
+    assert done.returncode == 0, done.stderr
+    after = set(stored(proxy))
+    removed = before - after
+    arm = seeded.cases["library/multi:1"].images["linux/arm64/v8"]
+    assert {arm.manifest.digest, arm.config.digest, *(layer.digest for layer in arm.layers)} <= removed
+    assert not {b.digest for b in seeded.cases["library/levels:1"].blobs} & removed
+    assert "library/multi:1" not in cache_cli("--cache-dir", str(proxy.cache_dir), "ls").stdout
+    done = cache_cli("--cache-dir", str(proxy.cache_dir), "gc", "--max-size", "1")
+    assert done.returncode == 0 and json.loads(done.stdout)["total_bytes"] <= 1
+    assert cache_cli("--cache-dir", str(tmp_path / "nothing-here"), "ls").returncode == 2
+    assert cache_cli("--cache-dir", str(proxy.cache_dir), "rm", "Bad Name").returncode == 2
