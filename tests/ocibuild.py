@@ -30,6 +30,8 @@ IN_TOTO = "application/vnd.in-toto+json"
 class Blob:
     data: bytes
     media_type: str
+    diff_id: str = ""
+    """For a layer: the sha256 of its uncompressed tar (what image configs list in diff_ids)."""
 
     @property
     def digest(self) -> str:
@@ -66,7 +68,8 @@ def tar_bytes(files: dict[str, bytes]) -> bytes:
 
 
 def gzip_layer(files: dict[str, bytes], media_type: str = LAYER_GZIP) -> Blob:
-    return Blob(gzip.compress(tar_bytes(files), mtime=0), media_type)
+    tar = tar_bytes(files)
+    return Blob(gzip.compress(tar, compresslevel=1, mtime=0), media_type, _sha256(tar))
 
 
 def zstd_frame(data: bytes) -> bytes:
@@ -80,7 +83,8 @@ def zstd_frame(data: bytes) -> bytes:
 
 
 def zstd_layer(files: dict[str, bytes]) -> Blob:
-    return Blob(zstd_frame(tar_bytes(files)), LAYER_ZSTD)
+    tar = tar_bytes(files)
+    return Blob(zstd_frame(tar), LAYER_ZSTD, _sha256(tar))
 
 
 def image(
@@ -102,7 +106,7 @@ def image(
         "config": {"Cmd": ["/bin/sh"], "Labels": {"platform": label}},
         "rootfs": {
             "type": "layers",
-            "diff_ids": ["sha256:" + hashlib.sha256(layer.data).hexdigest() for layer in layers],
+            "diff_ids": [layer.diff_id or _sha256(layer.data) for layer in layers],
         },
         "history": [{"created_by": "ocibuild"}],
     }
@@ -162,6 +166,10 @@ def write_layout(root: Path, top: Blob, blobs: list[Blob]) -> Path:
         (root / "blobs" / "sha256" / blob.digest.split(":")[1]).write_bytes(blob.data)
     (root / "index.json").write_bytes(top.data)
     return root / "blobs"
+
+
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def _json(doc: Any) -> bytes:
