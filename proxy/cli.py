@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from hostinfo import cli as hostinfo_cli
-from proxy import cache_cli, config_cli, online_cli, resolve_cli, serve_cli
+from proxy import cache_cli, config_cli, online_cli, prefetch, resolve_cli, serve_cli
 from proxy.app import configure_logging
 
 
@@ -20,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     hi = sub.add_parser("hostinfo", help="print this host's platform and what it runs")
     hostinfo_cli.add_arguments(hi)
     hi.set_defaults(func=hostinfo_cli.run)
+    pre = sub.add_parser("prefetch", help="warm a running platproxy for this host or given platforms")
+    prefetch.add_arguments(pre)
+    pre.set_defaults(func=prefetch.run)
     cc = sub.add_parser("cache", help="list, trim or remove cached images")
     cache_cli.add_arguments(cc)
     cf = sub.add_parser("config", help="check a configuration")

@@ -166,3 +166,26 @@ def test_bad_config_is_one_line_and_exit_2(args: tuple[str, ...], env: dict[str,
     assert done.returncode == 2, done.stderr
     assert needle in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_prefetch_two_platforms_fetches_each_blob_once_and_nothing_else(seeded: Seeded, platproxy: Start) -> None:
+    proxy = platproxy(seeded.registry.url, "linux/amd64")
+    case = seeded.cases["library/multi:1"]
+    image = f"127.0.0.1:{seeded.registry.port}/library/multi:1"
+    wanted = [case.images["linux/arm64/v8"], case.images["linux/arm/v7"]]
+    before = {b.digest: seeded.registry.requests_for(b.digest) for b in case.blobs}
+    done = cli("prefetch", image, "--platform", "linux/arm64", "--platform", "linux/arm/v7",
+               "--server", f"http://{proxy.address}", "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert [r["platform"] for r in results] == ["linux/arm64/v8", "linux/arm/v7"]
+    assert [r["manifest"] for r in results] == [w.manifest.digest for w in wanted]
+    wanted_blobs = {b.digest for w in wanted for b in w.blobs()}
+    every_blob = {b.digest for i in case.images.values() for b in i.blobs()}
+    fetched = {d: seeded.registry.requests_for(d) - before[d] for d in every_blob}
+    assert {d: n for d, n in fetched.items() if d in wanted_blobs} == {d: 1 for d in wanted_blobs}
+    assert {d: n for d, n in fetched.items() if d not in wanted_blobs and n} == {}
+    cached = {f"sha256:{p.name}" for p in proxy.cache_dir.joinpath("blobs").glob("*/*/*")}
+    assert wanted_blobs <= cached
+    again = cli("prefetch", image, "--server", f"http://{proxy.address}")
+    assert again.returncode == 0 and "linux/amd64/v1" in again.stdout and "blobs=2" in again.stdout

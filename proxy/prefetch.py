@@ -1,0 +1,163 @@
+"""``platproxy prefetch IMAGE... [--platform P]...``: warm a running platproxy's cache.
+
+It works against a running server (``--server``, default http://127.0.0.1:5000) rather than on
+the cache directory, so everything it warms goes through the same verification, single-flight
+fills and disk budget as a real pull.  Without ``--platform`` it pulls what the server resolves
+for its own host.  With platforms (a parent mirror warming for a mixed fleet) it takes the index
+the server kept, resolves it locally for each platform with the same resolver, and pulls each
+chosen manifest and its blobs, every blob at most once across platforms and images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from tqdm import tqdm
+
+from hostinfo import HostProfile, Platform, PlatformError
+from proxy.errors import RegistryError
+from proxy.mediatypes import INDEX_TYPES, UPSTREAM_ACCEPT, ClientCaps
+from proxy.names import ImageRef
+from proxy.resolve import InvalidIndex, resolve_fetching
+
+CHUNK = 1 << 20
+
+
+class PrefetchError(Exception):
+    """The server refused or failed; the message says what and for which image."""
+
+
+@dataclass
+class Result:
+    image: str
+    platform: str
+    manifest: str
+    blobs: int = 0
+    bytes: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Prefetcher:
+    def __init__(self, server: str, session: aiohttp.ClientSession, progress: Any = None) -> None:
+        self.server = server.rstrip("/")
+        self.session = session
+        self.progress = progress
+        self.done: set[str] = set()
+
+    def _url(self, ref: ImageRef, kind: str, reference: str) -> str:
+        return f"{self.server}/v2/{ref.name}/{kind}/{reference}?ns={ref.registry}"
+
+    async def manifest(self, ref: ImageRef, reference: str) -> tuple[bytes, str, dict[str, str]]:
+        async with self.session.get(self._url(ref, "manifests", reference), headers={"Accept": UPSTREAM_ACCEPT}) as r:
+            body = await r.read()
+            if r.status != 200:
+                raise PrefetchError(
+                    f"{ref.registry}/{ref.name}@{reference}: {r.status} {body[:300].decode(errors='replace')}"
+                )
+            return body, r.headers.get("Content-Type", ""), dict(r.headers)
+
+    async def blob(self, ref: ImageRef, digest: str, size: int, result: Result) -> None:
+        if digest in self.done:
+            return
+        self.done.add(digest)
+        async with self.session.get(self._url(ref, "blobs", digest)) as r:
+            if r.status != 200:
+                result.errors.append(f"blob {digest}: {r.status}")
+                return
+            async for chunk in r.content.iter_chunked(CHUNK):
+                result.bytes += len(chunk)
+                if self.progress is not None:
+                    self.progress.update(len(chunk))
+        result.blobs += 1
+
+    async def image(self, ref: ImageRef, manifest: bytes, platform: str, digest: str) -> Result:
+        result = Result(f"{ref.registry}/{ref.name}:{ref.reference}", platform, digest)
+        doc = json.loads(manifest)
+        descriptors = [doc.get("config", {}), *doc.get("layers", [])]
+        if self.progress is not None:
+            self.progress.total = (self.progress.total or 0) + sum(
+                int(d.get("size", 0)) for d in descriptors if d.get("digest") not in self.done
+            )
+        for d in descriptors:
+            if isinstance(d.get("digest"), str):
+                await self.blob(ref, d["digest"], int(d.get("size", 0)), result)
+        return result
+
+    async def prefetch(self, ref: ImageRef, platforms: list[str]) -> list[Result]:
+        body, media_type, headers = await self.manifest(ref, ref.reference)
+        index_digest = headers.get("X-Platproxy-Resolved-From")
+        if not platforms or (not index_digest and media_type not in INDEX_TYPES):
+            label = headers.get("X-Platproxy-Platform", "(the server's host)" if index_digest else "(not a list)")
+            return [await self.image(ref, body, label, headers.get("Docker-Content-Digest", ""))]
+        index_body = body if media_type in INDEX_TYPES else (await self.manifest(ref, str(index_digest)))[0]
+
+        async def fetch(digest: str, is_blob: bool) -> bytes | None:
+            try:
+                if is_blob:
+                    async with self.session.get(self._url(ref, "blobs", digest)) as r:
+                        return await r.read() if r.status == 200 else None
+                return (await self.manifest(ref, digest))[0]
+            except PrefetchError:
+                return None
+
+        results = []
+        for spec in platforms:
+            host = HostProfile(platform=Platform.parse(spec))
+            decision = await resolve_fetching(index_body, host, ClientCaps(), fetch)
+            if decision.chosen is None:
+                results.append(Result(f"{ref.registry}/{ref.name}:{ref.reference}", str(host.platform), "",
+                                      errors=["nothing in the index runs on this platform"]))  # fmt: skip
+                continue
+            manifest, _, _ = await self.manifest(ref, decision.chosen.digest)
+            results.append(await self.image(ref, manifest, str(decision.chosen.platform), decision.chosen.digest))
+        return results
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="alpine:3.20, ghcr.io/o/r:tag, ...")
+    parser.add_argument("--platform", action="append", default=[], help="warm for this platform (repeatable)")
+    parser.add_argument("--server", default="http://127.0.0.1:5000", help="the running platproxy")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+async def _run(args: argparse.Namespace) -> list[Result]:
+    progress = None
+    if sys.stderr.isatty() and not args.json:
+        progress = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, desc="prefetch", file=sys.stderr)
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
+    async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session:
+        prefetcher = Prefetcher(args.server, session, progress)
+        results: list[Result] = []
+        for text in args.images:
+            new = await prefetcher.prefetch(ImageRef.parse(text), args.platform)
+            results += new
+            if not args.json:
+                for r in new:
+                    line = f"{r.image} {r.platform} {r.manifest} blobs={r.blobs} bytes={r.bytes}"
+                    line += f" errors={r.errors}" if r.errors else ""
+                    tqdm.write(line, file=sys.stdout) if progress is not None else print(line)
+    if progress is not None:
+        progress.close()
+    return results
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        for spec in args.platform:
+            Platform.parse(spec)
+        results = asyncio.run(_run(args))
+    except (PlatformError, RegistryError) as exc:
+        print(f"platproxy prefetch: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 2
+    except (PrefetchError, InvalidIndex, aiohttp.ClientError, OSError) as exc:
+        print(f"platproxy prefetch: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([r.__dict__ for r in results], indent=2))
+    return 1 if any(r.errors for r in results) else 0
