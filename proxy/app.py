@@ -6,14 +6,17 @@ import asyncio
 import logging
 import signal
 import sys
+from pathlib import Path
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from hostinfo import HostProfile
 from hostinfo.probe import host_profile
 from proxy import health
 from proxy.api import CONFIG, METRICS, SERVICES, Services, dispatch, errors_middleware
+from proxy.auth import Htpasswd, auth_middleware
 from proxy.blobs import BlobService
 from proxy.config import Config
 from proxy.evict import Evictor
@@ -49,7 +52,10 @@ def host_for(config: Config) -> HostProfile:
 
 
 def build_app(config: Config, host: HostProfile | None = None) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=1024)
+    middlewares: list[Middleware] = [errors_middleware]
+    if config.auth.htpasswd:
+        middlewares.append(auth_middleware(Htpasswd(Path(config.auth.htpasswd)), config.auth.realm))
+    app = web.Application(middlewares=middlewares, client_max_size=1024)
     metrics = Metrics()
     app[CONFIG] = config
     app[METRICS] = metrics

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.app import configure_logging, host_for, serve
+from proxy.auth import Htpasswd, HtpasswdError
 from proxy.config import ConfigError, load_config, upstream_from_url
 
 
@@ -44,6 +45,12 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"platproxy serve: {exc}", file=sys.stderr)
         return 2
+    if config.auth.htpasswd:
+        try:
+            Htpasswd(Path(config.auth.htpasswd))
+        except HtpasswdError as exc:
+            print(f"platproxy serve: config key auth.htpasswd: {exc}", file=sys.stderr)
+            return 2
     configure_logging(args.log_level)
     print(
         f"platproxy: serving {config.listen} for {host.platform}, upstreams "

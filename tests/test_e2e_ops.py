@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from proxy.mediatypes import UPSTREAM_ACCEPT
-from tests.conftest import Seeded, push_case
+from tests.conftest import Seeded, push_case, skopeo_copy
 from tests.fakeupstream import FakeUpstream
 from tests.registry import Platproxy, Registry, free_port, request
 
@@ -189,3 +189,31 @@ def test_prefetch_two_platforms_fetches_each_blob_once_and_nothing_else(seeded: 
     assert wanted_blobs <= cached
     again = cli("prefetch", image, "--server", f"http://{proxy.address}")
     assert again.returncode == 0 and "linux/amd64/v1" in again.stdout and "blobs=2" in again.stdout
+
+
+def test_client_auth_with_htpasswd(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:
+    import bcrypt
+
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text("# users\nalice:" + bcrypt.hashpw(b"wonderland", bcrypt.gensalt(rounds=4)).decode() + "\n")
+    proxy = platproxy(seeded.registry.url, "linux/arm64", write_config(tmp_path, f'[auth]\nhtpasswd = "{htpasswd}"\n'))
+    status, headers, body = request(proxy.port, "GET", "/v2/")
+    assert status == 401 and headers["www-authenticate"] == 'Basic realm="platproxy"'
+    assert json.loads(body)["errors"][0]["code"] == "UNAUTHORIZED"
+    assert request(proxy.port, "GET", "/healthz")[0] == 200
+    image = f"{proxy.address}/library/multi:1"
+    good = skopeo_copy(image, tmp_path / "good", "--src-creds", "alice:wonderland")
+    assert good.returncode == 0, good.stderr
+    assert skopeo_copy(image, tmp_path / "none").returncode != 0
+    bad = skopeo_copy(image, tmp_path / "bad", "--src-creds", "alice:guess")
+    assert bad.returncode != 0 and ("401" in bad.stderr or "unauthorized" in bad.stderr.lower())
+    assert "wonderland" not in proxy.log()
+    htpasswd.write_text("alice:plaintext\n")
+    done = cli(
+        "serve",
+        "--listen",
+        f"127.0.0.1:{free_port()}",
+        "--config",
+        write_config(tmp_path, f'[auth]\nhtpasswd = "{htpasswd}"\n')[1],
+    )
+    assert done.returncode == 2 and "only bcrypt hashes" in done.stderr
