@@ -1,0 +1,35 @@
+"""The packaging files hold together: the DaemonSet's config is valid, the probes reach it."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from proxy.config import load_config
+
+DEPLOY = Path(__file__).parent.parent / "deploy"
+
+
+def daemonset_config(tmp_path: Path) -> Path:
+    text = (DEPLOY / "daemonset.yaml").read_text()
+    block = text.split("config.toml: |\n", 1)[1].split("\n---", 1)[0]
+    path = tmp_path / "config.toml"
+    path.write_text(textwrap.dedent(block))
+    return path
+
+
+def test_daemonset_config_is_valid_and_loopback_only(tmp_path: Path) -> None:
+    config = load_config(daemonset_config(tmp_path), env={})
+    assert config.listen == "127.0.0.1:5000" and config.metrics.listen == "127.0.0.1:5001"
+    assert config.cache.max_size == 20 * 2**30
+    assert {u.name for u in config.upstreams} == {"docker.io", "ghcr.io", "registry.k8s.io"}
+    text = (DEPLOY / "daemonset.yaml").read_text()
+    assert "hostNetwork: true" in text and "port: 5001, path: /readyz" in text
+
+
+def test_unit_and_image_run_the_documented_command() -> None:
+    unit = (DEPLOY / "platproxy.service").read_text()
+    assert "ExecStart=/usr/local/bin/platproxy serve --config /etc/platproxy/config.toml" in unit
+    assert "DynamicUser=yes" in unit and "CacheDirectory=platproxy" in unit
+    image = (DEPLOY / "Containerfile").read_text()
+    assert "USER 10001" in image and 'ENTRYPOINT ["platproxy"]' in image
