@@ -186,3 +186,10 @@ class Platproxy:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def wait_for_log(self, needle: str, timeout: float = 5.0) -> int:
+        """How often ``needle`` is in the log once it appears: a request is logged after its last byte."""
+        deadline = time.monotonic() + timeout
+        while needle not in self.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.log().count(needle)

@@ -83,7 +83,7 @@ def test_podman_registries_conf_mirror(seeded: Seeded, hub_proxy: Platproxy, sto
     assert done.returncode == 0, done.stderr
     out = podman(storage, "image", "inspect", "--format", "{{.Digest}}", "docker.io/library/multi:1", env=env)
     assert out.stdout.strip() == chosen(seeded)
-    assert '"path": "/v2/library/multi/manifests/1"' in hub_proxy.log()
+    assert hub_proxy.wait_for_log('"path": "/v2/library/multi/manifests/1"')
     podman(storage, "system", "reset", "--force", env=env)
 
 
@@ -156,8 +156,7 @@ def test_ctr_hosts_toml_mirror_adds_ns(seeded: Seeded, hub_proxy: Platproxy, con
                "--platform", "linux/amd64", "docker.io/library/multi:1")  # fmt: skip
     assert done.returncode == 0, done.stderr + done.stdout
     assert image_digest(containerd, "docker.io/library/multi:1") == chosen(seeded)
-    log = hub_proxy.log()
-    assert '"upstream": "docker.io"' in log and '"cache": "miss"' in log
+    assert hub_proxy.wait_for_log('"upstream": "docker.io"') and hub_proxy.wait_for_log('"cache": "miss"')
 
 
 # -- Docker's engine (requests replayed) --------------------------------------------------------------
