@@ -9,6 +9,7 @@ answered with a generic 500 body, never a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -21,7 +22,7 @@ from aiohttp import web
 from proxy.blobs import BlobService, parse_range
 from proxy.config import Config
 from proxy.errors import RegistryError, error_body, from_upstream, unsupported
-from proxy.fill import FillFailed, read_fill
+from proxy.fill import Fill, FillFailed, read_fill, send_fill
 from proxy.manifests import ManifestAnswer, ManifestService
 from proxy.mediatypes import OCI_INDEX, ClientCaps, parse_accept
 from proxy.metrics import Metrics
@@ -195,9 +196,7 @@ async def blob(request: web.Request, services: Services, r: Route, digest: str) 
     try:
         request["bytes"] = 0
         with services.blobs.pinned(digest):
-            async for chunk in read_fill(fill, services.blobs.store, start, end):
-                await response.write(chunk)
-                request["bytes"] += len(chunk)
+            await _stream_fill(request, response, services, fill, start, end)
     except FillFailed as exc:
         log.warning("cutting client: blob fill failed", digest=digest, error=str(exc))
         request["cache"] = f"{request['cache']}, cut"
@@ -206,6 +205,24 @@ async def blob(request: web.Request, services: Services, r: Route, digest: str) 
         return response
     await response.write_eof()
     return response
+
+
+async def _stream_fill(
+    request: web.Request, response: web.StreamResponse, services: Services, fill: Fill, start: int, end: int | None
+) -> None:
+    """Zero-copy (sendfile) from the growing temporary file; a plain copy where that is impossible."""
+    transport = request.transport
+    if transport is not None and isinstance(transport, asyncio.Transport):
+        await response.drain()
+        try:
+            async for sent in send_fill(fill, services.blobs.store, transport, start, end):
+                request["bytes"] += sent
+            return
+        except NotImplementedError:
+            pass
+    async for chunk in read_fill(fill, services.blobs.store, start + request["bytes"], end):
+        await response.write(chunk)
+        request["bytes"] += len(chunk)
 
 
 async def _file(request: web.Request, services: Services, digest: str, headers: dict[str, str]) -> web.StreamResponse:

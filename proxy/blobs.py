@@ -94,7 +94,6 @@ class BlobService:
                 fill.headers_ready.set()
                 async for chunk in resp.content.iter_chunked(CHUNK):
                     fill.writer.write(chunk)
-                    fill.writer.flush()
                     up.fetched(len(chunk))
                     await fill.advance(len(chunk))
             if fill.size is not None and fill.written != fill.size:

@@ -101,30 +101,44 @@ class Fills:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+async def ready_ranges(fill: Fill, start: int, end: int | None) -> AsyncIterator[tuple[int, int]]:
+    """``(offset, length)`` ranges of ``start`` .. ``end`` as the fill makes them available.
+
+    The last byte of the response is held back until the fill is verified: a client must
+    never receive a complete body whose digest is then found wrong.  On a failed fill this
+    raises ``FillFailed`` and the caller cuts the connection.
+    """
+    pos = start
+    while end is None or pos < end:
+        if fill.error is not None:
+            raise FillFailed(str(fill.error))
+        limit = fill.written if end is None else min(end, fill.written)
+        if end is not None and not fill.finished:
+            limit = min(limit, end - 1)
+        if pos < limit:
+            yield pos, limit - pos
+            pos = limit
+        elif fill.finished:
+            break
+        else:  # more bytes, or the verdict on the held-back last byte
+            await fill.wait_beyond(max(fill.written, pos))
+    if fill.error is not None:
+        raise FillFailed(str(fill.error))
+
+
 async def read_fill(fill: Fill, store: ContentStore, start: int, end: int | None) -> AsyncIterator[bytes]:
     """Bytes ``start`` .. ``end`` (exclusive; ``None``: to the end) of a blob being filled."""
     fd = _open_either(fill.tmp_path, store.path(fill.digest))
     fill.readers += 1
     try:
-        pos = start
-        while end is None or pos < end:
-            if pos >= fill.written and not fill.finished:
-                await fill.wait_beyond(pos)
-                continue
-            if fill.error is not None:
-                raise FillFailed(str(fill.error))
-            limit = fill.written if end is None else min(end, fill.written)
-            if pos >= limit:
-                if fill.finished:
-                    break
-                continue
-            chunk = os.pread(fd, min(CHUNK, limit - pos), pos)
-            if not chunk:
-                raise FillFailed("the temporary file ended early")
-            pos += len(chunk)
-            yield chunk
-        if fill.error is not None:
-            raise FillFailed(str(fill.error))
+        async for offset, length in ready_ranges(fill, start, end):
+            while length:
+                chunk = os.pread(fd, min(CHUNK, length), offset)
+                if not chunk:
+                    raise FillFailed("the temporary file ended early")
+                offset += len(chunk)
+                length -= len(chunk)
+                yield chunk
     finally:
         fill.readers -= 1
         os.close(fd)
@@ -136,3 +150,25 @@ def _open_either(tmp: Path, final: Path) -> int:
         return os.open(tmp, os.O_RDONLY)
     except FileNotFoundError:
         return os.open(final, os.O_RDONLY)
+
+
+async def send_fill(fill: Fill, store: ContentStore, transport: asyncio.Transport, start: int,
+                    end: int | None) -> AsyncIterator[int]:  # fmt: skip
+    """Like ``read_fill``, but the kernel copies (``sendfile``) each range as it arrives.
+
+    Yields the number of bytes sent after each step.  Zero-copy matters here: every waiting
+    client of a cold blob is fed from the same temporary file, and copying each chunk through
+    Python once per client is what limits a busy mirror.  Raises ``NotImplementedError`` before
+    sending anything where the transport cannot sendfile (the caller then uses ``read_fill``).
+    """
+    loop = asyncio.get_running_loop()
+    fd = _open_either(fill.tmp_path, store.path(fill.digest))
+    fill.readers += 1
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            async for offset, length in ready_ranges(fill, start, end):
+                sent = await loop.sendfile(transport, file, offset, length, fallback=offset > start)
+                yield sent
+    finally:
+        fill.readers -= 1
+        os.close(fd)

@@ -84,26 +84,27 @@ class BlobWriter:
         self._hash = hashlib.new(algorithm)
         fd, name = tempfile.mkstemp(dir=store.tmp, prefix=self._expected[:16] + ".")
         self.tmp_path = Path(name)
-        self._file = os.fdopen(fd, "wb")
+        self._fd: int | None = fd
         self.written = 0
         self.committed = False
 
     def write(self, chunk: bytes) -> None:
-        self._file.write(chunk)
+        """Unbuffered: once this returns, readers of the temporary file see the bytes."""
+        assert self._fd is not None
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(self._fd, view) :]
         self._hash.update(chunk)
         self.written += len(chunk)
-
-    def flush(self) -> None:
-        """Make what was written visible to readers of the temporary file."""
-        self._file.flush()
 
     def commit(self) -> Path:
         if self._hash.hexdigest() != self._expected:
             self.abort()
             raise DigestMismatch(f"content does not match {self.digest} ({self.written} bytes received)")
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        assert self._fd is not None
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
         final = self.store.path(self.digest)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.tmp_path, final)
@@ -113,8 +114,9 @@ class BlobWriter:
         return final
 
     def abort(self) -> None:
-        if not self._file.closed:
-            self._file.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         self.tmp_path.unlink(missing_ok=True)
 
     def __enter__(self) -> BlobWriter:

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from proxy.mediatypes import IMAGE_TYPES, INDEX_TYPES
 from tests import indexes
 from tests.indexes import Case
 from tests.ocibuild import Blob, gzip_layer, image, index
-from tests.registry import Platproxy, Registry
+from tests.registry import Platproxy, Registry, push_case
 
 BIG_LAYER_MIB = 64
 
@@ -38,19 +37,6 @@ def big_case() -> tuple[Case, Blob]:
     top = index(list(named.values()))
     blobs = [b for img in named.values() for b in (img.manifest, *img.blobs())]
     return Case(top, blobs, named), base
-
-
-def push_case(registry: Registry, ref: str, case: Case) -> None:
-    """Blobs first, then image manifests, then nested indexes (by digest), then the tag."""
-    name, tag = ref.split(":")
-    for blob in case.blobs:
-        if blob.media_type not in IMAGE_TYPES | INDEX_TYPES:
-            registry.push_blob(name, blob)
-    for kinds in (IMAGE_TYPES, INDEX_TYPES):
-        for blob in case.blobs:
-            if blob.media_type in kinds:
-                registry.push_manifest(name, blob.digest, blob)
-    registry.push_manifest(name, tag, case.top)
 
 
 def seed(registry: Registry) -> Seeded:

@@ -18,9 +18,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from proxy.mediatypes import IMAGE_TYPES, INDEX_TYPES
 from tests.ocibuild import Blob, Image
+
+if TYPE_CHECKING:
+    from tests.indexes import Case
 
 REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 
@@ -71,6 +76,10 @@ class Registry:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
 
     def start(self) -> Registry:
         config = self.root / "config.yml"
@@ -193,3 +202,16 @@ class Platproxy:
         while needle not in self.log() and time.monotonic() < deadline:
             time.sleep(0.05)
         return self.log().count(needle)
+
+
+def push_case(registry: Registry, ref: str, case: Case) -> None:
+    """Blobs first, then image manifests, then nested indexes (by digest), then the tag."""
+    name, tag = ref.split(":")
+    for blob in case.blobs:
+        if blob.media_type not in IMAGE_TYPES | INDEX_TYPES:
+            registry.push_blob(name, blob)
+    for kinds in (IMAGE_TYPES, INDEX_TYPES):
+        for blob in case.blobs:
+            if blob.media_type in kinds:
+                registry.push_manifest(name, blob.digest, blob)
+    registry.push_manifest(name, tag, case.top)
