@@ -211,6 +211,7 @@ def wrk(url: str, seconds: int, connections: int = 64, accept: str = UPSTREAM_AC
 
 def curl_many(url: str, count: int, size: int) -> float:
     """Wall time of ``count`` parallel downloads to /dev/null; each must bring ``size`` bytes."""
+    settle()
     start = now()
     cmd = ["curl", "-sf", "-o", "/dev/null", "-w", "%{size_download}", url]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(count)]
@@ -230,7 +231,14 @@ def verify_many(url: str, count: int, digest: str) -> None:
         raise RuntimeError(f"{url} served wrong bytes: {sorted(set(sums))}")
 
 
+def settle() -> None:
+    """Write back dirty pages before a cold run, so one server's writes do not throttle the next's."""
+    os.sync()
+    time.sleep(0.2)
+
+
 def skopeo_pull(address: str, name: str, dest: Path) -> float:
+    settle()
     start = now()
     subprocess.run(["skopeo", "--insecure-policy", "copy", "--src-tls-verify=false", f"docker://{address}/{name}",
                     f"dir:{dest}"], check=True, capture_output=True)  # fmt: skip

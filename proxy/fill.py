@@ -32,6 +32,8 @@ class Fill:
     size: int | None = None
     """From the upstream's Content-Length, once its headers arrived."""
     written: int = 0
+    ok: bool = False
+    """The digest matched: every byte may go to clients (the file may still be being synced)."""
     finished: bool = False
     error: BaseException | None = None
     headers_ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -47,6 +49,11 @@ class Fill:
         async with self.progress:
             self.progress.notify_all()
 
+    async def verified(self) -> None:
+        self.ok = True
+        async with self.progress:
+            self.progress.notify_all()
+
     async def finish(self, error: BaseException | None) -> None:
         self.error = error
         self.finished = True
@@ -56,7 +63,7 @@ class Fill:
 
     async def wait_beyond(self, offset: int) -> None:
         async with self.progress:
-            await self.progress.wait_for(lambda: self.written > offset or self.finished)
+            await self.progress.wait_for(lambda: self.written > offset or self.finished or self.ok)
 
 
 Source = Callable[[Fill], Awaitable[None]]
@@ -87,7 +94,10 @@ class Fills:
         error: BaseException | None = None
         try:
             await source(fill)
-            fill.writer.commit()
+            fill.writer.verify()
+            await fill.verified()  # clients may have their last byte now; durability is ours
+            fill.writer.announce()  # the budget makes room before the file lands
+            await asyncio.to_thread(fill.writer.persist)
         except BaseException as exc:
             fill.writer.abort()
             error = exc
@@ -110,19 +120,19 @@ async def ready_ranges(fill: Fill, start: int, end: int | None) -> AsyncIterator
     """
     pos = start
     while end is None or pos < end:
-        if fill.error is not None:
+        if fill.error is not None and not fill.ok:
             raise FillFailed(str(fill.error))
         limit = fill.written if end is None else min(end, fill.written)
-        if end is not None and not fill.finished:
+        if end is not None and not (fill.ok or fill.finished):
             limit = min(limit, end - 1)
         if pos < limit:
             yield pos, limit - pos
             pos = limit
-        elif fill.finished:
+        elif fill.finished or (fill.ok and pos >= fill.written):
             break
         else:  # more bytes, or the verdict on the held-back last byte
             await fill.wait_beyond(max(fill.written, pos))
-    if fill.error is not None:
+    if fill.error is not None and not fill.ok:
         raise FillFailed(str(fill.error))
 
 

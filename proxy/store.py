@@ -97,10 +97,14 @@ class BlobWriter:
         self._hash.update(chunk)
         self.written += len(chunk)
 
-    def commit(self) -> Path:
+    def verify(self) -> None:
+        """Check the digest of everything written; on a mismatch nothing is kept."""
         if self._hash.hexdigest() != self._expected:
             self.abort()
             raise DigestMismatch(f"content does not match {self.digest} ({self.written} bytes received)")
+
+    def persist(self) -> Path:
+        """fsync and rename into place (after ``verify``); may run in a worker thread."""
         assert self._fd is not None
         os.fsync(self._fd)
         os.close(self._fd)
@@ -109,8 +113,18 @@ class BlobWriter:
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.tmp_path, final)
         self.committed = True
+        return final
+
+    def announce(self) -> None:
+        """Tell the store's listener (the disk budget) about the new content; event loop thread."""
         if self.store.on_added is not None:
             self.store.on_added(self.digest, self.written)
+
+    def commit(self) -> Path:
+        """``verify``, ``persist`` and ``announce`` in one go (small content)."""
+        self.verify()
+        final = self.persist()
+        self.announce()
         return final
 
     def abort(self) -> None:

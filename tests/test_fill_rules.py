@@ -57,3 +57,13 @@ async def test_ranges_follow_the_fill_and_a_late_joiner_starts_from_zero(tmp_pat
     await asyncio.wait_for(asyncio.gather(early, joiner), 1)
     assert sum(n for _, n in first) == 8 and first[0] == (0, 4)
     assert sum(n for _, n in late) == 6 and late[0][0] == 2
+
+
+async def test_verification_releases_the_last_byte_before_the_file_is_synced(tmp_path: Path) -> None:
+    fill = Fill(DIGEST, ContentStore(tmp_path).writer(DIGEST))
+    got: list[tuple[int, int]] = []
+    reader = asyncio.create_task(collect(fill, 0, 10, got))
+    await fill.advance(10)
+    await fill.verified()  # digest checked; fsync and rename still to come
+    await asyncio.wait_for(reader, 1)
+    assert sum(n for _, n in got) == 10 and not fill.finished
