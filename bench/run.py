@@ -36,7 +36,7 @@ from proxy.mediatypes import UPSTREAM_ACCEPT  # noqa: E402
 from tests import indexes  # noqa: E402
 from tests.indexes import Case  # noqa: E402
 from tests.ocibuild import gzip_layer, image, index  # noqa: E402
-from tests.registry import REGISTRY_BIN, Platproxy, Registry, free_port, push_case, request  # noqa: E402
+from tests.registry import REGISTRY_BIN, Registry, free_port, push_case, request  # noqa: E402
 
 SMALL, LARGE = "library/small:1", "library/large:1"
 
@@ -72,16 +72,42 @@ def wait_ok(port: int, timeout: float = 30.0) -> float:
 # -- servers ------------------------------------------------------------------------------------
 
 
-@dataclass
-class DistributionProxy:
-    """Distribution 2.8 in pull-through proxy mode (registry:2 with proxy.remoteurl)."""
+@dataclass(kw_only=True)
+class Server:
+    """A server started for the bench: its port, startup time and peak RSS."""
 
-    root: Path
-    remote: str
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     startup: float = 0.0
     rss: float = 0.0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def launch(self, command: list[str]) -> None:
+        started = now()
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_ok(self.port)
+        self.startup = now() - started
+
+    def peak_rss(self) -> float:
+        assert self.proc is not None
+        return peak_rss_mib(self.proc.pid)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.rss = max(self.rss, self.peak_rss())
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@dataclass
+class DistributionProxy(Server):
+    """Distribution 2.8 in pull-through proxy mode (registry:2 with proxy.remoteurl)."""
+
+    root: Path
+    remote: str
 
     def start(self) -> DistributionProxy:
         storage = self.root / f"storage-{time.monotonic_ns()}"
@@ -92,64 +118,31 @@ class DistributionProxy:
             f"http:\n  addr: 127.0.0.1:{self.port}\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
             f"proxy:\n  remoteurl: {self.remote}\n"
         )
-        started = now()
-        self.proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)  # fmt: skip
-        wait_ok(self.port)
-        self.startup = now() - started
+        self.launch([REGISTRY_BIN, "serve", str(config)])
         return self
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.rss = max(self.rss, peak_rss_mib(self.proc.pid))
-            self.proc.terminate()
-            self.proc.wait(10)
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
 
 @dataclass
-class PlatproxyServer:
+class PlatproxyServer(Server):
+    """platproxy started the way users start it (``platproxy serve`` flags), resolving for this host."""
+
     root: Path
     upstream: str
-    port: int = field(default_factory=free_port)
-    proxy: Platproxy | None = None
-    startup: float = 0.0
-    rss: float = 0.0
+    cache: Path = field(init=False)
 
     def start(self) -> PlatproxyServer:
-        cache = self.root / f"cache-{time.monotonic_ns()}"
-        started = now()
-        self.proxy = Platproxy(cache, self.upstream, "", ["--log-level", "warning"], port=self.port).start()
-        wait_ok(self.port)
-        self.startup = now() - started
+        self.cache = self.root / f"cache-{time.monotonic_ns()}"
+        self.launch([sys.executable, "-m", "proxy.cli", "serve", "--listen", self.address, "--upstream", self.upstream,
+                     "--cache-dir", str(self.cache), "--log-level", "warning"])  # fmt: skip
         return self
-
-    @property
-    def cache(self) -> Path:
-        assert self.proxy is not None
-        return self.proxy.cache_dir
-
-    def stop(self) -> None:
-        if self.proxy is not None and self.proxy.proc is not None:
-            self.rss = max(self.rss, peak_rss_mib(self.proxy.proc.pid))
-            self.proxy.stop()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
 
 @dataclass
-class Nginx:
+class Nginx(Server):
+    """nginx serving platproxy's blob files: the practical limit for bytes off disk."""
+
     root: Path
     blobs: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-    startup: float = 0.0
-    rss: float = 0.0
 
     def start(self) -> Nginx:
         conf = self.root / "nginx.conf"
@@ -172,27 +165,14 @@ http {{
   }}
 }}
 """)
-        started = now()
-        self.proc = subprocess.Popen(["nginx", "-c", str(conf), "-e", "stderr"], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)  # fmt: skip
-        wait_ok(self.port)
-        self.startup = now() - started
+        self.launch(["nginx", "-c", str(conf), "-e", "stderr"])
         return self
 
-    def workers_rss(self) -> float:
+    def peak_rss(self) -> float:
+        """The largest of the master and its workers."""
         assert self.proc is not None
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
         return max([peak_rss_mib(self.proc.pid)] + [peak_rss_mib(int(c)) for c in children])
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.rss = max(self.rss, self.workers_rss())
-            self.proc.terminate()
-            self.proc.wait(10)
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
 
 # -- load generators -------------------------------------------------------------------------------
