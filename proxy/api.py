@@ -18,6 +18,8 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.web_request import BaseRequest
 
 from proxy.blobs import BlobService, parse_range
 from proxy.config import Config
@@ -225,9 +227,20 @@ async def _stream_fill(
         request["bytes"] += len(chunk)
 
 
+class _SentFileResponse(web.FileResponse):
+    """A FileResponse the handler sends itself (to pin the blob for exactly as long as it is
+    sent); aiohttp prepares the returned response again after the handler, which must then be
+    a no-op rather than a second send."""
+
+    async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
+        if self.prepared:
+            return self._payload_writer
+        return await super().prepare(request)
+
+
 async def _file(request: web.Request, services: Services, digest: str, headers: dict[str, str]) -> web.StreamResponse:
     """A cached blob: sendfile, Range and HEAD handled by aiohttp; pinned while it is sent."""
-    response = web.FileResponse(services.blobs.store.path(digest), headers=headers)
+    response = _SentFileResponse(services.blobs.store.path(digest), headers=headers)
     response.content_type = "application/octet-stream"
     services.blobs.store.touch(digest)
     with services.blobs.pinned(digest):

@@ -70,13 +70,15 @@ def platproxy(tmp_path: Path) -> Iterator[Callable[..., Platproxy]]:
         upstream: str, platform: str = "", extra: list[str] | None = None, cache: Path | None = None
     ) -> Platproxy:
         cache_dir = cache or tmp_path / f"cache{len(started)}"
-        proxy = Platproxy(cache_dir, upstream, platform, extra or []).start()
+        proxy = Platproxy(cache_dir, upstream, platform, extra or [], log_dir=tmp_path).start()
         started.append(proxy)
         return proxy
 
     yield start
     for proxy in started:
         proxy.stop()
+    for proxy in started:  # never a traceback, whatever the test did
+        assert "Traceback" not in proxy.log(), proxy.log()[-3000:]
 
 
 def skopeo_copy(source: str, dest: Path, *extra: str) -> subprocess.CompletedProcess[str]:
