@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from proxy.errors import RegistryError, from_upstream
+from proxy.errors import RegistryError, from_upstream, storage_failed
 from proxy.fill import CHUNK, Fill, Fills
 from proxy.route import Route
 from proxy.store import ContentStore
@@ -99,12 +99,17 @@ class BlobService:
             if fill.size is not None and fill.written != fill.size:
                 raise UpstreamError(up.name, 502, f"short body: {fill.written} of {fill.size} bytes")
 
-        fill, started = self.fills.join_or_start(digest, copy)
+        try:
+            fill, started = self.fills.join_or_start(digest, copy)
+        except OSError as exc:  # no temporary file: the cache is full or read-only
+            raise storage_failed(f"blob {digest}", exc) from None
         await fill.headers_ready.wait()
         if fill.finished and fill.error is not None and fill.written == 0:
             error = fill.error
             if isinstance(error, UpstreamError):
                 raise from_upstream(error, "BLOB_UNKNOWN", f"blob {digest}")
+            if isinstance(error, OSError):
+                raise storage_failed(f"blob {digest}", error)
             log.warning("blob fill failed", digest=digest, error=str(error))
             raise RegistryError(
                 502, "BLOB_UNKNOWN", f"blob {digest} could not be fetched intact", {"error": str(error)}

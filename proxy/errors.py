@@ -60,3 +60,9 @@ def from_upstream(exc: UpstreamError, unknown_code: str, what: str) -> RegistryE
     if exc.status == 413:
         return RegistryError(413, "SIZE_INVALID", f"{what} is larger than the configured limit", detail)
     return upstream_unavailable(exc.upstream, exc.message)
+
+
+def storage_failed(what: str, exc: BaseException) -> RegistryError:
+    """The cache could not store new content (disk full, read-only): clear, and nothing half-kept."""
+    reason = getattr(exc, "strerror", None) or str(exc)
+    return RegistryError(507, "UNAVAILABLE", f"the cache cannot store {what}: {reason}", {"error": reason})

@@ -10,6 +10,7 @@ its upstream is unreachable (an offline node must keep its only copy, distributi
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 
@@ -79,7 +80,11 @@ class Evictor:
         self.metrics = metrics
         self.clock = clock
         self.pending: dict[str, float] = {}
-        self.total = self.reconcile()
+        try:
+            self.total = self.reconcile()
+        except sqlite3.Error as exc:  # a read-only cache: count what is there, change nothing
+            log.warning("cannot reconcile the usage table", error=str(exc))
+            self.total = tags.content_total()
 
     def reconcile(self) -> int:
         """Make the usage table match the files on disk; returns the total size."""

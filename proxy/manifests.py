@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import structlog
 
 from hostinfo import HostProfile
 from proxy.config import Config
-from proxy.errors import RegistryError, from_upstream
+from proxy.errors import RegistryError, from_upstream, storage_failed
 from proxy.freshness import Action, Freshness, after_revalidation, freshness
 from proxy.mediatypes import INDEX_TYPES, MANIFEST_TYPES, ClientCaps
 from proxy.metrics import Metrics
@@ -109,7 +110,10 @@ class ManifestService:
         def record(**fields: str | None) -> TagRecord:
             rec = TagRecord(upstream=route.upstream.name, repo=route.repo, tag=tag, host=self.host_key,
                             upstream_digest=digest, fetched_at=now, checked_at=now, **fields)  # type: ignore[arg-type]  # fmt: skip
-            self.tags.put(rec)
+            try:
+                self.tags.put(rec)
+            except sqlite3.Error as exc:
+                raise storage_failed(f"the record of {route.repo}:{tag}", exc) from None
             return rec
 
         if media_type not in INDEX_TYPES:
@@ -225,11 +229,13 @@ class ManifestService:
             raise RegistryError(502, "MANIFEST_INVALID", f"upstream {upstream} sent something that is not a manifest")
         try:
             self.store.put(digest, data)
+            self.tags.put_manifest(digest, media_type, len(data))
+        except (OSError, sqlite3.Error) as exc:
+            raise storage_failed(f"manifest {digest}", exc) from None
         except DigestMismatch:
             raise RegistryError(
                 502, "MANIFEST_INVALID", f"upstream {upstream} sent bytes that do not match {digest}"
             ) from None
-        self.tags.put_manifest(digest, media_type, len(data))
 
     async def load(self, route: Route, digest: str) -> bytes:
         """A manifest by digest: from the store, else from the upstream (verified, then kept)."""
@@ -262,6 +268,8 @@ class ManifestService:
             self.store.put(digest, data)
         except DigestMismatch:
             return None
+        except OSError as exc:
+            raise storage_failed(f"config blob {digest}", exc) from None
         return data
 
 

@@ -36,7 +36,10 @@ class ContentStore:
         self.tmp.mkdir(parents=True, exist_ok=True)
         if clean_tmp:
             for leftover in self.tmp.iterdir():  # fills interrupted by a crash are never kept
-                leftover.unlink(missing_ok=True)
+                try:
+                    leftover.unlink(missing_ok=True)
+                except OSError:  # a read-only cache: nothing can be filled, leftovers are never served
+                    break
 
     def path(self, digest: str) -> Path:
         algorithm, _, encoded = check_digest(digest).partition(":")

@@ -13,6 +13,10 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
+
+log = structlog.get_logger("platproxy.tagindex")
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tags (
     upstream TEXT NOT NULL, repo TEXT NOT NULL, tag TEXT NOT NULL, host TEXT NOT NULL,
@@ -61,10 +65,20 @@ class TagRecord:
 
 class TagIndex:
     def __init__(self, path: Path) -> None:
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
+        self.read_only = False
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.OperationalError as exc:
+            if not path.exists():
+                raise
+            # A cache on a read-only filesystem still answers from what it holds.
+            log.warning("tag index is read-only", error=str(exc))
+            self.db = sqlite3.connect(f"file:{path}?immutable=1", uri=True, isolation_level=None,
+                                      check_same_thread=False)  # fmt: skip
+            self.read_only = True
 
     def close(self) -> None:
         self.db.close()
@@ -86,10 +100,14 @@ class TagIndex:
         )  # fmt: skip
 
     def touch(self, record: TagRecord, checked_at: float) -> None:
-        self.db.execute(
-            "UPDATE tags SET checked_at=? WHERE upstream=? AND repo=? AND tag=? AND host=?",
-            (checked_at, record.upstream, record.repo, record.tag, record.host),
-        )
+        """Best effort: a cache that cannot be written (full, read-only) still serves what it has."""
+        try:
+            self.db.execute(
+                "UPDATE tags SET checked_at=? WHERE upstream=? AND repo=? AND tag=? AND host=?",
+                (checked_at, record.upstream, record.repo, record.tag, record.host),
+            )
+        except sqlite3.Error as exc:
+            log.warning("cannot record a revalidation", error=str(exc))
 
     def by_index(self, index_digest: str, host: str) -> TagRecord | None:
         row = self.db.execute(
@@ -129,8 +147,12 @@ class TagIndex:
         self.db.execute("INSERT OR REPLACE INTO content VALUES (?,?,?)", (digest, size, when))
 
     def touch_content(self, used: dict[str, float]) -> None:
+        """Best effort, like ``touch``."""
         if used:
-            self.db.executemany("UPDATE content SET last_used=? WHERE digest=?", [(t, d) for d, t in used.items()])
+            try:
+                self.db.executemany("UPDATE content SET last_used=? WHERE digest=?", [(t, d) for d, t in used.items()])
+            except sqlite3.Error as exc:
+                log.warning("cannot record content use", error=str(exc))
 
     def forget_content(self, digest: str) -> None:
         self.db.execute("DELETE FROM content WHERE digest=?", (digest,))

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
@@ -75,6 +76,8 @@ class Upstream:
         self._tokens: dict[str, tuple[str, float]] = {}
         self._basic = aiohttp.BasicAuth(config.username, config.password) if config.username else None
         self._basic_challenged = False
+        self._slots = asyncio.Semaphore(limits.max_upstream_fetches)
+        self.in_flight = 0
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -96,6 +99,18 @@ class Upstream:
         self, method: str, path: str, *, scope: str, headers: dict[str, str] | None = None
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """A request to the upstream with auth and redirects handled; the caller reads the body."""
+        async with self._slots:
+            self.in_flight += 1
+            try:
+                async with self._request(method, path, scope, headers) as resp:
+                    yield resp
+            finally:
+                self.in_flight -= 1
+
+    @asynccontextmanager
+    async def _request(
+        self, method: str, path: str, scope: str, headers: dict[str, str] | None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
         url = self.base + path
         hdrs = dict(headers or {})
         started = time.monotonic()

@@ -40,6 +40,11 @@ class FakeUpstream:
     short: set[str] = field(default_factory=set)
     """Digests whose body stops half-way although Content-Length promised all of it."""
     rate_limited: bool = False
+    fail_status: int = 0
+    """When set, every /v2/ request after the base check is answered with this status (e.g. 503)."""
+    active: int = 0
+    max_active: int = 0
+    """Blob responses being sent at once, and the most seen (to check platproxy's bound)."""
     redirect_blobs_to: str = ""
     """Base URL of another host to redirect blob GETs to."""
     token_realm: str = ""
@@ -87,6 +92,8 @@ class FakeUpstream:
             )
         if path in ("/v2/", "/v2"):
             return web.json_response({})
+        if self.fail_status:
+            return web.json_response({"errors": [{"code": "UNAVAILABLE"}]}, status=self.fail_status)
         if "/manifests/" in path:
             ref = path.rsplit("/", 1)[1]
             if ref not in self.manifests:
@@ -115,6 +122,15 @@ class FakeUpstream:
         await response.prepare(request)
         if request.method == "HEAD":
             return response
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            return await self._send_body(request, response, digest, data)
+        finally:
+            self.active -= 1
+
+    async def _send_body(self, request: web.Request, response: web.StreamResponse, digest: str,
+                         data: bytes) -> web.StreamResponse:  # fmt: skip
         if digest in self.short:
             await response.write(data[: len(data) // 2])
             assert request.transport is not None

@@ -166,6 +166,8 @@ class Platproxy:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    log_dir: Path | None = None
+    """Where the log goes (default: beside the cache directory)."""
 
     @property
     def address(self) -> str:
@@ -178,7 +180,7 @@ class Platproxy:
             args += ["--upstream", self.upstream]
         if self.platform:
             args += ["--platform", self.platform]
-        self.log_path = self.cache_dir.parent / f"platproxy-{self.port}.log"
+        self.log_path = (self.log_dir or self.cache_dir.parent) / f"platproxy-{self.port}.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log_path.open("ab"), env=env)
         wait_http(self.port, proc=self.proc)
