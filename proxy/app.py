@@ -105,7 +105,9 @@ def build_ops_app(main: web.Application) -> web.Application:
 async def serve(config: Config, host: HostProfile) -> None:
     """Run until SIGINT/SIGTERM, then close connections and upstream sessions."""
     app = build_app(config, host)
-    runners = [web.AppRunner(app, access_log=None)]
+    # Header lines up to 64 KiB reach platproxy's own checks (an OCI error body) instead of
+    # aiohttp's plain-text 400 at its 8 KiB default; longer ones still get that 400.
+    runners = [web.AppRunner(app, access_log=None, max_line_size=65536, max_field_size=65536)]
     await runners[0].setup()
     sites = [web.TCPSite(runners[0], config.listen_host, config.listen_port)]
     if config.metrics.listen:
