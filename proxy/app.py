@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -102,14 +104,30 @@ def build_ops_app(main: web.Application) -> web.Application:
     return ops
 
 
+LISTEN_BACKLOG = 4096
+"""Room for a burst of connections (every node of a fleet at once); asyncio's default is 100."""
+
+
+def raise_open_files_limit() -> None:
+    """Every client connection and every open blob is a descriptor: use all the system allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 async def serve(config: Config, host: HostProfile) -> None:
     """Run until SIGINT/SIGTERM, then close connections and upstream sessions."""
     app = build_app(config, host)
     # Header lines up to 64 KiB reach platproxy's own checks (an OCI error body) instead of
     # aiohttp's plain-text 400 at its 8 KiB default; longer ones still get that 400.
-    runners = [web.AppRunner(app, access_log=None, max_line_size=65536, max_field_size=65536)]
+    runners = [
+        web.AppRunner(app, access_log=None, max_line_size=65536, max_field_size=65536,
+                      keepalive_timeout=config.limits.idle_timeout)
+    ]  # fmt: skip
     await runners[0].setup()
-    sites = [web.TCPSite(runners[0], config.listen_host, config.listen_port)]
+    raise_open_files_limit()
+    sites = [web.TCPSite(runners[0], config.listen_host, config.listen_port, backlog=LISTEN_BACKLOG)]
     if config.metrics.listen:
         ops = web.AppRunner(build_ops_app(app), access_log=None)
         await ops.setup()

@@ -193,3 +193,16 @@ def test_cache_directory_made_read_only(
     status, _, body = request(proxy.port, "GET", "/readyz")
     assert status == 503 and json.loads(body)["cache"]["writable"] is False
     assert "Traceback" not in proxy.log()
+
+
+def test_idle_client_connections_are_closed(platproxy: Start, tmp_path: Path) -> None:
+    fake = FakeUpstream().start()
+    try:
+        proxy = platproxy(fake.url, "linux/amd64", config(tmp_path, '[limits]\nidle_timeout = "1s"\n'))
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+        conn.request("GET", "/v2/")
+        assert conn.getresponse().read() == b"{}"
+        time.sleep(2.5)
+        assert conn.sock is not None and conn.sock.recv(1) == b""  # the server closed it
+    finally:
+        fake.stop()
