@@ -145,6 +145,7 @@ def test_no_match_lists_every_entry(seeded: Seeded, platproxy: Start) -> None:
     assert len(error["detail"]["entries"]) == 16
 
 
+@pytest.mark.faults
 def test_pull_works_again_with_the_upstream_stopped(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:
     registry = Registry(tmp_path / "own-registry").start()
     push_case(registry, "library/multi:1", seeded.cases["library/multi:1"])
@@ -236,6 +237,7 @@ def test_32_concurrent_cold_requests_cause_one_upstream_fetch(seeded: Seeded, pl
     assert proxy.wait_for_log('"cache": "coalesced"')
 
 
+@pytest.mark.faults
 def test_corrupt_blob_is_never_kept_and_the_client_sees_an_error(platproxy: Start, tmp_path: Path) -> None:
     fake = FakeUpstream().start()
     try:
@@ -257,6 +259,7 @@ def test_corrupt_blob_is_never_kept_and_the_client_sees_an_error(platproxy: Star
         fake.stop()
 
 
+@pytest.mark.faults
 def test_rate_limit_is_passed_on(platproxy: Start) -> None:
     fake = FakeUpstream(rate_limited=True).start()
     try:
@@ -268,6 +271,7 @@ def test_rate_limit_is_passed_on(platproxy: Start) -> None:
         fake.stop()
 
 
+@pytest.mark.faults
 def test_credentials_never_leave_the_upstream_host(platproxy: Start, tmp_path: Path) -> None:
     cdn = FakeUpstream().start()
     realm = FakeUpstream().start()
@@ -325,6 +329,7 @@ def test_basic_auth_upstream(platproxy: Start, tmp_path: Path) -> None:
         upstream.stop()
 
 
+@pytest.mark.faults
 def test_every_client_of_a_corrupt_fill_is_cut(platproxy: Start) -> None:
     fake = FakeUpstream().start()
     try:
@@ -425,6 +430,7 @@ def test_online_resolve_and_platforms(seeded: Seeded) -> None:
     assert cli("resolve").returncode == 2
 
 
+@pytest.mark.faults
 def test_a_late_joiner_gets_the_bytes_already_received_then_the_rest(platproxy: Start) -> None:
     fake = FakeUpstream(chunk_delay=0.01).start()  # 2 MiB in 32 chunks: about 0.3 s
     try:
@@ -451,6 +457,7 @@ def test_a_late_joiner_gets_the_bytes_already_received_then_the_rest(platproxy: 
         fake.stop()
 
 
+@pytest.mark.faults
 def test_tls_upstreams_are_verified(platproxy: Start, tmp_path: Path) -> None:
     ca = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
