@@ -40,11 +40,6 @@ class HostProfile(BaseModel):
     details: HostDetails = HostDetails()
     capabilities: Capabilities = Capabilities()
 
-    @classmethod
-    def of(cls, specifier: str, **kwargs: object) -> HostProfile:
-        """A profile from a specifier, for tests and ``--platform`` overrides."""
-        return cls.model_validate({"platform": Platform.parse(specifier), **kwargs})
-
 
 class Step(BaseModel):
     """One place in the preference vector."""

@@ -78,19 +78,6 @@ class Platform(BaseModel):
             features=tuple(features),
         )
 
-    def to_descriptor(self) -> dict[str, Any]:
-        """The OCI JSON form (``os.version`` and ``os.features`` keys), empty fields left out."""
-        out: dict[str, Any] = {"architecture": self.architecture, "os": self.os}
-        if self.os_version:
-            out["os.version"] = self.os_version
-        if self.os_features:
-            out["os.features"] = list(self.os_features)
-        if self.variant:
-            out["variant"] = self.variant
-        if self.features:
-            out["features"] = list(self.features)
-        return out
-
     def __str__(self) -> str:
         return format_platform(self)
 

@@ -144,10 +144,8 @@ def _route(request: web.Request, name: str) -> Route:
 
 
 def _client(request: web.Request) -> ClientCaps:
-    accepts = parse_accept(request.headers.getall("Accept", []))
-    agent = request.headers.get("User-Agent", "").lower()
-    zstd = "containerd/" in agent or "containers/" in agent or "skopeo" in agent or "podman" in agent
-    return ClientCaps(accepts=accepts, zstd=zstd)
+    """What the client accepts; tag records are resolved once for every client (gzip first)."""
+    return ClientCaps(accepts=parse_accept(request.headers.getall("Accept", [])))
 
 
 async def manifest(request: web.Request, services: Services, r: Route, reference: str) -> web.StreamResponse:

@@ -38,7 +38,6 @@ class Fill:
     error: BaseException | None = None
     headers_ready: asyncio.Event = field(default_factory=asyncio.Event)
     progress: asyncio.Condition = field(default_factory=asyncio.Condition)
-    readers: int = 0
 
     @property
     def tmp_path(self) -> Path:
@@ -139,7 +138,6 @@ async def ready_ranges(fill: Fill, start: int, end: int | None) -> AsyncIterator
 async def read_fill(fill: Fill, store: ContentStore, start: int, end: int | None) -> AsyncIterator[bytes]:
     """Bytes ``start`` .. ``end`` (exclusive; ``None``: to the end) of a blob being filled."""
     fd = _open_either(fill.tmp_path, store.path(fill.digest))
-    fill.readers += 1
     try:
         async for offset, length in ready_ranges(fill, start, end):
             while length:
@@ -150,7 +148,6 @@ async def read_fill(fill: Fill, store: ContentStore, start: int, end: int | None
                 length -= len(chunk)
                 yield chunk
     finally:
-        fill.readers -= 1
         os.close(fd)
 
 
@@ -173,12 +170,10 @@ async def send_fill(fill: Fill, store: ContentStore, transport: asyncio.Transpor
     """
     loop = asyncio.get_running_loop()
     fd = _open_either(fill.tmp_path, store.path(fill.digest))
-    fill.readers += 1
     try:
         with os.fdopen(fd, "rb", closefd=False) as file:
             async for offset, length in ready_ranges(fill, start, end):
                 sent = await loop.sendfile(transport, file, offset, length, fallback=offset > start)
                 yield sent
     finally:
-        fill.readers -= 1
         os.close(fd)

@@ -24,7 +24,7 @@ from proxy.errors import RegistryError, from_upstream, storage_failed
 from proxy.freshness import Action, Freshness, after_revalidation, freshness
 from proxy.mediatypes import INDEX_TYPES, MANIFEST_TYPES, ClientCaps
 from proxy.metrics import Metrics
-from proxy.resolve import Decision, InvalidIndex, parse_index, resolve_fetching, resolve_loading
+from proxy.resolve import Decision, InvalidIndex, parse_index, resolve_fetching
 from proxy.route import Route
 from proxy.store import ContentStore, DigestMismatch
 from proxy.tagindex import TagIndex, TagRecord
@@ -164,7 +164,7 @@ class ManifestService:
         media_type = self.tags.manifest_type(digest) or ""
         outcome = "hit" if cached else "miss"
         if media_type in INDEX_TYPES and client.accepts is not None and not client.accepts_index:
-            decision = resolve_loading(data, self.host, RECORD_CLIENT, self._stored)
+            decision = await self.decide(route, data)
             instead = decision.chosen
             raise RegistryError(
                 404, "MANIFEST_UNKNOWN",
@@ -209,9 +209,6 @@ class ManifestService:
                 "X-Platproxy-Rank": record.label,
             }
         return ManifestAnswer(data, record.media_type, record.digest, outcome, headers)
-
-    def _stored(self, digest: str) -> bytes | None:
-        return self.store.read(digest)
 
     def _keep_manifest(self, data: bytes, media_type: str, header_digest: str | None, upstream: str) -> str:
         """Verify and store a manifest fetched by tag; its digest is the sha256 of the bytes."""

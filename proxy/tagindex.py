@@ -65,7 +65,6 @@ class TagRecord:
 
 class TagIndex:
     def __init__(self, path: Path) -> None:
-        self.read_only = False
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -78,7 +77,6 @@ class TagIndex:
             log.warning("tag index is read-only", error=str(exc))
             self.db = sqlite3.connect(f"file:{path}?immutable=1", uri=True, isolation_level=None,
                                       check_same_thread=False)  # fmt: skip
-            self.read_only = True
 
     def close(self) -> None:
         self.db.close()
@@ -108,12 +106,6 @@ class TagIndex:
             )
         except sqlite3.Error as exc:
             log.warning("cannot record a revalidation", error=str(exc))
-
-    def by_index(self, index_digest: str, host: str) -> TagRecord | None:
-        row = self.db.execute(
-            "SELECT * FROM tags WHERE index_digest=? AND host=? ORDER BY fetched_at DESC LIMIT 1", (index_digest, host)
-        ).fetchone()
-        return TagRecord(*row) if row else None
 
     def tags(self, upstream: str, repo: str) -> list[str]:
         rows = self.db.execute(

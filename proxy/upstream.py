@@ -77,7 +77,6 @@ class Upstream:
         self._basic = aiohttp.BasicAuth(config.username, config.password) if config.username else None
         self._basic_challenged = False
         self._slots = asyncio.Semaphore(limits.max_upstream_fetches)
-        self.in_flight = 0
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -99,13 +98,8 @@ class Upstream:
         self, method: str, path: str, *, scope: str, headers: dict[str, str] | None = None
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """A request to the upstream with auth and redirects handled; the caller reads the body."""
-        async with self._slots:
-            self.in_flight += 1
-            try:
-                async with self._request(method, path, scope, headers) as resp:
-                    yield resp
-            finally:
-                self.in_flight -= 1
+        async with self._slots, self._request(method, path, scope, headers) as resp:
+            yield resp
 
     @asynccontextmanager
     async def _request(
