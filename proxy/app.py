@@ -23,6 +23,7 @@ from proxy.blobs import BlobService
 from proxy.config import Config
 from proxy.evict import Evictor
 from proxy.fill import Fills
+from proxy.guard import guard
 from proxy.manifests import ManifestService
 from proxy.metrics import Metrics
 from proxy.store import ContentStore
@@ -126,6 +127,7 @@ async def serve(config: Config, host: HostProfile) -> None:
                       keepalive_timeout=config.limits.idle_timeout)
     ]  # fmt: skip
     await runners[0].setup()
+    guard(runners[0], config.limits.header_timeout)
     raise_open_files_limit()
     sites = [web.TCPSite(runners[0], config.listen_host, config.listen_port, backlog=LISTEN_BACKLOG)]
     if config.metrics.listen:

@@ -181,6 +181,8 @@ class LimitsConfig(_Model):
     connect_timeout: Duration = 10.0
     read_timeout: Duration = 60.0
     """Longest wait for the next bytes from an upstream."""
+    header_timeout: Duration = 30.0
+    """Longest a client may take to send a request's headers (slowloris protection)."""
     idle_timeout: Duration = 75.0
     """How long an idle client connection is kept open (aiohttp's default is an hour)."""
     max_upstream_fetches: int = Field(default=32, ge=1, le=10000)

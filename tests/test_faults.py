@@ -206,3 +206,35 @@ def test_idle_client_connections_are_closed(platproxy: Start, tmp_path: Path) ->
         assert conn.sock is not None and conn.sock.recv(1) == b""  # the server closed it
     finally:
         fake.stop()
+
+
+def test_a_client_trickling_its_headers_is_cut_off(platproxy: Start, tmp_path: Path) -> None:
+    import socket
+
+    fake = FakeUpstream().start()
+    try:
+        proxy = platproxy(fake.url, "linux/amd64", config(tmp_path, '[limits]\nheader_timeout = "1s"\n'))
+        slow = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+        started = time.monotonic()
+        closed = False
+        for part in (b"GET /v2/ HTTP/1.1\r\n", b"Host: x\r\n", b"X-Slow: 1\r\n", b"X-Slow: 2\r\n"):
+            try:
+                slow.sendall(part)
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.4)
+        if not closed:
+            slow.settimeout(5)
+            closed = slow.recv(1) == b""
+        assert closed and time.monotonic() - started < 4
+        silent = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)  # says nothing at all
+        assert silent.recv(1) == b""
+        assert request(proxy.port, "GET", "/v2/")[0] == 200  # prompt clients are unaffected
+        # a long download is not cut: the timer stops once the request's headers are complete
+        digest = fake.add_blob(os.urandom(MIB))
+        fake.chunk_delay = 0.1  # 16 chunks: 1.6 s, longer than the header timeout
+        status, _, body = request(proxy.port, "GET", f"/v2/library/x/blobs/{digest}")
+        assert status == 200 and len(body) == MIB
+    finally:
+        fake.stop()
