@@ -7,10 +7,12 @@ full and read-only disks are real tmpfs mounts (the suite runs as root, like CI)
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +23,7 @@ import pytest
 from proxy.mediatypes import UPSTREAM_ACCEPT
 from tests.conftest import Seeded, push_case, skopeo_copy
 from tests.fakeupstream import FakeUpstream
+from tests.ocibuild import Blob
 from tests.registry import Platproxy, Registry, free_port, request
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
@@ -209,8 +212,6 @@ def test_idle_client_connections_are_closed(platproxy: Start, tmp_path: Path) ->
 
 
 def test_a_client_trickling_its_headers_is_cut_off(platproxy: Start, tmp_path: Path) -> None:
-    import socket
-
     fake = FakeUpstream().start()
     try:
         proxy = platproxy(fake.url, "linux/amd64", config(tmp_path, '[limits]\nheader_timeout = "1s"\n'))
@@ -238,3 +239,27 @@ def test_a_client_trickling_its_headers_is_cut_off(platproxy: Start, tmp_path: P
         assert status == 200 and len(body) == MIB
     finally:
         fake.stop()
+
+
+def test_the_real_registry_killed_mid_transfer(platproxy: Start, tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "reg").start()
+    blob = Blob(os.urandom(512 * MIB), "application/octet-stream")
+    registry.push_blob("library/big", blob)
+    try:
+        proxy = platproxy(registry.url, "linux/amd64")
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=30)
+        conn.request("GET", f"/v2/library/big/blobs/{blob.digest}")
+        response = conn.getresponse()
+        assert response.status == 200 and response.read(1024)
+        assert registry.proc is not None
+        registry.proc.kill()  # SIGKILL: the upstream vanishes in the middle of the body
+        registry.proc.wait()
+        with pytest.raises((http.client.IncompleteRead, ConnectionError)):
+            response.read()
+        assert files(proxy.cache_dir, "blobs") == [] and files(proxy.cache_dir, "tmp") == []
+        registry.start()  # the same storage, back again: the fill starts over and completes
+        status, _, body = request(proxy.port, "GET", f"/v2/library/big/blobs/{blob.digest}")
+        assert status == 200 and len(body) == blob.size
+        assert "sha256:" + hashlib.sha256(body).hexdigest() == blob.digest
+    finally:
+        registry.stop()
