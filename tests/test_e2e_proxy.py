@@ -267,6 +267,7 @@ def test_rate_limit_is_passed_on(platproxy: Start) -> None:
         status, headers, body = request(proxy.port, "GET", "/v2/library/x/manifests/1", headers=ALL)
         assert status == 429 and headers["retry-after"] == "42"
         assert json.loads(body)["errors"][0]["code"] == "TOOMANYREQUESTS"
+        assert cache_files(proxy) == []
     finally:
         fake.stop()
 
@@ -287,10 +288,21 @@ def test_credentials_never_leave_the_upstream_host(platproxy: Start, tmp_path: P
         assert status == 200 and body == data
         assert realm.seen and all("Authorization" not in s.headers for s in realm.seen)
         assert cdn.seen and all("Authorization" not in s.headers for s in cdn.seen)
+        assert cache_files(proxy) == [digest]  # the blob, verified, and nothing else
         assert "s3cret" not in proxy.log()
     finally:
         for server in (upstream, cdn, realm):
             server.stop()
+
+
+def cache_files(proxy: Platproxy) -> list[str]:
+    """Digests of the content files in the cache, and any temporary file by its name, once fills
+    in flight have settled (a client can have its bytes before the file is synced into place)."""
+    deadline = time.monotonic() + 5
+    while any(proxy.cache_dir.joinpath("tmp").iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    blobs = [f"sha256:{p.name}" for p in proxy.cache_dir.joinpath("blobs").glob("*/*/*")]
+    return blobs + [p.name for p in proxy.cache_dir.joinpath("tmp").iterdir()]
 
 
 def digest_bytes(data: bytes) -> str:
@@ -468,7 +480,7 @@ def test_tls_upstreams_are_verified(platproxy: Start, tmp_path: Path) -> None:
         untrusting = platproxy(fake.url, "linux/amd64")
         status, _, body = request(untrusting.port, "GET", f"/v2/library/x/blobs/{digest}")
         assert status == 503 and "SSL" in json.loads(body)["errors"][0]["detail"]["error"].upper()
-        assert fake.count("GET", digest) == 0
+        assert fake.count("GET", digest) == 0 and cache_files(untrusting) == []
         ca_file = tmp_path / "ca.pem"
         ca.cert_pem.write_to_path(str(ca_file))
         os.environ["SSL_CERT_FILE"] = str(ca_file)
