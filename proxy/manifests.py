@@ -9,6 +9,7 @@ of that digest, or a clear error naming what to pull instead.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sqlite3
@@ -28,7 +29,7 @@ from proxy.resolve import Decision, InvalidIndex, parse_index, resolve_fetching
 from proxy.route import Route
 from proxy.store import ContentStore, DigestMismatch
 from proxy.tagindex import TagIndex, TagRecord
-from proxy.upstream import Upstream, UpstreamError, read_limited
+from proxy.upstream import ManifestHead, Upstream, UpstreamError, read_limited
 
 log = structlog.get_logger("platproxy.manifests")
 
@@ -68,29 +69,49 @@ class ManifestService:
             f"+{k}" for k in ("ia32", "aarch32", "arm64") if getattr(host.capabilities, k)
         )
         self.clock = clock
+        self._refreshing: dict[tuple[str, str, str], asyncio.Task[tuple[TagRecord, str]]] = {}
 
     # -- by tag --------------------------------------------------------------------------------
 
     async def by_tag(self, route: Route, tag: str, client: ClientCaps) -> ManifestAnswer:
+        record = self.tags.get(route.upstream.name, route.repo, tag, self.host_key)
+        if record is not None and freshness(record, self.clock(), self.config.cache.tag_ttl) is Freshness.FRESH:
+            return await self._answer(route, record, client, "hit")
+        record, outcome = await self._refresh_once(route, tag)
+        return await self._answer(route, record, client, outcome)
+
+    async def _refresh_once(self, route: Route, tag: str) -> tuple[TagRecord, str]:
+        """Revalidate or fetch a tag once however many clients ask at the same moment.
+
+        The work runs in its own task, so a client that disconnects does not cancel it for the
+        others; every waiting client then answers from the same record.
+        """
+        key = (route.upstream.name, route.repo, tag)
+        task = self._refreshing.get(key)
+        if task is None:
+            task = asyncio.create_task(self._refresh(route, tag))
+            self._refreshing[key] = task
+            task.add_done_callback(lambda _: self._refreshing.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _refresh(self, route: Route, tag: str) -> tuple[TagRecord, str]:
         up = self.upstreams[route.upstream.name]
         record = self.tags.get(up.name, route.repo, tag, self.host_key)
         now = self.clock()
-        state = freshness(record, now, self.config.cache.tag_ttl)
-        if record is not None and state is Freshness.FRESH:
-            return await self._answer(route, record, client, "hit")
+        stale_on_404 = self.config.cache.serve_stale_on_not_found
         if record is not None:
+            answer: ManifestHead | UpstreamError | None
             try:
-                head = await up.head_manifest(route.repo, tag)
-                answer: object = head
+                answer = await up.head_manifest(route.repo, tag)
             except UpstreamError as exc:
                 answer = exc
-            action = after_revalidation(record, answer, self.config.cache.serve_stale_on_not_found)  # type: ignore[arg-type]
+            action = after_revalidation(record, answer, stale_on_404)
             if action is Action.KEEP:
                 self.tags.touch(record, now)
-                return await self._answer(route, record, client, "revalidated")
+                return record, "revalidated"
             if action is Action.SERVE_STALE:
                 log.warning("serving stale tag", upstream=up.name, repo=route.repo, tag=tag, error=str(answer))
-                return await self._answer(route, record, client, "stale")
+                return record, "stale"
             if action is Action.GONE:
                 raise RegistryError(404, "MANIFEST_UNKNOWN", "tag no longer exists upstream", {"tag": tag})
         try:
@@ -98,13 +119,12 @@ class ManifestService:
                 route.repo, tag, self.config.limits.max_manifest_size
             )
         except UpstreamError as exc:
-            if record is not None and exc.status != 404:
+            if record is not None and (exc.status != 404 or stale_on_404):
                 log.warning("serving stale tag", upstream=up.name, repo=route.repo, tag=tag, error=exc.message)
-                return await self._answer(route, record, client, "stale")
+                return record, "stale"
             raise from_upstream(exc, "MANIFEST_UNKNOWN", f"{route.repo}:{tag}") from None
         digest = self._keep_manifest(data, media_type, header_digest, up.name)
-        record = await self._record(route, tag, digest, media_type, data, now)
-        return await self._answer(route, record, client, "miss")
+        return await self._record(route, tag, digest, media_type, data, now), "miss"
 
     async def _record(self, route: Route, tag: str, digest: str, media_type: str, data: bytes, now: float) -> TagRecord:
         def record(**fields: str | None) -> TagRecord:

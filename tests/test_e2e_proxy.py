@@ -387,3 +387,21 @@ def test_a_late_joiner_gets_the_bytes_already_received_then_the_rest(platproxy: 
         assert proxy.wait_for_log('"cache": "coalesced"') == 1
     finally:
         fake.stop()
+
+
+def test_concurrent_cold_tag_requests_cause_one_upstream_fetch(seeded: Seeded, platproxy: Start) -> None:
+    case = seeded.cases["library/multi:1"]
+    seeded.registry.push_manifest("library/multi", "burst", case.top)
+    proxy = platproxy(seeded.registry.url, "linux/arm64")
+    url = f"http://{proxy.address}/v2/library/multi/manifests/burst"
+
+    async def fetch(session: aiohttp.ClientSession) -> tuple[int, str]:
+        async with session.get(url, headers=ALL) as resp:
+            return resp.status, digest_bytes(await resp.read())
+
+    async def main() -> list[tuple[int, str]]:
+        async with aiohttp.ClientSession() as session:
+            return await asyncio.gather(*(fetch(session) for _ in range(20)))
+
+    assert asyncio.run(main()) == [(200, case.digest_of("linux/arm64/v8"))] * 20
+    assert seeded.registry.requests_for("/v2/library/multi/manifests/burst") == 1
