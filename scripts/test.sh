@@ -8,8 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(docker-registry skopeo podman containerd python3-venv)
-COMMANDS=(docker-registry skopeo podman containerd ctr)
+DEBIAN_PACKAGES=(docker-registry skopeo podman containerd curl python3-venv)
+COMMANDS=(docker-registry skopeo podman containerd ctr curl mount)
 
 missing=()
 for cmd in "${COMMANDS[@]}"; do command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd"); done
