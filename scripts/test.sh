@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(docker-registry skopeo podman containerd curl python3-venv)
+DEBIAN_PACKAGES=(docker-registry skopeo podman containerd curl mount python3-venv)
 COMMANDS=(docker-registry skopeo podman containerd ctr curl mount)
 
 missing=()
