@@ -15,7 +15,7 @@ from pathlib import Path
 
 from proxy.config import ConfigError, _size, load_config
 from proxy.errors import RegistryError
-from proxy.evict import Evictor, references
+from proxy.evict import Evictor, needed_by
 from proxy.names import ImageRef
 from proxy.store import ContentStore
 from proxy.tagindex import TagIndex, TagRecord
@@ -100,8 +100,8 @@ def run_rm(args: argparse.Namespace) -> int:
     doomed = [r for r in tags.all_tags() if _matches(r, ref, tag_given)]
     if not doomed:
         return _fail("rm", f"nothing cached for {args.image}")
-    keep = _needed(store, [r for r in tags.all_tags() if r not in doomed])
-    gone = _needed(store, doomed) - keep
+    keep = needed_by(store, [r for r in tags.all_tags() if r not in doomed])
+    gone = needed_by(store, doomed) - keep
     tags.delete_tags(doomed)
     for digest in gone:
         store.path(digest).unlink(missing_ok=True)
@@ -118,18 +118,6 @@ def _matches(record: TagRecord, ref: ImageRef, tag_given: bool) -> bool:
     if rest:
         names.add((first, rest))
     return (record.upstream, record.repo) in names and (not tag_given or record.tag == ref.reference)
-
-
-def _needed(store: ContentStore, records: list[TagRecord]) -> set[str]:
-    """Every digest these records need: manifests, indexes, and what they refer to."""
-    needed: set[str] = set()
-    for record in records:
-        for digest in filter(None, (record.digest, record.index_digest)):
-            needed.add(digest)
-            data = store.read(digest, touch=False)
-            if data is not None:
-                needed |= references(data)
-    return needed
 
 
 def _fail(command: str, message: str) -> int:

@@ -18,7 +18,7 @@ import structlog
 
 from proxy.metrics import Metrics
 from proxy.store import ContentStore
-from proxy.tagindex import ContentEntry, TagIndex
+from proxy.tagindex import ContentEntry, TagIndex, TagRecord
 
 log = structlog.get_logger("platproxy.evict")
 
@@ -58,6 +58,18 @@ def references(document: bytes) -> set[str]:
     if isinstance(config, dict) and isinstance(config.get("digest"), str):
         found.add(config["digest"])
     return found
+
+
+def needed_by(store: ContentStore, records: Iterable[TagRecord]) -> set[str]:
+    """Every digest these tag records need: their manifests and indexes, and what those refer to."""
+    needed: set[str] = set()
+    for record in records:
+        for digest in filter(None, (record.digest, record.index_digest)):
+            needed.add(digest)
+            data = store.read(digest, touch=False)
+            if data is not None:
+                needed |= references(data)
+    return needed
 
 
 class Evictor:
@@ -113,14 +125,7 @@ class Evictor:
         keep = set(self.busy())
         offline = self.unreachable()
         if offline:
-            for record in self.tags.all_tags():
-                if record.upstream not in offline:
-                    continue
-                for digest in filter(None, (record.digest, record.index_digest)):
-                    keep.add(digest)
-                    data = self.store.read(digest, touch=False)
-                    if data is not None:
-                        keep |= references(data)
+            keep |= needed_by(self.store, [r for r in self.tags.all_tags() if r.upstream in offline])
         return keep
 
     def run(self, budget: int | None = None) -> list[Entry]:
