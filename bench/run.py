@@ -36,24 +36,13 @@ from proxy.mediatypes import UPSTREAM_ACCEPT  # noqa: E402
 from tests import indexes  # noqa: E402
 from tests.indexes import Case  # noqa: E402
 from tests.ocibuild import gzip_layer, image, index  # noqa: E402
-from tests.registry import REGISTRY_BIN, Registry, free_port, push_case, request  # noqa: E402
+from tests.registry import REGISTRY_BIN, Registry, free_port, peak_rss_mib, push_case, request  # noqa: E402
 
 SMALL, LARGE = "library/small:1", "library/large:1"
 
 
 def now() -> float:
     return time.monotonic()
-
-
-def peak_rss_mib(pid: int) -> float:
-    """VmHWM: the peak resident set of a process so far."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def wait_ok(port: int, timeout: float = 30.0) -> float:

@@ -8,6 +8,7 @@ exactly as a real ``docker push`` would.  Also starts platproxy itself as a real
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import os
 import shutil
@@ -52,6 +53,27 @@ def wait_http(
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing answered on 127.0.0.1:{port}{path} within {timeout}s")
+
+
+_CONFIGS = itertools.count()
+
+
+def config_args(directory: Path, text: str) -> list[str]:
+    """A TOML config written to ``directory``, as ``platproxy serve`` arguments."""
+    path = directory / f"config-{next(_CONFIGS)}.toml"
+    path.write_text(text)
+    return ["--config", str(path)]
+
+
+def peak_rss_mib(pid: int) -> float:
+    """VmHWM: the peak resident set of a process so far (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None,

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import Seeded, push_case, skopeo_copy
 from tests.fakeupstream import FakeUpstream
-from tests.registry import Platproxy, Registry, free_port, request
+from tests.registry import Platproxy, Registry, config_args, request
 
 pytestmark = pytest.mark.e2e
 Start = Callable[..., Platproxy]
@@ -27,17 +27,11 @@ def stored(proxy: Platproxy) -> dict[str, int]:
     return {f"sha256:{p.name}": p.stat().st_size for p in proxy.cache_dir.joinpath("blobs").glob("*/*/*")}
 
 
-def config(tmp_path: Path, text: str) -> list[str]:
-    path = tmp_path / f"budget-{free_port()}.toml"
-    path.write_text(text)
-    return ["--config", str(path)]
-
-
 def test_cache_stays_under_max_size_and_every_pull_is_correct(platproxy: Start, tmp_path: Path) -> None:
     fake = FakeUpstream().start()
     try:
         blobs = {fake.add_blob(os.urandom(MIB)): i for i in range(8)}
-        proxy = platproxy(fake.url, "linux/amd64", config(tmp_path, '[cache]\nmax_size = "3MiB"\n'))
+        proxy = platproxy(fake.url, "linux/amd64", config_args(tmp_path, '[cache]\nmax_size = "3MiB"\n'))
         for digest in blobs:
             status, _, body = request(proxy.port, "GET", f"/v2/library/x/blobs/{digest}")
             assert status == 200 and "sha256:" + hashlib.sha256(body).hexdigest() == digest
@@ -58,7 +52,7 @@ def test_a_blob_being_streamed_is_never_evicted_mid_stream(platproxy: Start, tmp
         big = os.urandom(48 * MIB)  # far more than the socket buffers: the send blocks while we do not read
         big_digest = fake.add_blob(big)
         others = [fake.add_blob(os.urandom(4 * MIB)) for _ in range(3)]
-        proxy = platproxy(fake.url, "linux/amd64", config(tmp_path, '[cache]\nmax_size = "54MiB"\n'))
+        proxy = platproxy(fake.url, "linux/amd64", config_args(tmp_path, '[cache]\nmax_size = "54MiB"\n'))
         assert request(proxy.port, "GET", f"/v2/library/x/blobs/{big_digest}")[0] == 200  # cached now, oldest
         sock = socket.create_connection(("127.0.0.1", proxy.port))
         sock.settimeout(30)
@@ -96,7 +90,7 @@ def test_the_only_copy_is_kept_while_its_upstream_is_unreachable(
     try:
         text = (f'[[upstream]]\nname = "reg"\nurl = "{registry.url}"\n[[upstream]]\nname = "fake"\nurl = "{fake.url}"\n'
                 '[cache]\nmax_size = "2MiB"\ntag_ttl = 0\n')  # fmt: skip
-        proxy = platproxy("", "linux/arm64", config(tmp_path, text))
+        proxy = platproxy("", "linux/arm64", config_args(tmp_path, text))
         first = skopeo_copy(f"{proxy.address}/reg/library/multi:1", tmp_path / "first")
         assert first.returncode == 0, first.stderr
         image_files = set(stored(proxy))

@@ -16,7 +16,7 @@ import pytest
 from proxy.mediatypes import UPSTREAM_ACCEPT
 from tests.conftest import Seeded, push_case, skopeo_copy
 from tests.fakeupstream import FakeUpstream
-from tests.registry import Platproxy, Registry, free_port, request
+from tests.registry import Platproxy, Registry, config_args, free_port, request
 
 pytestmark = pytest.mark.e2e
 Start = Callable[..., Platproxy]
@@ -33,12 +33,6 @@ def metric(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-def write_config(tmp_path: Path, text: str) -> list[str]:
-    path = tmp_path / f"ops-{free_port()}.toml"
-    path.write_text(text)
-    return ["--config", str(path)]
-
-
 def test_metrics_count_hit_miss_coalesced_and_stale(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:
     registry = Registry(tmp_path / "reg").start()
     push_case(registry, "library/multi:1", seeded.cases["library/multi:1"])
@@ -46,7 +40,7 @@ def test_metrics_count_hit_miss_coalesced_and_stale(seeded: Seeded, platproxy: S
     try:
         config = (f'[[upstream]]\nname = "reg"\nurl = "{registry.url}"\n'
                   f'[[upstream]]\nname = "slow"\nurl = "{slow.url}"\n[cache]\ntag_ttl = 0\n')  # fmt: skip
-        proxy = platproxy("", "linux/arm64", write_config(tmp_path, config))
+        proxy = platproxy("", "linux/arm64", config_args(tmp_path, config))
         assert request(proxy.port, "GET", "/v2/reg/library/multi/manifests/1", headers=ALL)[0] == 200  # miss
         assert request(proxy.port, "GET", "/v2/reg/library/multi/manifests/1", headers=ALL)[0] == 200  # revalidated
         digest = seeded.cases["library/multi:1"].digest_of("linux/arm64/v8")
@@ -87,7 +81,7 @@ def test_metrics_count_hit_miss_coalesced_and_stale(seeded: Seeded, platproxy: S
 def test_health_and_readiness(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:
     config = (f'[[upstream]]\nname = "reg"\nurl = "{seeded.registry.url}"\n'
               f'[[upstream]]\nname = "gone"\nurl = "http://127.0.0.1:{free_port()}"\n')  # fmt: skip
-    proxy = platproxy("", "linux/amd64", write_config(tmp_path, config))
+    proxy = platproxy("", "linux/amd64", config_args(tmp_path, config))
     assert json.loads(request(proxy.port, "GET", "/healthz")[2]) == {"status": "ok"}
     status, _, body = request(proxy.port, "GET", "/readyz")
     ready = json.loads(body)
@@ -111,7 +105,7 @@ def test_health_and_readiness(seeded: Seeded, platproxy: Start, tmp_path: Path) 
 def test_ops_endpoints_move_to_their_own_port(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:
     ops_port = free_port()
     proxy = platproxy(
-        seeded.registry.url, "linux/amd64", write_config(tmp_path, f'[metrics]\nlisten = "127.0.0.1:{ops_port}"\n')
+        seeded.registry.url, "linux/amd64", config_args(tmp_path, f'[metrics]\nlisten = "127.0.0.1:{ops_port}"\n')
     )
     assert request(ops_port, "GET", "/healthz")[0] == 200
     assert b"platproxy_requests_total" in request(ops_port, "GET", "/metrics")[2]
@@ -196,7 +190,7 @@ def test_client_auth_with_htpasswd(seeded: Seeded, platproxy: Start, tmp_path: P
 
     htpasswd = tmp_path / "htpasswd"
     htpasswd.write_text("# users\nalice:" + bcrypt.hashpw(b"wonderland", bcrypt.gensalt(rounds=4)).decode() + "\n")
-    proxy = platproxy(seeded.registry.url, "linux/arm64", write_config(tmp_path, f'[auth]\nhtpasswd = "{htpasswd}"\n'))
+    proxy = platproxy(seeded.registry.url, "linux/arm64", config_args(tmp_path, f'[auth]\nhtpasswd = "{htpasswd}"\n'))
     status, headers, body = request(proxy.port, "GET", "/v2/")
     assert status == 401 and headers["www-authenticate"] == 'Basic realm="platproxy"'
     assert json.loads(body)["errors"][0]["code"] == "UNAUTHORIZED"
@@ -214,6 +208,6 @@ def test_client_auth_with_htpasswd(seeded: Seeded, platproxy: Start, tmp_path: P
         "--listen",
         f"127.0.0.1:{free_port()}",
         "--config",
-        write_config(tmp_path, f'[auth]\nhtpasswd = "{htpasswd}"\n')[1],
+        config_args(tmp_path, f'[auth]\nhtpasswd = "{htpasswd}"\n')[1],
     )
     assert done.returncode == 2 and "only bcrypt hashes" in done.stderr

@@ -20,7 +20,7 @@ from proxy.mediatypes import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, UPSTREAM_
 from proxy.resolve import resolve_loading
 from tests.conftest import Seeded, push_case, skopeo_copy
 from tests.fakeupstream import FakeUpstream
-from tests.registry import Platproxy, Registry, request, wait_http
+from tests.registry import Platproxy, Registry, config_args, request, wait_http
 
 pytestmark = pytest.mark.e2e
 Start = Callable[..., Platproxy]
@@ -39,12 +39,6 @@ def expected(seeded: Seeded, ref: str, spec: str) -> str:
 
 def digest_of(path: Path) -> str:
     return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def config_file(tmp_path: Path, text: str) -> list[str]:
-    path = tmp_path / f"config-{time.monotonic_ns()}.toml"
-    path.write_text(text)
-    return ["--config", str(path)]
 
 
 @pytest.mark.parametrize(
@@ -117,7 +111,7 @@ def test_old_engine_without_the_chosen_type_is_told_why(seeded: Seeded, platprox
 
 
 def test_list_aware_clients_can_be_given_the_index(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:
-    extra = config_file(tmp_path, '[resolve]\nlist_aware_clients = "index"\n')
+    extra = config_args(tmp_path, '[resolve]\nlist_aware_clients = "index"\n')
     proxy = platproxy(seeded.registry.url, "linux/arm64", extra)
     status, headers, body = request(proxy.port, "GET", "/v2/library/multi/manifests/1", headers=ALL)
     assert status == 200 and body == seeded.cases["library/multi:1"].top.data
@@ -147,7 +141,7 @@ def test_no_match_lists_every_entry(seeded: Seeded, platproxy: Start) -> None:
 def test_pull_works_again_with_the_upstream_stopped(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:
     registry = Registry(tmp_path / "own-registry").start()
     push_case(registry, "library/multi:1", seeded.cases["library/multi:1"])
-    extra = config_file(tmp_path, "[cache]\ntag_ttl = 0\n")
+    extra = config_args(tmp_path, "[cache]\ntag_ttl = 0\n")
     proxy = platproxy(registry.url, "linux/arm/v7", extra)
     first = skopeo_copy(f"{proxy.address}/library/multi:1", tmp_path / "first")
     assert first.returncode == 0, first.stderr
@@ -170,7 +164,7 @@ def test_a_moved_tag_is_seen_after_its_ttl(seeded: Seeded, platproxy: Start, tmp
     try:
         levels, multi = seeded.cases["library/levels:1"], seeded.cases["library/multi:1"]
         push_case(registry, "library/moving:1", levels)
-        proxy = platproxy(registry.url, "linux/amd64/v3", config_file(tmp_path, "[cache]\ntag_ttl = 1.5\n"))
+        proxy = platproxy(registry.url, "linux/amd64/v3", config_args(tmp_path, "[cache]\ntag_ttl = 1.5\n"))
         _, h1, _ = request(proxy.port, "GET", "/v2/library/moving/manifests/1", headers=ALL)
         assert h1["docker-content-digest"] == levels.digest_of("v3")
         push_case(registry, "library/moving:1", multi)

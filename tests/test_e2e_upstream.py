@@ -16,17 +16,11 @@ import trustme
 
 from proxy.mediatypes import UPSTREAM_ACCEPT
 from tests.fakeupstream import FakeUpstream
-from tests.registry import Platproxy, free_port, request
+from tests.registry import Platproxy, config_args, request
 
 pytestmark = pytest.mark.e2e
 Start = Callable[..., Platproxy]
 ALL = {"Accept": UPSTREAM_ACCEPT}
-
-
-def config_file(tmp_path: Path, text: str) -> list[str]:
-    path = tmp_path / f"upstream-{free_port()}.toml"
-    path.write_text(text)
-    return ["--config", str(path)]
 
 
 @pytest.mark.faults
@@ -53,7 +47,7 @@ def test_credentials_never_leave_the_upstream_host(platproxy: Start, tmp_path: P
         digest = upstream.add_blob(data)
         cdn.add_blob(data)
         config = f'[[upstream]]\nname = "fake"\nurl = "{upstream.url}"\nusername = "user"\npassword = "s3cret"\n'
-        proxy = platproxy("", "linux/amd64", config_file(tmp_path, config))
+        proxy = platproxy("", "linux/amd64", config_args(tmp_path, config))
         status, _, body = request(proxy.port, "GET", f"/v2/fake/library/x/blobs/{digest}")
         assert status == 200 and body == data
         assert realm.seen and all("Authorization" not in s.headers for s in realm.seen)
@@ -82,7 +76,7 @@ def test_token_is_cached_per_scope_and_same_domain_realm_gets_credentials(platpr
     try:
         blobs = [upstream.add_blob(bytes([i]) * 1000) for i in range(3)]
         config = f'[[upstream]]\nname = "fake"\nurl = "{upstream.url}"\nusername = "user"\npassword = "s3cret"\n'
-        proxy = platproxy("", "linux/amd64", config_file(tmp_path, config))
+        proxy = platproxy("", "linux/amd64", config_args(tmp_path, config))
         for digest in blobs:
             assert request(proxy.port, "GET", f"/v2/library/x/blobs/{digest}")[0] == 200
         token_requests = [s for s in upstream.seen if s.path.startswith("/token")]
@@ -98,7 +92,7 @@ def test_basic_auth_upstream(platproxy: Start, tmp_path: Path) -> None:
     try:
         digest = upstream.add_blob(b"basic" * 100)
         config = f'[[upstream]]\nname = "fake"\nurl = "{upstream.url}"\nusername = "user"\npassword = "s3cret"\n'
-        proxy = platproxy("", "linux/amd64", config_file(tmp_path, config))
+        proxy = platproxy("", "linux/amd64", config_args(tmp_path, config))
         status, _, body = request(proxy.port, "GET", f"/v2/library/x/blobs/{digest}")
         assert status == 200 and body == b"basic" * 100
         anonymous = platproxy(upstream.url, "linux/amd64")

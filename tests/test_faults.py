@@ -24,7 +24,7 @@ from proxy.mediatypes import UPSTREAM_ACCEPT
 from tests.conftest import Seeded, push_case, skopeo_copy
 from tests.fakeupstream import FakeUpstream
 from tests.ocibuild import Blob
-from tests.registry import Platproxy, Registry, free_port, request
+from tests.registry import Platproxy, Registry, config_args, request
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 Start = Callable[..., Platproxy]
@@ -34,12 +34,6 @@ ALL = {"Accept": UPSTREAM_ACCEPT}
 
 def files(root: Path, sub: str) -> list[Path]:
     return [p for p in (root / sub).rglob("*") if p.is_file()]
-
-
-def config(tmp_path: Path, text: str) -> list[str]:
-    path = tmp_path / f"faults-{free_port()}.toml"
-    path.write_text(text)
-    return ["--config", str(path)]
 
 
 @pytest.fixture
@@ -64,7 +58,7 @@ def small_disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
 def test_upstream_down_before_a_request(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:
     registry = Registry(tmp_path / "reg").start()
     push_case(registry, "library/multi:1", seeded.cases["library/multi:1"])
-    proxy = platproxy(registry.url, "linux/arm64", config(tmp_path, "[cache]\ntag_ttl = 0\n"))
+    proxy = platproxy(registry.url, "linux/arm64", config_args(tmp_path, "[cache]\ntag_ttl = 0\n"))
     digest = request(proxy.port, "GET", "/v2/library/multi/manifests/1", headers=ALL)[1]["docker-content-digest"]
     registry.stop()
     started = time.monotonic()
@@ -95,7 +89,7 @@ def test_slow_upstream_beyond_the_read_timeout(platproxy: Start, tmp_path: Path)
     fake = FakeUpstream(chunk_delay=1.5).start()
     try:
         digest = fake.add_blob(os.urandom(MIB))
-        proxy = platproxy(fake.url, "linux/amd64", config(tmp_path, '[limits]\nread_timeout = "0.5s"\n'))
+        proxy = platproxy(fake.url, "linux/amd64", config_args(tmp_path, '[limits]\nread_timeout = "0.5s"\n'))
         with pytest.raises((http.client.IncompleteRead, ConnectionError)):
             request(proxy.port, "GET", f"/v2/library/x/blobs/{digest}")
         assert files(proxy.cache_dir, "blobs") == [] and files(proxy.cache_dir, "tmp") == []
@@ -120,7 +114,7 @@ def test_concurrent_upstream_fetches_are_bounded(platproxy: Start, tmp_path: Pat
     fake = FakeUpstream(chunk_delay=0.05).start()
     try:
         digests = [fake.add_blob(os.urandom(512 * 1024)) for _ in range(6)]
-        proxy = platproxy(fake.url, "linux/amd64", config(tmp_path, "[limits]\nmax_upstream_fetches = 2\n"))
+        proxy = platproxy(fake.url, "linux/amd64", config_args(tmp_path, "[limits]\nmax_upstream_fetches = 2\n"))
         procs = [subprocess.Popen(["curl", "-sf", "-o", "/dev/null", f"http://{proxy.address}/v2/library/x/blobs/{d}"])
                  for d in digests]  # fmt: skip
         assert [p.wait(60) for p in procs] == [0] * 6
@@ -201,7 +195,7 @@ def test_cache_directory_made_read_only(
 def test_idle_client_connections_are_closed(platproxy: Start, tmp_path: Path) -> None:
     fake = FakeUpstream().start()
     try:
-        proxy = platproxy(fake.url, "linux/amd64", config(tmp_path, '[limits]\nidle_timeout = "1s"\n'))
+        proxy = platproxy(fake.url, "linux/amd64", config_args(tmp_path, '[limits]\nidle_timeout = "1s"\n'))
         conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
         conn.request("GET", "/v2/")
         assert conn.getresponse().read() == b"{}"
@@ -214,7 +208,7 @@ def test_idle_client_connections_are_closed(platproxy: Start, tmp_path: Path) ->
 def test_a_client_trickling_its_headers_is_cut_off(platproxy: Start, tmp_path: Path) -> None:
     fake = FakeUpstream().start()
     try:
-        proxy = platproxy(fake.url, "linux/amd64", config(tmp_path, '[limits]\nheader_timeout = "1s"\n'))
+        proxy = platproxy(fake.url, "linux/amd64", config_args(tmp_path, '[limits]\nheader_timeout = "1s"\n'))
         slow = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
         started = time.monotonic()
         closed = False

@@ -21,18 +21,11 @@ import pytest
 from proxy.mediatypes import UPSTREAM_ACCEPT
 from tests.conftest import Seeded, push_case
 from tests.ocibuild import Blob
-from tests.registry import Platproxy, Registry, request
+from tests.registry import Platproxy, Registry, peak_rss_mib, request
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 CONNECTIONS = 1000
 MIB = 2**20
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def test_1000_concurrent_connections(seeded: Seeded, platproxy: Callable[..., Platproxy], tmp_path: Path) -> None:
