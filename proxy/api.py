@@ -23,14 +23,16 @@ from aiohttp.web_request import BaseRequest
 
 from proxy.blobs import BlobService, parse_range
 from proxy.config import Config
-from proxy.errors import RegistryError, error_body, from_upstream, unsupported
+from proxy.errors import RegistryError, error_body, from_upstream, storage_failed, unsupported
 from proxy.fill import Fill, FillFailed, read_fill, send_fill
 from proxy.manifests import ManifestAnswer, ManifestService
 from proxy.mediatypes import OCI_INDEX, ClientCaps, parse_accept
 from proxy.metrics import Metrics
 from proxy.names import check_digest, check_name, check_tag, is_digest
 from proxy.route import Route, route
-from proxy.upstream import UpstreamError
+from proxy.s3store import S3Store
+from proxy.store import ContentStore
+from proxy.upstream import RESOLVE_HEADER, UpstreamError
 
 log = structlog.get_logger("platproxy.http")
 
@@ -154,7 +156,8 @@ async def manifest(request: web.Request, services: Services, r: Route, reference
     if is_digest(reference):
         answer = await services.manifests.by_digest(r, check_digest(reference), client)
     else:
-        answer = await services.manifests.by_tag(r, check_tag(reference), client)
+        resolve = request.headers.get(RESOLVE_HEADER, "").strip().lower() != "none"
+        answer = await services.manifests.by_tag(r, check_tag(reference), client, resolve=resolve)
     request["cache"] = answer.outcome
     if "X-Platproxy-Platform" in answer.headers:
         request["platform"] = answer.headers["X-Platproxy-Platform"]
@@ -172,9 +175,10 @@ async def manifest(request: web.Request, services: Services, r: Route, reference
 
 async def blob(request: web.Request, services: Services, r: Route, digest: str) -> web.StreamResponse:
     headers = {"Docker-Content-Digest": digest, "ETag": f'"{digest}"', "Accept-Ranges": "bytes"}
-    if services.blobs.cached(digest):
+    size = await services.blobs.stored_size(digest)
+    if size is not None:
         request["cache"] = "hit"
-        return await _file(request, services, digest, headers)
+        return await _stored(request, services, digest, headers, size)
     if request.method == "HEAD":
         size = await services.blobs.head_uncached(r, digest)
         request["cache"] = "miss"
@@ -182,8 +186,8 @@ async def blob(request: web.Request, services: Services, r: Route, digest: str) 
         return web.Response(headers={**headers, **extra, "Content-Type": "application/octet-stream"})
     fill, started = await services.blobs.fill(r, digest)
     request["cache"] = "miss" if started else "coalesced"
-    if fill.finished and fill.error is None:
-        return await _file(request, services, digest, headers)
+    if fill.finished and fill.error is None and fill.size is not None:
+        return await _stored(request, services, digest, headers, fill.size)
     wanted = parse_range(request.headers.get("Range"), fill.size)
     response = web.StreamResponse(status=206 if wanted else 200, headers=headers)
     response.content_type = "application/octet-stream"
@@ -215,12 +219,12 @@ async def _stream_fill(
     if transport is not None and isinstance(transport, asyncio.Transport):
         await response.drain()
         try:
-            async for sent in send_fill(fill, services.blobs.store, transport, start, end):
+            async for sent in send_fill(fill, transport, start, end):
                 request["bytes"] += sent
             return
         except NotImplementedError:
             pass
-    async for chunk in read_fill(fill, services.blobs.store, start + request["bytes"], end):
+    async for chunk in read_fill(fill, start + request["bytes"], end):
         await response.write(chunk)
         request["bytes"] += len(chunk)
 
@@ -236,11 +240,68 @@ class _SentFileResponse(web.FileResponse):
         return await super().prepare(request)
 
 
-async def _file(request: web.Request, services: Services, digest: str, headers: dict[str, str]) -> web.StreamResponse:
-    """A cached blob: sendfile, Range and HEAD handled by aiohttp; pinned while it is sent."""
-    response = _SentFileResponse(services.blobs.store.path(digest), headers=headers)
+async def _stored(
+    request: web.Request, services: Services, digest: str, headers: dict[str, str], size: int
+) -> web.StreamResponse:
+    store = services.blobs.store
+    if isinstance(store, S3Store):
+        return await _from_bucket(request, store, digest, headers, size)
+    assert isinstance(store, ContentStore)
+    return await _file(request, services, store, digest, headers)
+
+
+async def _from_bucket(
+    request: web.Request, store: S3Store, digest: str, headers: dict[str, str], size: int
+) -> web.StreamResponse:
+    """A blob in the shared bucket: streamed with the client's Range passed on, or redirected."""
+    store.touch(digest)
+    if request.method == "HEAD":
+        length = {"Content-Length": str(size), "Content-Type": "application/octet-stream"}
+        return web.Response(headers={**headers, **length})
+    if store.config.redirect:
+        try:
+            location = await store.presign(digest)
+        except Exception as exc:
+            raise storage_failed(f"blob {digest}", exc) from None
+        request["cache"] = "hit, redirect"
+        return web.Response(status=307, headers={**headers, "Location": location})
+    wanted = parse_range(request.headers.get("Range"), size)
+    start, end = (wanted.start, wanted.end) if wanted else (0, size)
+    stream = store.open_range(digest, start, end)
+    try:
+        first = await anext(stream, b"")
+    except OSError as exc:
+        raise storage_failed(f"blob {digest}", exc) from None
+    response = web.StreamResponse(status=206 if wanted else 200, headers=headers)
     response.content_type = "application/octet-stream"
-    services.blobs.store.touch(digest)
+    response.content_length = end - start
+    if wanted:
+        response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    await response.prepare(request)
+    request["bytes"] = len(first)
+    try:
+        await response.write(first)
+        async for chunk in stream:
+            await response.write(chunk)
+            request["bytes"] += len(chunk)
+    except OSError as exc:
+        log.warning("cutting client: the store stopped sending", digest=digest, error=str(exc))
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    finally:
+        await stream.aclose()
+    await response.write_eof()
+    return response
+
+
+async def _file(
+    request: web.Request, services: Services, store: ContentStore, digest: str, headers: dict[str, str]
+) -> web.StreamResponse:
+    """A cached blob: sendfile, Range and HEAD handled by aiohttp; pinned while it is sent."""
+    response = _SentFileResponse(store.path(digest), headers=headers)
+    response.content_type = "application/octet-stream"
+    store.touch(digest)
     with services.blobs.pinned(digest):
         await response.prepare(request)
     return response

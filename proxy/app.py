@@ -26,12 +26,15 @@ from proxy.fill import Fills
 from proxy.guard import guard
 from proxy.manifests import ManifestService
 from proxy.metrics import Metrics
-from proxy.store import ContentStore
+from proxy.s3store import S3Store
+from proxy.sharedtags import SharedTags
+from proxy.store import ContentStore, Store
 from proxy.tagindex import TagIndex
 from proxy.upstream import Upstream
 
 TAGS: web.AppKey[TagIndex] = web.AppKey("tags", TagIndex)
 FILLS: web.AppKey[Fills] = web.AppKey("fills", Fills)
+S3: web.AppKey[S3Store] = web.AppKey("s3", S3Store)
 
 
 def configure_logging(level: str = "info") -> None:
@@ -67,19 +70,31 @@ def build_app(config: Config, host: HostProfile | None = None) -> web.Applicatio
     async def start(app: web.Application) -> None:
         root = config.cache.path()
         root.mkdir(parents=True, exist_ok=True)
-        store = ContentStore(root)
         tags = TagIndex(root / "index.db")
         upstreams = {u.name: Upstream(u, config.limits, metrics) for u in config.upstreams}
+        store: Store
+        shared = None
+        if config.store.backend == "s3":
+            store = s3 = S3Store(config.store.s3, config.limits, root / "tmp")
+            s3.on_call = lambda op, outcome: metrics.store_requests.labels(op, outcome).inc()
+            s3.on_lease = lambda outcome: metrics.leases.labels(outcome).inc()
+            await s3.open()
+            app[S3] = s3
+            shared = SharedTags(s3)
+        else:
+            store = files = ContentStore(root)
         fills = Fills(store)
         blobs = BlobService(store, fills, upstreams)
-        evictor = Evictor(
-            store, tags, config.cache.max_size,
-            busy=lambda: set(fills.active) | set(blobs.in_use),
-            unreachable=lambda: {name for name, up in upstreams.items() if not up.reachable},
-            metrics=metrics,
-        )  # fmt: skip
-        store.on_added, store.on_used = evictor.added, evictor.used
-        app[SERVICES] = Services(ManifestService(config, store, tags, upstreams, profile, metrics), blobs)
+        if not store.shared:  # a bucket's size is the operator's (lifecycle rules), not a replica's
+            evictor = Evictor(
+                files, tags, config.cache.max_size,
+                busy=lambda: set(fills.active) | set(blobs.in_use),
+                unreachable=lambda: {name for name, up in upstreams.items() if not up.reachable},
+                metrics=metrics,
+            )  # fmt: skip
+            files.on_added, files.on_used = evictor.added, evictor.used
+        manifests = ManifestService(config, store, tags, upstreams, profile, metrics, shared=shared)
+        app[SERVICES] = Services(manifests, blobs)
         app[FILLS] = fills
         app[TAGS] = tags
 
@@ -88,6 +103,8 @@ def build_app(config: Config, host: HostProfile | None = None) -> web.Applicatio
         await app[FILLS].close()
         for up in services.manifests.upstreams.values():
             await up.close()
+        if S3 in app:
+            await app[S3].close()
         app[TAGS].close()
 
     app.on_startup.append(start)

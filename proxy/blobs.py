@@ -8,8 +8,9 @@ short or with the wrong digest is seen by the client as a cut connection, never 
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -17,8 +18,10 @@ import structlog
 
 from proxy.errors import RegistryError, from_upstream, storage_failed
 from proxy.fill import CHUNK, Fill, Fills
+from proxy.lease import next_poll
 from proxy.route import Route
-from proxy.store import ContentStore
+from proxy.s3store import S3Store
+from proxy.store import Store
 from proxy.upstream import Upstream, UpstreamError
 
 log = structlog.get_logger("platproxy.blobs")
@@ -54,7 +57,7 @@ def parse_range(header: str | None, size: int | None) -> ByteRange | None:
 
 
 class BlobService:
-    def __init__(self, store: ContentStore, fills: Fills, upstreams: dict[str, Upstream]) -> None:
+    def __init__(self, store: Store, fills: Fills, upstreams: dict[str, Upstream]) -> None:
         self.store = store
         self.fills = fills
         self.upstreams = upstreams
@@ -71,8 +74,13 @@ class BlobService:
             if not self.in_use[digest]:
                 del self.in_use[digest]
 
-    def cached(self, digest: str) -> bool:
-        return self.store.has(digest)
+    async def stored_size(self, digest: str) -> int | None:
+        """The size of a stored blob; ``None`` when it must be filled (or the store is unreachable)."""
+        try:
+            return await self.store.stat(digest)
+        except OSError as exc:
+            log.warning("store unavailable", digest=digest, error=str(exc))
+            return None
 
     async def head_uncached(self, route: Route, digest: str) -> int | None:
         """HEAD of an uncached blob asks the upstream (a chained cache depends on it)."""
@@ -99,8 +107,12 @@ class BlobService:
             if fill.size is not None and fill.written != fill.size:
                 raise UpstreamError(up.name, 502, f"short body: {fill.written} of {fill.size} bytes")
 
+        async def copy_shared(fill: Fill) -> None:
+            assert isinstance(self.store, S3Store)
+            await fill_shared(self.store, fill, copy)
+
         try:
-            fill, started = self.fills.join_or_start(digest, copy)
+            fill, started = self.fills.join_or_start(digest, copy_shared if self.store.shared else copy)
         except OSError as exc:  # no temporary file: the cache is full or read-only
             raise storage_failed(f"blob {digest}", exc) from None
         await fill.headers_ready.wait()
@@ -115,3 +127,32 @@ class BlobService:
                 502, "BLOB_UNKNOWN", f"blob {digest} could not be fetched intact", {"error": str(error)}
             )
         return fill, started
+
+
+async def fill_shared(store: S3Store, fill: Fill, from_upstream: Callable[[Fill], Awaitable[None]]) -> None:
+    """One upstream fetch per blob across replicas: the lease holder fetches, the others wait.
+
+    A replica that finds the blob in the bucket (already, or after waiting on another's lease)
+    copies it from there into its own staging file, verified like any fill, and streams that to
+    its clients.  A lease left by a dead replica expires and is taken over.
+    """
+    pause = 0.0
+    while True:
+        size = await store.stat(fill.digest)
+        if size is not None:
+            fill.size = size
+            fill.already_stored = True
+            fill.headers_ready.set()
+            async for chunk in store.open_range(fill.digest, 0, size):
+                fill.writer.write(chunk)
+                await fill.advance(len(chunk))
+            return
+        lease = await store.acquire(fill.digest)
+        if lease is not None:
+            fill.on_done.append(lease.release)
+            if await store.stat(fill.digest) is None:  # not finished by the previous holder meanwhile
+                await from_upstream(fill)
+                return
+            continue
+        pause = next_poll(pause, store.config.poll_interval)
+        await asyncio.sleep(pause)

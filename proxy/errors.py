@@ -63,6 +63,13 @@ def from_upstream(exc: UpstreamError, unknown_code: str, what: str) -> RegistryE
 
 
 def storage_failed(what: str, exc: BaseException) -> RegistryError:
-    """The cache could not store new content (disk full, read-only): clear, and nothing half-kept."""
+    """The cache could not store new content (disk full, read-only): clear, and nothing half-kept.
+
+    A shared store that cannot be reached is a 503 (try again), not a 507 (this cache is full).
+    """
+    from proxy.store import StoreUnavailable
+
     reason = getattr(exc, "strerror", None) or str(exc)
+    if isinstance(exc, StoreUnavailable):
+        return RegistryError(503, "UNAVAILABLE", f"the store cannot serve {what}: {reason}", {"error": reason})
     return RegistryError(507, "UNAVAILABLE", f"the cache cannot store {what}: {reason}", {"error": reason})

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from proxy.store import BlobWriter, ContentStore
+import structlog
+
+from proxy.store import BlobWriter, Store
+
+log = structlog.get_logger("platproxy.fill")
 
 CHUNK = 256 * 1024
 
@@ -36,12 +40,22 @@ class Fill:
     """The digest matched: every byte may go to clients (the file may still be being synced)."""
     finished: bool = False
     error: BaseException | None = None
+    already_stored: bool = False
+    """The bytes came from the store itself (another replica's fill): verified, not stored again."""
+    on_done: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """Run after the fill is committed or dropped (a shared store's lease is released here)."""
     headers_ready: asyncio.Event = field(default_factory=asyncio.Event)
     progress: asyncio.Condition = field(default_factory=asyncio.Condition)
 
-    @property
-    def tmp_path(self) -> Path:
-        return self.writer.tmp_path
+    def __post_init__(self) -> None:
+        # Held for as long as anyone holds the fill: the temporary file may be renamed (files)
+        # or removed after its upload (a bucket) while clients still read from it.
+        self._fd = os.open(self.writer.tmp_path, os.O_RDONLY)
+        weakref.finalize(self, os.close, self._fd)
+
+    def open_reader(self) -> int:
+        """A descriptor of the fill's file with its own offset (sendfile's fallback seeks)."""
+        return os.open(f"/proc/self/fd/{self._fd}", os.O_RDONLY)
 
     async def advance(self, nbytes: int) -> None:
         self.written += nbytes
@@ -72,7 +86,7 @@ Source = Callable[[Fill], Awaitable[None]]
 class Fills:
     """The fills in progress, by digest."""
 
-    def __init__(self, store: ContentStore) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self.active: dict[str, Fill] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -95,13 +109,21 @@ class Fills:
             await source(fill)
             fill.writer.verify()
             await fill.verified()  # clients may have their last byte now; durability is ours
-            fill.writer.announce()  # the budget makes room before the file lands
-            await asyncio.to_thread(fill.writer.persist)
+            if fill.already_stored:
+                fill.writer.abort()
+            else:
+                fill.writer.announce()  # the budget makes room before the file lands
+                await self.store.commit(fill.writer)
         except BaseException as exc:
             fill.writer.abort()
             error = exc
         finally:
             self.active.pop(fill.digest, None)
+            for done in fill.on_done:
+                try:
+                    await done()
+                except Exception as exc:  # a cleanup failing must not hide the fill's outcome
+                    log.warning("fill cleanup failed", digest=fill.digest, error=str(exc))
             await fill.finish(error)
 
     async def close(self) -> None:
@@ -135,9 +157,9 @@ async def ready_ranges(fill: Fill, start: int, end: int | None) -> AsyncIterator
         raise FillFailed(str(fill.error))
 
 
-async def read_fill(fill: Fill, store: ContentStore, start: int, end: int | None) -> AsyncIterator[bytes]:
+async def read_fill(fill: Fill, start: int, end: int | None) -> AsyncIterator[bytes]:
     """Bytes ``start`` .. ``end`` (exclusive; ``None``: to the end) of a blob being filled."""
-    fd = _open_either(fill.tmp_path, store.path(fill.digest))
+    fd = fill.open_reader()
     try:
         async for offset, length in ready_ranges(fill, start, end):
             while length:
@@ -151,16 +173,7 @@ async def read_fill(fill: Fill, store: ContentStore, start: int, end: int | None
         os.close(fd)
 
 
-def _open_either(tmp: Path, final: Path) -> int:
-    """Open the temporary file, or the final one if the fill was renamed in the meantime."""
-    try:
-        return os.open(tmp, os.O_RDONLY)
-    except FileNotFoundError:
-        return os.open(final, os.O_RDONLY)
-
-
-async def send_fill(fill: Fill, store: ContentStore, transport: asyncio.Transport, start: int,
-                    end: int | None) -> AsyncIterator[int]:  # fmt: skip
+async def send_fill(fill: Fill, transport: asyncio.Transport, start: int, end: int | None) -> AsyncIterator[int]:
     """Like ``read_fill``, but the kernel copies (``sendfile``) each range as it arrives.
 
     Yields the number of bytes sent after each step.  Zero-copy matters here: every waiting
@@ -169,7 +182,7 @@ async def send_fill(fill: Fill, store: ContentStore, transport: asyncio.Transpor
     sending anything where the transport cannot sendfile (the caller then uses ``read_fill``).
     """
     loop = asyncio.get_running_loop()
-    fd = _open_either(fill.tmp_path, store.path(fill.digest))
+    fd = fill.open_reader()
     try:
         with os.fdopen(fd, "rb", closefd=False) as file:
             async for offset, length in ready_ranges(fill, start, end):

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from proxy.api import SERVICES
 from proxy.metrics import CONTENT_TYPE_LATEST, Metrics
+from proxy.s3store import S3Store
 
 MAIN: web.AppKey[web.Application] = web.AppKey("main", web.Application)
 """The application whose services are checked (the ops app on its own port points at the main one)."""
@@ -42,11 +43,20 @@ async def readyz(request: web.Request) -> web.Response:
             return False
 
     reachable = await asyncio.gather(*(ping(up) for up in upstreams))
-    body = {
-        "cache": {"writable": writable, "path": str(store.root), **({"error": problem} if problem else {})},
+    body: dict[str, Any] = {
+        "cache": {"writable": writable, "path": str(store.tmp.parent), **({"error": problem} if problem else {})},
         "upstreams": {up.name: {"reachable": ok, "url": up.base} for up, ok in zip(upstreams, reachable, strict=True)},
     }
-    return web.json_response(body, status=200 if writable else 503)
+    ready = writable
+    if isinstance(store, S3Store):
+        try:
+            store_problem = await asyncio.wait_for(store.ping(), PING_TIMEOUT)
+        except TimeoutError:
+            store_problem = f"no answer within {PING_TIMEOUT}s"
+        body["store"] = {"backend": "s3", "bucket": store.config.bucket, "reachable": not store_problem,
+                         **({"error": store_problem} if store_problem else {})}  # fmt: skip
+        ready = ready and not store_problem  # without the bucket a replica can serve almost nothing
+    return web.json_response(body, status=200 if ready else 503)
 
 
 def metrics_handler(metrics: Metrics) -> Any:

@@ -10,6 +10,8 @@ of that digest, or a clear error naming what to pull instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import hashlib
 import json
 import sqlite3
@@ -27,7 +29,8 @@ from proxy.mediatypes import INDEX_TYPES, MANIFEST_TYPES, ClientCaps
 from proxy.metrics import Metrics
 from proxy.resolve import Decision, InvalidIndex, parse_index, resolve_fetching
 from proxy.route import Route
-from proxy.store import ContentStore, DigestMismatch
+from proxy.sharedtags import SharedTags, newer
+from proxy.store import DigestMismatch, Store
 from proxy.tagindex import TagIndex, TagRecord
 from proxy.upstream import ManifestHead, Upstream, UpstreamError, read_limited
 
@@ -35,6 +38,8 @@ log = structlog.get_logger("platproxy.manifests")
 
 #: Resolution for a shared tag record must suit every client: prefer gzip over zstd twins.
 RECORD_CLIENT = ClientCaps(accepts=None, zstd=False)
+UNRESOLVED = "-"
+"""The host key of tag records kept for a child proxy that resolves for itself (no resolution here)."""
 MAX_CONFIG_SIZE = 16 * 2**20
 
 
@@ -52,13 +57,15 @@ class ManifestService:
     def __init__(
         self,
         config: Config,
-        store: ContentStore,
+        store: Store,
         tags: TagIndex,
         upstreams: dict[str, Upstream],
         host: HostProfile,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
+        shared: SharedTags | None = None,
     ) -> None:
+        self.shared = shared
         self.metrics = metrics
         self.config = config
         self.store = store
@@ -69,34 +76,46 @@ class ManifestService:
             f"+{k}" for k in ("ia32", "aarch32", "arm64") if getattr(host.capabilities, k)
         )
         self.clock = clock
-        self._refreshing: dict[tuple[str, str, str], asyncio.Task[tuple[TagRecord, str]]] = {}
+        self._refreshing: dict[tuple[str, str, str, str], asyncio.Task[tuple[TagRecord, str]]] = {}
 
     # -- by tag --------------------------------------------------------------------------------
 
-    async def by_tag(self, route: Route, tag: str, client: ClientCaps) -> ManifestAnswer:
-        record = self.tags.get(route.upstream.name, route.repo, tag, self.host_key)
-        if record is not None and freshness(record, self.clock(), self.config.cache.tag_ttl) is Freshness.FRESH:
+    async def by_tag(self, route: Route, tag: str, client: ClientCaps, *, resolve: bool = True) -> ManifestAnswer:
+        """``resolve=False``: a child proxy asks for the upstream's own answer (it resolves for its host)."""
+        host = self.host_key if resolve else UNRESOLVED
+        record = self.tags.get(route.upstream.name, route.repo, tag, host)
+        if record is not None and self._fresh(record):
             return await self._answer(route, record, client, "hit")
-        record, outcome = await self._refresh_once(route, tag)
+        record, outcome = await self._refresh_once(route, tag, host)
         return await self._answer(route, record, client, outcome)
 
-    async def _refresh_once(self, route: Route, tag: str) -> tuple[TagRecord, str]:
+    def _fresh(self, record: TagRecord) -> bool:
+        return freshness(record, self.clock(), self.config.cache.tag_ttl) is Freshness.FRESH
+
+    async def _refresh_once(self, route: Route, tag: str, host: str) -> tuple[TagRecord, str]:
         """Revalidate or fetch a tag once however many clients ask at the same moment.
 
         The work runs in its own task, so a client that disconnects does not cancel it for the
         others; every waiting client then answers from the same record.
         """
-        key = (route.upstream.name, route.repo, tag)
+        key = (route.upstream.name, route.repo, tag, host)
         task = self._refreshing.get(key)
         if task is None:
-            task = asyncio.create_task(self._refresh(route, tag))
+            task = asyncio.create_task(self._refresh(route, tag, host))
             self._refreshing[key] = task
             task.add_done_callback(lambda _: self._refreshing.pop(key, None))
         return await asyncio.shield(task)
 
-    async def _refresh(self, route: Route, tag: str) -> tuple[TagRecord, str]:
+    async def _refresh(self, route: Route, tag: str, host: str) -> tuple[TagRecord, str]:
         up = self.upstreams[route.upstream.name]
-        record = self.tags.get(up.name, route.repo, tag, self.host_key)
+        record = self.tags.get(up.name, route.repo, tag, host)
+        if self.shared is not None:  # another replica may have fetched or revalidated it
+            found = newer(record, await self.shared.get(up.name, route.repo, tag, host))
+            if found is not None and found is not record:
+                self._put_record(found, f"{route.repo}:{tag}")
+                record = found
+            if record is not None and self._fresh(record):
+                return record, "hit"
         now = self.clock()
         stale_on_404 = self.config.cache.serve_stale_on_not_found
         if record is not None:
@@ -108,6 +127,8 @@ class ManifestService:
             action = after_revalidation(record, answer, stale_on_404)
             if action is Action.KEEP:
                 self.tags.touch(record, now)
+                if self.shared is not None:
+                    await self.shared.put(dataclasses.replace(record, checked_at=now))
                 return record, "revalidated"
             if action is Action.SERVE_STALE:
                 log.warning("serving stale tag", upstream=up.name, repo=route.repo, tag=tag, error=str(answer))
@@ -123,22 +144,30 @@ class ManifestService:
                 log.warning("serving stale tag", upstream=up.name, repo=route.repo, tag=tag, error=exc.message)
                 return record, "stale"
             raise from_upstream(exc, "MANIFEST_UNKNOWN", f"{route.repo}:{tag}") from None
-        digest = self._keep_manifest(data, media_type, header_digest, up.name)
-        return await self._record(route, tag, digest, media_type, data, now), "miss"
+        digest = await self._keep_manifest(data, media_type, header_digest, up.name)
+        record = await self._record(route, tag, host, digest, media_type, data, now)
+        self._put_record(record, f"{route.repo}:{tag}")
+        if self.shared is not None:
+            await self.shared.put(record)
+        return record, "miss"
 
-    async def _record(self, route: Route, tag: str, digest: str, media_type: str, data: bytes, now: float) -> TagRecord:
+    def _put_record(self, record: TagRecord, what: str) -> None:
+        try:
+            self.tags.put(record)
+        except sqlite3.Error as exc:
+            raise storage_failed(f"the record of {what}", exc) from None
+
+    async def _record(
+        self, route: Route, tag: str, host: str, digest: str, media_type: str, data: bytes, now: float
+    ) -> TagRecord:
         def record(**fields: str | None) -> TagRecord:
-            rec = TagRecord(upstream=route.upstream.name, repo=route.repo, tag=tag, host=self.host_key,
-                            upstream_digest=digest, fetched_at=now, checked_at=now, **fields)  # type: ignore[arg-type]  # fmt: skip
-            try:
-                self.tags.put(rec)
-            except sqlite3.Error as exc:
-                raise storage_failed(f"the record of {route.repo}:{tag}", exc) from None
-            return rec
+            return TagRecord(upstream=route.upstream.name, repo=route.repo, tag=tag, host=host,
+                             upstream_digest=digest, fetched_at=now, checked_at=now, **fields)  # type: ignore[arg-type]  # fmt: skip
 
-        if media_type not in INDEX_TYPES:
+        if media_type not in INDEX_TYPES or host == UNRESOLVED:
+            reason = "not a list" if media_type not in INDEX_TYPES else "passed on unresolved (a child resolves it)"
             return record(digest=digest, media_type=media_type, index_digest=None, platform="", label="",
-                          reason="not a list")  # fmt: skip
+                          reason=reason)  # fmt: skip
         decision = await self.decide(route, data)
         chosen = decision.chosen
         if chosen is None:
@@ -179,9 +208,9 @@ class ManifestService:
     # -- by digest ------------------------------------------------------------------------------
 
     async def by_digest(self, route: Route, digest: str, client: ClientCaps) -> ManifestAnswer:
-        cached = self.store.has(digest) and self.tags.manifest_type(digest) is not None
+        cached = await self._stored_type(digest) is not None
         data = await self.load(route, digest)
-        media_type = self.tags.manifest_type(digest) or ""
+        media_type = await self._stored_type(digest) or ""
         outcome = "hit" if cached else "miss"
         if media_type in INDEX_TYPES and client.accepts is not None and not client.accepts_index:
             decision = await self.decide(route, data)
@@ -210,7 +239,7 @@ class ManifestService:
         )
         if want_index and record.index_digest is not None:
             data = await self.load(route, record.index_digest)
-            media_type = self.tags.manifest_type(record.index_digest) or ""
+            media_type = await self._stored_type(record.index_digest) or ""
             return ManifestAnswer(data, media_type, record.index_digest, outcome)
         if not client.accepts_type(record.media_type):
             raise RegistryError(
@@ -230,22 +259,36 @@ class ManifestService:
             }
         return ManifestAnswer(data, record.media_type, record.digest, outcome, headers)
 
-    def _keep_manifest(self, data: bytes, media_type: str, header_digest: str | None, upstream: str) -> str:
+    async def _keep_manifest(self, data: bytes, media_type: str, header_digest: str | None, upstream: str) -> str:
         """Verify and store a manifest fetched by tag; its digest is the sha256 of the bytes."""
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if header_digest and header_digest.startswith("sha256:") and header_digest != digest:
             raise RegistryError(502, "MANIFEST_INVALID", f"upstream {upstream} sent bytes that do not match its digest",
                                 {"header": header_digest, "computed": digest})  # fmt: skip
-        self._store_manifest(digest, data, media_type, upstream)
+        await self._store_manifest(digest, data, media_type, upstream)
         return digest
 
-    def _store_manifest(self, digest: str, data: bytes, media_type: str, upstream: str) -> None:
+    async def _stored_type(self, digest: str) -> str | None:
+        """The media type of a manifest this proxy's store holds (``None``: not stored)."""
+        known = self.tags.manifest_type(digest)
+        if known is None and self.store.shared:
+            try:
+                known = await self.store.media_type(digest)
+            except OSError as exc:
+                log.warning("store unavailable", digest=digest, error=str(exc))
+                return None
+            if known is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self.tags.put_manifest(digest, known, 0)
+        return known
+
+    async def _store_manifest(self, digest: str, data: bytes, media_type: str, upstream: str) -> None:
         """Keep a manifest under ``digest`` only if it hashes to it and is a manifest at all."""
         media_type = media_type if media_type in MANIFEST_TYPES else _sniff_type(data)
         if not media_type:
             raise RegistryError(502, "MANIFEST_INVALID", f"upstream {upstream} sent something that is not a manifest")
         try:
-            self.store.put(digest, data)
+            await self.store.save(digest, data, media_type)
             self.tags.put_manifest(digest, media_type, len(data))
         except (OSError, sqlite3.Error) as exc:
             raise storage_failed(f"manifest {digest}", exc) from None
@@ -256,8 +299,11 @@ class ManifestService:
 
     async def load(self, route: Route, digest: str) -> bytes:
         """A manifest by digest: from the store, else from the upstream (verified, then kept)."""
-        if self.tags.manifest_type(digest) is not None:
-            data = self.store.read(digest)
+        if await self._stored_type(digest) is not None:
+            try:
+                data = await self.store.get(digest)
+            except OSError as exc:
+                raise storage_failed(f"manifest {digest}", exc) from None
             if data is not None:
                 return data
         up = self.upstreams[route.upstream.name]
@@ -265,12 +311,15 @@ class ManifestService:
             data, media_type, _ = await up.get_manifest(route.repo, digest, self.config.limits.max_manifest_size)
         except UpstreamError as exc:
             raise from_upstream(exc, "MANIFEST_UNKNOWN", f"{route.repo}@{digest}") from None
-        self._store_manifest(digest, data, media_type, up.name)
+        await self._store_manifest(digest, data, media_type, up.name)
         return data
 
     async def _load_blob(self, route: Route, digest: str) -> bytes | None:
         """A small blob (an image config) for resolution; verified and kept like any blob."""
-        data = self.store.read(digest)
+        try:
+            data = await self.store.get(digest)
+        except OSError as exc:
+            raise storage_failed(f"config blob {digest}", exc) from None
         if data is not None:
             return data
         up = self.upstreams[route.upstream.name]
@@ -282,7 +331,7 @@ class ManifestService:
         if data is None:
             return None
         try:
-            self.store.put(digest, data)
+            await self.store.save(digest, data)
         except DigestMismatch:
             return None
         except OSError as exc:

@@ -54,6 +54,14 @@ class Metrics:
         self.evicted_bytes = Counter(
             "platproxy_evicted_bytes", "Bytes evicted to stay within cache.max_size", registry=r
         )
+        self.store_requests = Counter(
+            "platproxy_store_requests", "Requests to the shared store by operation and outcome "
+            "(ok, missing, conflict, error, unreachable)", ["operation", "outcome"], registry=r,
+        )  # fmt: skip
+        self.leases = Counter(
+            "platproxy_lease", "Fill leases in the shared store: acquired, taken_over, held (waited), lost",
+            ["outcome"], registry=r,
+        )  # fmt: skip
 
     def upstream_error(self, upstream: str, status: int | None) -> None:
         if status is None:

@@ -5,17 +5,61 @@ manifests alike (a manifest is content too; its media type lives in the tag inde
 ``tmp/`` for fills in progress.  A writer hashes as it writes to a temporary file and renames
 it into place only if the digest matches, so a reader never sees partial or wrong bytes under
 a digest's name, and a crash leaves at most a temporary file, removed at the next start.
+
+``Store`` is what the services see; ``ContentStore`` (files, the default) and
+``proxy.s3store.S3Store`` (a shared bucket) implement it.  Both stage fills in a local temporary
+file, so hashing, single-flight and streaming to waiting clients are the same for both; they
+differ in where verified content goes (``commit``) and where it is read from.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from proxy.names import check_digest
+
+
+class Store(Protocol):
+    shared: bool
+    """True when content lives outside this process's cache directory (a bucket other replicas use)."""
+    tmp: Path
+    """Local staging folder for fills."""
+    on_added: Callable[[str, int], None] | None
+    on_used: Callable[[str], None] | None
+
+    async def stat(self, digest: str) -> int | None:
+        """The size of stored content, ``None`` when it is not stored."""
+        ...
+
+    async def get(self, digest: str) -> bytes | None:
+        """Small stored content (a manifest, a config), ``None`` when it is not stored."""
+        ...
+
+    async def save(self, digest: str, data: bytes, media_type: str = "") -> None:
+        """Store small content after checking its digest (``DigestMismatch`` otherwise)."""
+        ...
+
+    async def media_type(self, digest: str) -> str | None:
+        """A stored manifest's media type where the store keeps it (the bucket); else ``None``."""
+        ...
+
+    def writer(self, digest: str) -> BlobWriter: ...
+
+    async def commit(self, writer: BlobWriter) -> None:
+        """Make verified content visible under its digest (after ``writer.verify``)."""
+        ...
+
+    def touch(self, digest: str) -> None: ...
+
+
+class StoreUnavailable(OSError):
+    """A remote store (the bucket) could not be reached or refused a request; not: content missing."""
 
 
 class DigestMismatch(ValueError):
@@ -23,6 +67,10 @@ class DigestMismatch(ValueError):
 
 
 class ContentStore:
+    """Files under the cache directory; served with sendfile from ``path``."""
+
+    shared = False
+
     def __init__(self, root: Path, *, clean_tmp: bool = True) -> None:
         """``clean_tmp``: drop fills a crash left behind (the server's start; not the cache CLI's)."""
         self.root = root
@@ -68,7 +116,23 @@ class ContentStore:
             self.on_used(digest)
 
     def writer(self, digest: str) -> BlobWriter:
-        return BlobWriter(self, check_digest(digest))
+        digest = check_digest(digest)
+        return BlobWriter(digest, self.tmp, self.path(digest), self.on_added)
+
+    async def stat(self, digest: str) -> int | None:
+        return self.size(digest)
+
+    async def get(self, digest: str) -> bytes | None:
+        return self.read(digest)
+
+    async def save(self, digest: str, data: bytes, media_type: str = "") -> None:
+        self.put(digest, data)
+
+    async def media_type(self, digest: str) -> str | None:
+        return None  # the tag index keeps manifests' media types for a local cache
+
+    async def commit(self, writer: BlobWriter) -> None:
+        await asyncio.to_thread(writer.persist)
 
     def put(self, digest: str, data: bytes) -> None:
         """Store small content (a manifest, a config) after checking its digest."""
@@ -80,12 +144,15 @@ class ContentStore:
 class BlobWriter:
     """Write to a temporary file while hashing; ``commit`` verifies and renames into place."""
 
-    def __init__(self, store: ContentStore, digest: str) -> None:
-        self.store = store
+    def __init__(self, digest: str, tmp: Path, final: Path | None,
+                 on_added: Callable[[str, int], None] | None = None) -> None:  # fmt: skip
+        """``final``: where ``persist`` renames the file (``None``: the store uploads it instead)."""
         self.digest = digest
+        self.final = final
+        self.on_added = on_added
         algorithm, _, self._expected = digest.partition(":")
         self._hash = hashlib.new(algorithm)
-        fd, name = tempfile.mkstemp(dir=store.tmp, prefix=self._expected[:16] + ".")
+        fd, name = tempfile.mkstemp(dir=tmp, prefix=self._expected[:16] + ".")
         self.tmp_path = Path(name)
         self._fd: int | None = fd
         self.written = 0
@@ -108,11 +175,11 @@ class BlobWriter:
 
     def persist(self) -> Path:
         """fsync and rename into place (after ``verify``); may run in a worker thread."""
-        assert self._fd is not None
+        assert self._fd is not None and self.final is not None
         os.fsync(self._fd)
         os.close(self._fd)
         self._fd = None
-        final = self.store.path(self.digest)
+        final = self.final
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.tmp_path, final)
         self.committed = True
@@ -120,8 +187,8 @@ class BlobWriter:
 
     def announce(self) -> None:
         """Tell the store's listener (the disk budget) about the new content; event loop thread."""
-        if self.store.on_added is not None:
-            self.store.on_added(self.digest, self.written)
+        if self.on_added is not None:
+            self.on_added(self.digest, self.written)
 
     def commit(self) -> Path:
         """``verify``, ``persist`` and ``announce`` in one go (small content)."""

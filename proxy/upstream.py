@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 import aiohttp
 
@@ -58,6 +58,11 @@ def registrable_domain(host: str) -> str:
         return host
     labels = host.lower().rstrip(".").split(".")
     return ".".join(labels[-2:])
+
+
+RESOLVE_HEADER = "X-Platproxy-Resolve"
+"""Sent as ``none`` to a parent platproxy: answer tags with the upstream's own index, unresolved,
+because a child resolves for its own host.  Any other registry ignores it."""
 
 
 class Upstream:
@@ -107,6 +112,9 @@ class Upstream:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         url = self.base + path
         hdrs = dict(headers or {})
+        if self.config.parent:  # a mirror in front of this registry: name it, and let us resolve
+            url += ("&" if "?" in path else "?") + "ns=" + quote(self.name, safe="")
+            hdrs[RESOLVE_HEADER] = "none"
         started = time.monotonic()
         try:
             resp = await self._send(method, url, hdrs, scope)

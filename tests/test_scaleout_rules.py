@@ -1,0 +1,105 @@
+"""The pure decisions of the scale-out pieces: leases, shared tag records, store configuration."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from proxy.config import ConfigError, load_config, masked
+from proxy.lease import LeaseBody, lease_body, next_poll, parse_lease, still_held
+from proxy.sharedtags import decode, encode, newer, record_key
+from proxy.tagindex import TagRecord
+
+
+def test_a_lease_holds_until_it_expires() -> None:
+    body = parse_lease(lease_body("replica-a", now=100.0, ttl=30.0))
+    assert body == LeaseBody("replica-a", 130.0)
+    assert still_held(body, 129.9)
+    assert not still_held(body, 130.0)
+    assert not still_held(None, 0.0)
+
+
+@pytest.mark.parametrize("data", [b"", b"null", b"[]", b'{"owner": 1, "expires": 5}', b'{"owner": "a"}',
+                                  b'{"owner": "a", "expires": true}', b"\xff\xfe"])  # fmt: skip
+def test_anything_but_our_lease_holds_nothing(data: bytes) -> None:
+    assert parse_lease(data) is None
+
+
+def test_waiting_backs_off_to_eight_times_the_interval() -> None:
+    waits = []
+    pause = 0.0
+    for _ in range(6):
+        pause = next_poll(pause, 0.25)
+        waits.append(pause)
+    assert waits == [0.25, 0.5, 1.0, 2.0, 2.0, 2.0]
+
+
+RECORD = TagRecord(upstream="docker.io", repo="library/alpine", tag="3", host="linux/arm/v7",
+                   digest="sha256:" + "a" * 64, media_type="application/vnd.oci.image.manifest.v1+json",
+                   upstream_digest="sha256:" + "b" * 64,
+                   index_digest="sha256:" + "b" * 64, platform="linux/arm/v7", label="exact", reason="rank 0",
+                   fetched_at=10.0, checked_at=20.0)  # fmt: skip
+
+
+def test_shared_records_round_trip_and_garbage_is_refused() -> None:
+    assert decode(encode(RECORD)) == RECORD
+    doc = json.loads(encode(RECORD))
+    assert decode(json.dumps({**doc, "evil": 1}).encode()) is None
+    assert decode(json.dumps({**doc, "digest": 5}).encode()) is None
+    assert decode(json.dumps({**doc, "checked_at": "soon"}).encode()) is None
+    assert decode(b"not json") is None
+
+
+def test_the_most_recently_checked_record_wins() -> None:
+    later = dataclasses.replace(RECORD, checked_at=30.0)
+    assert newer(RECORD, later) is later
+    assert newer(later, RECORD) is later
+    assert newer(None, RECORD) is RECORD
+    assert newer(RECORD, None) is RECORD
+
+
+def test_record_keys_separate_hosts_and_stay_under_the_prefix() -> None:
+    a = record_key("pp/", "docker.io", "library/alpine", "3", "linux/arm/v7")
+    b = record_key("pp/", "docker.io", "library/alpine", "3", "linux/amd64/v3")
+    assert a != b and a.startswith("pp/tags/docker.io/library/alpine/_tags/3/") and a.endswith(".json")
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[store]\nbackend = "s3"\n', "needs [store.s3] bucket"),
+        ('[store]\nbackend = "nfs"\n', "store.backend"),
+        ('[store.s3]\nbucket = "b12"\nendpoint = "http://s3.example.com"\n', "plain http to s3.example.com"),
+        ('[store.s3]\nbucket = "b12"\nendpoint = "ftp://x"\n', "store.s3.endpoint"),
+        ('[store.s3]\nbucket = "Bad_Bucket"\n', "store.s3.bucket"),
+        ('[store.s3]\nbucket = "b12"\npart_size = "1MiB"\n', "at least 5MiB"),
+        ('[store.s3]\nbucket = "b12"\nprefix = "no-slash"\n', "store.s3.prefix"),
+        ('[store.s3]\nbucket = "b12"\nlease_ttl = "soon"\n', "store.s3.lease_ttl"),
+    ],
+)
+def test_store_config_mistakes_are_named(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), env={})
+    assert message in str(info.value)
+    assert "\n" not in str(info.value).strip()
+
+
+def test_the_store_secret_is_masked(tmp_path: Path) -> None:
+    text = '[store]\nbackend = "s3"\n[store.s3]\nbucket = "mirror"\naccess_key = "AK"\nsecret_key = "hunter2"\n'
+    shown = json.dumps(masked(load_config(write(tmp_path, text), env={})))
+    assert "hunter2" not in shown and '"secret_key": "***"' in shown
+
+
+def test_a_parent_upstream_is_configured_per_upstream(tmp_path: Path) -> None:
+    text = '[[upstreams]]\nname = "docker.io"\nurl = "http://127.0.0.1:5001"\nparent = true\n'
+    config = load_config(write(tmp_path, text), env={})
+    assert config.upstreams[0].parent and config.store.backend == "filesystem"
