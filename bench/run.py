@@ -74,9 +74,9 @@ class Server:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def launch(self, command: list[str]) -> None:
+    def launch(self, command: list[str], env: dict[str, str] | None = None) -> None:
         started = now()
-        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         wait_ok(self.port)
         self.startup = now() - started
 
@@ -317,6 +317,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for who, attr in (("distribution", DistributionProxy), ("platproxy", PlatproxyServer), ("nginx", Nginx)):
             rss = [s.rss for s in servers if isinstance(s, attr)]
             record("peak RSS (MiB)", who, max(rss))
+        if args.s3_blob_mib:  # replicas on one bucket of a real S3 server (Ceph RGW)
+            from bench import s3
+
+            s3_case, s3_digest = large_case(args.s3_blob_mib)
+            push_case(upstream, "library/large:s3", s3_case)
+            s3_size = next(b.size for b in s3_case.blobs if b.digest == s3_digest)
+            s3.section(upstream, work, record, args.reps, s3_digest, s3_size, args.s3_blob_mib)
     finally:
         for server in servers:
             with contextlib.suppress(Exception):  # best effort at teardown
@@ -329,6 +336,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "reps": args.reps,
         "seconds": args.seconds,
         "blob_mib": args.blob_mib,
+        "s3_blob_mib": args.s3_blob_mib,
         "medians": {m: {who: median(v) for who, v in by.items()} for m, by in results.items()},
         "raw": results,
     }
@@ -369,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5, help="duration of each wrk run")
     parser.add_argument("--blob-mib", type=int, default=256)
+    parser.add_argument("--s3-blob-mib", type=int, default=64,
+                        help="blob size of the S3 lines (RGW memstore holds them in RAM); 0: skip")  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
     report = run(args)

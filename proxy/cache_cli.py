@@ -41,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _open(args: argparse.Namespace) -> tuple[ContentStore, TagIndex, int]:
     overrides = {"cache.dir": args.cache_dir} if args.cache_dir else {}
     config = load_config(args.config, overrides)
+    if config.store.backend != "filesystem":
+        raise ConfigError(
+            f"this configuration keeps content in the bucket {config.store.s3.bucket!r}, which replicas share: "
+            "size it with the bucket's lifecycle rules, not per replica"
+        )
     root = config.cache.path()
     if not (root / "index.db").exists():
         raise ConfigError(f"no platproxy cache at {root}")

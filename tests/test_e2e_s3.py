@@ -95,10 +95,12 @@ def test_three_replicas_thirty_clients_each_blob_fetched_once(
     seeded: Seeded, platproxy: Start, rgw: Rgw, tmp_path: Path
 ) -> None:
     registry = seeded.registry
-    case = fresh_case([{"architecture": "amd64", "os": "linux"}, {"architecture": "arm64", "os": "linux"}])
+    # A 12 MiB base layer: with 5 MiB parts it is stored as a three-part multipart upload.
+    case = fresh_case([{"architecture": "amd64", "os": "linux"}, {"architecture": "arm64", "os": "linux"}], 12)
     push_case(registry, "library/scaleout:1", case)
     name = bucket(rgw)
-    replicas = [platproxy(registry.url, "linux/amd64", s3_args(tmp_path, rgw, name)) for _ in range(3)]
+    args = s3_args(tmp_path, rgw, name, 'part_size = "5MiB"')
+    replicas = [platproxy(registry.url, "linux/amd64", args) for _ in range(3)]
     chosen = case.images["linux/amd64"]
     blobs = [chosen.config, *chosen.layers]
     before = {b.digest: registry.requests_for(f"/blobs/{b.digest}") for b in blobs}
@@ -133,8 +135,9 @@ def test_three_replicas_thirty_clients_each_blob_fetched_once(
     assert headers["content-range"] == f"bytes 100-1099/{base.size}"
     status, headers, _ = request(replicas[2].port, "HEAD", f"/v2/library/scaleout/blobs/{base.digest}")
     assert (status, int(headers["content-length"])) == (200, base.size)
-    metrics = request(replicas[0].port, "GET", "/metrics")[2].decode()
-    assert 'platproxy_store_requests_total{operation="put_object",outcome="ok"}' in metrics
+    metrics = "".join(request(r.port, "GET", "/metrics")[2].decode() for r in replicas)
+    assert 'platproxy_store_requests_total{operation="complete_multipart_upload",outcome="ok"} 1.0' in metrics
+    assert 'platproxy_lease_total{outcome="held"}' in metrics  # some replicas did wait on another
 
 
 def test_presigned_redirect_serves_from_the_bucket(seeded: Seeded, platproxy: Start, rgw: Rgw, tmp_path: Path) -> None:
@@ -266,3 +269,28 @@ parent = true
     status, headers, _ = request(parent.port, "GET", f"/v2/library/chained/manifests/1?ns={upstream_name}",
                                  headers={"Accept": UPSTREAM_ACCEPT})  # fmt: skip
     assert status == 200 and headers["docker-content-digest"] == case.digest_of("linux/amd64")
+
+
+def test_with_the_store_gone_known_tags_still_answer_and_blobs_fail_promptly(
+    seeded: Seeded, platproxy: Start, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """A store of its own (stopping the shared one would break the other tests)."""
+    own = Rgw(tmp_path_factory.mktemp("ceph-own")).start()
+    try:
+        case = fresh_case([{"architecture": "amd64", "os": "linux"}], layer_mib=1)
+        push_case(seeded.registry, "library/storegone:1", case)
+        proxy = platproxy(seeded.registry.url, "linux/amd64", s3_args(tmp_path, own, bucket(own)))
+        done = skopeo_copy(f"{proxy.address}/library/storegone:1", tmp_path / "before")
+        assert done.returncode == 0, done.stderr
+    finally:
+        own.stop()
+    started = time.monotonic()
+    status, _, body = request(proxy.port, "GET", "/v2/library/storegone/manifests/1",
+                                    headers={"Accept": UPSTREAM_ACCEPT})  # fmt: skip
+    assert status == 200 and sha256(body) == case.digest_of("linux/amd64")  # verified bytes, from memory
+    layer = case.images["linux/amd64"].layers[0]
+    status, _, body = request(proxy.port, "GET", f"/v2/library/storegone/blobs/{layer.digest}")
+    assert status == 503 and json.loads(body)["errors"][0]["code"] == "UNAVAILABLE"
+    status, _, body = request(proxy.port, "GET", "/readyz")
+    assert status == 503 and json.loads(body)["store"]["reachable"] is False
+    assert time.monotonic() - started < 10
