@@ -193,6 +193,29 @@ def test_replica_killed_mid_fill_another_takes_over_after_the_lease(platproxy: S
     assert "took over an expired fill lease" in second.log()
 
 
+def test_a_fill_longer_than_the_lease_keeps_it_by_renewing(platproxy: Start, rgw: Rgw, tmp_path: Path) -> None:
+    data = os.urandom(2 * 2**20)
+    digest = sha256(data)
+    fake = FakeUpstream(blobs={digest: data}, chunk_delay=0.08).start()  # 32 chunks: about 2.6 s
+    try:
+        args = s3_args(tmp_path, rgw, bucket(rgw), 'lease_ttl = "1s"')
+        replicas = [platproxy(fake.url, "linux/amd64", args) for _ in range(2)]
+        path = f"/v2/library/slow/blobs/{digest}"
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(request, replicas[0].port, "GET", path)
+            while not fake.count("GET", digest):
+                time.sleep(0.02)
+            second = pool.submit(request, replicas[1].port, "GET", path)
+            results = [first.result(timeout=60), second.result(timeout=60)]
+    finally:
+        fake.stop()
+    assert [(status, sha256(body)) for status, _, body in results] == [(200, digest)] * 2
+    assert fake.count("GET", digest) == 1  # renewed every lease_ttl/3: never taken over
+    metrics = request(replicas[1].port, "GET", "/metrics")[2].decode()
+    assert 'platproxy_lease_total{outcome="held"}' in metrics
+    assert 'outcome="taken_over"' not in metrics
+
+
 def test_store_unreachable_gives_clear_errors(platproxy: Start, seeded: Seeded, tmp_path: Path) -> None:
     dead = tmp_path / "dead"
     dead.mkdir()
