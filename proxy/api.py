@@ -178,7 +178,10 @@ async def blob(request: web.Request, services: Services, r: Route, digest: str) 
     size = await services.blobs.stored_size(digest)
     if size is not None:
         request["cache"] = "hit"
-        return await _stored(request, services, digest, headers, size)
+        try:
+            return await _stored(request, services, digest, headers, size)
+        except FileNotFoundError:  # removed from the store since it was looked up: fill it again
+            request["cache"] = "miss"
     if request.method == "HEAD":
         size = await services.blobs.head_uncached(r, digest)
         request["cache"] = "miss"
@@ -270,6 +273,8 @@ async def _from_bucket(
     stream = store.open_range(digest, start, end)
     try:
         first = await anext(stream, b"")
+    except FileNotFoundError:
+        raise
     except OSError as exc:
         raise storage_failed(f"blob {digest}", exc) from None
     response = web.StreamResponse(status=206 if wanted else 200, headers=headers)

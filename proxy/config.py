@@ -201,6 +201,8 @@ class S3Config(_Model):
     prefix: str = Field(default="platproxy/", pattern=r"^([A-Za-z0-9._/-]*/)?$")
     """Every key platproxy writes starts with this (ends with ``/``)."""
     region: str = "us-east-1"
+    addressing_style: Literal["path", "virtual", "auto"] = "path"
+    """``path`` (endpoint/bucket/key: Ceph RGW, MinIO) or ``virtual`` (bucket.endpoint/key: AWS's preference)."""
     access_key: str = ""
     """Empty: botocore's usual chain (``AWS_ACCESS_KEY_ID``, profiles, instance roles)."""
     secret_key: str = Field(default="", repr=False)

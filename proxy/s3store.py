@@ -128,7 +128,7 @@ class S3Store:
             raise RuntimeError("the s3 store needs aiobotocore: pip install 'platproxy[s3]'") from None
         c = self.config
         boto = BotoConfig(
-            signature_version="s3v4", s3={"addressing_style": "path"},
+            signature_version="s3v4", s3={"addressing_style": c.addressing_style},
             connect_timeout=self.limits.connect_timeout, read_timeout=self.limits.read_timeout,
             retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=64,
             request_checksum_calculation="when_required", response_checksum_validation="when_required",
@@ -139,6 +139,9 @@ class S3Store:
         if c.access_key:
             kwargs["aws_access_key_id"], kwargs["aws_secret_access_key"] = c.access_key, c.secret_key
         self._client = await self._stack.enter_async_context(get_session().create_client("s3", **kwargs))
+        problem = await self.ping()
+        if problem:  # not fatal: the bucket may come back; /readyz says so meanwhile
+            log.warning("the store is not usable yet", bucket=c.bucket, error=problem)
 
     async def close(self) -> None:
         await self._stack.aclose()
@@ -154,6 +157,8 @@ class S3Store:
             result = await getattr(self._client, operation)(Bucket=self.config.bucket, **kwargs)
         except ClientError as exc:
             outcome = "missing" if is_missing(exc) else "conflict" if _precondition(exc) else "error"
+            if _code(exc) == "NoSuchBucket":  # a configuration problem, not a missing object
+                outcome = "error"
             self._count(operation, outcome)
             if outcome != "error":
                 raise
@@ -286,8 +291,20 @@ class S3Store:
             self.on_used(digest)
 
     async def open_range(self, digest: str, start: int, end: int) -> AsyncGenerator[bytes, None]:
-        """Bytes ``start`` .. ``end`` (exclusive) of a stored blob, streamed from the bucket."""
-        resp = await self.call("get_object", Key=self.key(digest), Range=f"bytes={start}-{end - 1}")
+        """Bytes ``start`` .. ``end`` (exclusive) of a stored blob, streamed from the bucket.
+
+        ``FileNotFoundError`` when the object is gone (a lifecycle rule removed it meanwhile).
+        """
+        if end <= start:
+            return
+        try:
+            resp = await self.call("get_object", Key=self.key(digest), Range=f"bytes={start}-{end - 1}")
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            if is_missing(exc):
+                raise FileNotFoundError(f"{digest} is no longer in the store") from None
+            raise
         async with resp["Body"] as body:
             while True:
                 chunk = await body.read(CHUNK)

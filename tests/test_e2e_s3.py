@@ -135,6 +135,12 @@ def test_three_replicas_thirty_clients_each_blob_fetched_once(
     assert headers["content-range"] == f"bytes 100-1099/{base.size}"
     status, headers, _ = request(replicas[2].port, "HEAD", f"/v2/library/scaleout/blobs/{base.digest}")
     assert (status, int(headers["content-length"])) == (200, base.size)
+    # An object removed from the bucket behind platproxy's back (a lifecycle rule) is filled again.
+    rgw.call("delete_object", Bucket=name, Key=f"platproxy/blobs/sha256/{base.digest.split(':')[1]}")
+    before_refill = registry.requests_for(f"/blobs/{base.digest}")
+    status, _, body = request(replicas[0].port, "GET", f"/v2/library/scaleout/blobs/{base.digest}")
+    assert status == 200 and sha256(body) == base.digest
+    assert registry.requests_for(f"/blobs/{base.digest}") == before_refill + 1
     metrics = "".join(request(r.port, "GET", "/metrics")[2].decode() for r in replicas)
     assert 'platproxy_store_requests_total{operation="complete_multipart_upload",outcome="ok"} 1.0' in metrics
     assert 'platproxy_lease_total{outcome="held"}' in metrics  # some replicas did wait on another
@@ -317,3 +323,14 @@ def test_with_the_store_gone_known_tags_still_answer_and_blobs_fail_promptly(
     status, _, body = request(proxy.port, "GET", "/readyz")
     assert status == 503 and json.loads(body)["store"]["reachable"] is False
     assert time.monotonic() - started < 10
+
+
+def test_a_missing_bucket_is_a_clear_503(platproxy: Start, seeded: Seeded, rgw: Rgw, tmp_path: Path) -> None:
+    proxy = platproxy(seeded.registry.url, "linux/amd64", s3_args(tmp_path, rgw, "no-such-bucket-here"))
+    status, _, body = request(proxy.port, "GET", "/readyz")
+    assert status == 503 and json.loads(body)["store"]["reachable"] is False
+    layer = seeded.cases["library/multi:1"].images["linux/amd64"].layers[0]
+    status, _, body = request(proxy.port, "GET", f"/v2/library/multi/blobs/{layer.digest}")
+    error = json.loads(body)["errors"][0]
+    assert status == 503 and error["code"] == "UNAVAILABLE" and "NoSuchBucket" in error["message"]
+    assert "the store is not usable yet" in proxy.log()
