@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES=(docker-registry skopeo podman containerd curl mount python3-venv ceph-mon ceph-osd radosgw)
-COMMANDS=(docker-registry skopeo podman containerd ctr curl mount ceph-mon ceph-osd radosgw)
+COMMANDS=(docker-registry skopeo podman containerd ctr curl mount ceph-mon ceph-osd radosgw radosgw-admin ceph ceph-authtool monmaptool)
 
 missing=()
 for cmd in "${COMMANDS[@]}"; do command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd"); done

@@ -10,8 +10,8 @@ from proxy.config import load_config
 DEPLOY = Path(__file__).parent.parent / "deploy"
 
 
-def daemonset_config(tmp_path: Path) -> Path:
-    text = (DEPLOY / "daemonset.yaml").read_text()
+def daemonset_config(tmp_path: Path, name: str = "daemonset.yaml") -> Path:
+    text = (DEPLOY / name).read_text()
     block = text.split("config.toml: |\n", 1)[1].split("\n---", 1)[0]
     path = tmp_path / "config.toml"
     path.write_text(textwrap.dedent(block))
@@ -33,3 +33,17 @@ def test_unit_and_image_run_the_documented_command() -> None:
     assert "DynamicUser=yes" in unit and "CacheDirectory=platproxy" in unit
     image = (DEPLOY / "Containerfile").read_text()
     assert "USER 10001" in image and 'ENTRYPOINT ["platproxy"]' in image
+
+
+def test_mirror_tier_config_is_valid_and_takes_its_keys_from_the_environment(tmp_path: Path) -> None:
+    path = daemonset_config(tmp_path, "mirror-tier.yaml")
+    env = {"PLATPROXY_STORE__S3__ACCESS_KEY": "AK", "PLATPROXY_STORE__S3__SECRET_KEY": "SK"}
+    config = load_config(path, env=env)
+    assert config.store.backend == "s3" and config.store.s3.bucket == "registry-mirror"
+    assert (config.store.s3.access_key, config.store.s3.secret_key) == ("AK", "SK")
+    assert config.listen == "0.0.0.0:5000"
+    text = (DEPLOY / "mirror-tier.yaml").read_text()
+    for variable in env:  # the names the Deployment sets are the names the config reads
+        assert f"name: {variable}" in text
+    assert "replicas: 3" in text and "path: /readyz" in text
+    assert "ARG EXTRAS" in (DEPLOY / "Containerfile").read_text()
