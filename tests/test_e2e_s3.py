@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import signal
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -169,6 +170,19 @@ def test_replica_killed_mid_fill_another_takes_over_after_the_lease(platproxy: S
     fake = FakeUpstream(blobs={digest: data}, chunk_delay=0.05).start()  # 48 chunks: about 2.4 s per fetch
     try:
         name = bucket(rgw)
+        key = f"platproxy/blobs/sha256/{digest.split(':')[1]}"
+        seen_sizes: set[int] = set()
+        watching = threading.Event()
+
+        def watch() -> None:  # everything the bucket ever shows under the digest's key
+            while not watching.is_set():
+                size = rgw.keys(name, "platproxy/blobs/").get(key)
+                if size is not None:
+                    seen_sizes.add(size)
+                time.sleep(0.05)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
         args = s3_args(tmp_path, rgw, name, 'lease_ttl = "2s"')
         first, second = (platproxy(fake.url, "linux/amd64", args) for _ in range(2))
         path = f"/v2/library/slow/blobs/{digest}"
@@ -185,13 +199,16 @@ def test_replica_killed_mid_fill_another_takes_over_after_the_lease(platproxy: S
         with pytest.raises(Exception):  # noqa: B017 - the cut shows as any connection error
             cut.result(timeout=30)
         started = time.monotonic()
-        assert f"platproxy/blobs/sha256/{digest.split(':')[1]}" not in rgw.keys(name)  # nothing partial
         status, _, body = waiting.result(timeout=60)
         assert status == 200 and sha256(body) == digest
         assert time.monotonic() - started < 10
         pool.shutdown()
+        time.sleep(0.2)
     finally:
+        watching.set()
         fake.stop()
+    watcher.join()
+    assert seen_sizes == {len(data)}  # never anything partial under the digest's key, and then the blob
     assert fake.count("GET", digest) == 2  # the dead replica's fetch, then the one that took over
     assert rgw.keys(name)[f"platproxy/blobs/sha256/{digest.split(':')[1]}"] == len(data)
     metrics = request(second.port, "GET", "/metrics")[2].decode()
