@@ -151,6 +151,7 @@ async def fill_shared(store: S3Store, fill: Fill, from_upstream: Callable[[Fill]
         if lease is not None:
             fill.on_done.append(lease.release)
             if await store.stat(fill.digest) is None:  # not finished by the previous holder meanwhile
+                store.follow(fill)  # upload parts while the download goes on
                 await from_upstream(fill)
                 return
             continue

@@ -117,6 +117,8 @@ class Fills:
         except BaseException as exc:
             fill.writer.abort()
             error = exc
+            if fill.ok:  # every client got its verified bytes; only keeping them failed
+                log.warning("a verified blob could not be stored", digest=fill.digest, error=str(exc))
         finally:
             self.active.pop(fill.digest, None)
             for done in fill.on_done:

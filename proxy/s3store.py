@@ -29,14 +29,18 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from proxy.config import LimitsConfig, S3Config
 from proxy.lease import LeaseOutcome, lease_body, parse_lease, still_held
 from proxy.names import check_digest
+from proxy.s3upload import UPLOADS_AT_ONCE, Upload
 from proxy.store import BlobWriter, DigestMismatch, StoreUnavailable
+
+if TYPE_CHECKING:
+    from proxy.fill import Fill
 
 log = structlog.get_logger("platproxy.s3store")
 
@@ -117,6 +121,8 @@ class S3Store:
         self._client: Any = None
         self._down_until = 0.0
         self._down_reason = ""
+        self._uploads = asyncio.Semaphore(UPLOADS_AT_ONCE)
+        self._following: dict[BlobWriter, tuple[Upload, asyncio.Task[None]]] = {}
 
     # -- connection -------------------------------------------------------------------------------
 
@@ -256,35 +262,37 @@ class S3Store:
 
     async def commit(self, writer: BlobWriter) -> None:
         """Upload the verified staging file under its digest, then drop the local copy."""
+        followed = self._following.pop(writer, None)
+        upload = followed[0] if followed else Upload(self, self.key(writer.digest), writer.tmp_path, self._uploads)
         try:
-            await self._upload(writer.tmp_path, writer.written, self.key(writer.digest))
+            if followed:
+                await followed[1]  # it stops at the verdict; a failed part fails the commit
+            await upload.finish(writer.written)
         finally:
+            await upload.abort()
             writer.abort()
 
-    async def _upload(self, path: Path, size: int, key: str) -> None:
-        part = self.config.part_size
-        if size <= part:
-            data = await asyncio.to_thread(path.read_bytes)
-            await self.call("put_object", Key=key, Body=data, ContentType="application/octet-stream")
-            return
-        upload = await self.call("create_multipart_upload", Key=key, ContentType="application/octet-stream")
-        upload_id = upload["UploadId"]
-        parts = []
-        try:
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                for number, offset in enumerate(range(0, size, part), start=1):
-                    data = await asyncio.to_thread(os.pread, fd, part, offset)
-                    sent = await self.call("upload_part", Key=key, UploadId=upload_id, PartNumber=number, Body=data)
-                    parts.append({"PartNumber": number, "ETag": sent["ETag"]})
-            finally:
-                os.close(fd)
-            await self.call("complete_multipart_upload", Key=key, UploadId=upload_id,
-                            MultipartUpload={"Parts": parts})  # fmt: skip
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await self.call("abort_multipart_upload", Key=key, UploadId=upload_id)
-            raise
+    def follow(self, fill: Fill) -> None:
+        """Upload ``fill`` part by part while it is being filled (the lease holder does this)."""
+        upload = Upload(self, self.key(fill.digest), fill.writer.tmp_path, self._uploads)
+        self._following[fill.writer] = (upload, asyncio.create_task(self._follow(fill, upload)))
+
+        async def stop() -> None:  # the fill failed before its commit: drop the unfinished upload
+            followed = self._following.pop(fill.writer, None)
+            if followed is not None:
+                followed[1].cancel()
+                with contextlib.suppress(BaseException):
+                    await followed[1]
+                await followed[0].abort()
+
+        fill.on_done.append(stop)
+
+    async def _follow(self, fill: Fill, upload: Upload) -> None:
+        while not (fill.ok or fill.finished):
+            if fill.written - upload.sent >= upload.part:
+                await upload.send_full_parts(fill.written)
+            else:
+                await fill.wait_beyond(upload.sent + upload.part - 1)
 
     def touch(self, digest: str) -> None:
         if self.on_used is not None:

@@ -239,6 +239,34 @@ def test_a_fill_longer_than_the_lease_keeps_it_by_renewing(platproxy: Start, rgw
     assert 'outcome="taken_over"' not in metrics
 
 
+def test_the_lease_holder_uploads_parts_during_the_download(platproxy: Start, rgw: Rgw, tmp_path: Path) -> None:
+    data = os.urandom(12 * 2**20)
+    digest = sha256(data)
+    key = f"platproxy/blobs/sha256/{digest.split(':')[1]}"
+    fake = FakeUpstream(blobs={digest: data}, chunk_delay=0.01).start()  # 192 chunks: about 2 s
+    try:
+        name = bucket(rgw)
+        proxy = platproxy(fake.url, "linux/amd64", s3_args(tmp_path, rgw, name, 'part_size = "5MiB"'))
+        with ThreadPoolExecutor(1) as pool:
+            pulled = pool.submit(request, proxy.port, "GET", f"/v2/library/slow/blobs/{digest}")
+            parts_before_the_end = 0
+            while not pulled.done():
+                uploads = rgw.call("list_multipart_uploads", Bucket=name).get("Uploads", [])
+                for u in uploads:
+                    listed = rgw.call("list_parts", Bucket=name, Key=u["Key"], UploadId=u["UploadId"])
+                    if fake.count("GET", digest) and len(fake.seen) and not pulled.done():
+                        parts_before_the_end = max(parts_before_the_end, len(listed.get("Parts", [])))
+                        assert key not in rgw.keys(name)  # parts are never visible as the object
+                time.sleep(0.1)
+            status, _, body = pulled.result()
+    finally:
+        fake.stop()
+    assert status == 200 and sha256(body) == digest
+    assert parts_before_the_end >= 1  # sent while the blob was still arriving
+    assert rgw.keys(name)[key] == len(data)
+    assert not rgw.call("list_multipart_uploads", Bucket=name).get("Uploads")
+
+
 def test_store_unreachable_gives_clear_errors(platproxy: Start, seeded: Seeded, tmp_path: Path) -> None:
     dead = tmp_path / "dead"
     dead.mkdir()
