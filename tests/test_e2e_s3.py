@@ -379,3 +379,15 @@ def test_a_missing_bucket_is_a_clear_503(platproxy: Start, seeded: Seeded, rgw: 
     error = json.loads(body)["errors"][0]
     assert status == 503 and error["code"] == "UNAVAILABLE" and "NoSuchBucket" in error["message"]
     assert "the store is not usable yet" in proxy.log()
+
+
+def test_parent_mode_also_works_in_front_of_a_plain_registry(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:
+    """Distribution ignores ?ns= and the resolve header: the child gets the index and resolves it."""
+    name = seeded.registry.url.split("//")[1]
+    args = config_args(tmp_path, f'[[upstreams]]\nname = "{name}"\nurl = "{seeded.registry.url}"\nparent = true\n')
+    child = platproxy("", "linux/arm64", args)
+    done = skopeo_copy(f"{child.address}/library/multi:1", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    assert sha256((tmp_path / "out" / "manifest.json").read_bytes()) == seeded.cases["library/multi:1"].digest_of(
+        "linux/arm64/v8"
+    )
