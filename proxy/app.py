@@ -9,6 +9,7 @@ import resource
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -134,6 +135,16 @@ def raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Errors nobody awaited (aiohttp's client leaves one when a peer closes mid-request): one
+    log line with what failed, instead of asyncio's multi-line traceback on stderr."""
+    error = context.get("exception")
+    structlog.get_logger("platproxy").warning(
+        "background error", message=context.get("message", ""),
+        error=f"{type(error).__name__}: {error}" if error is not None else "",
+    )  # fmt: skip
+
+
 async def serve(config: Config, host: HostProfile) -> None:
     """Run until SIGINT/SIGTERM, then close connections and upstream sessions."""
     app = build_app(config, host)
@@ -155,6 +166,7 @@ async def serve(config: Config, host: HostProfile) -> None:
         sites.append(web.TCPSite(ops, host_part.strip("[]"), int(port)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_log_loop_error)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:

@@ -176,6 +176,15 @@ class S3Store:
         self._count(operation, "ok")
         return result
 
+    async def call_if_exists(self, operation: str, **kwargs: Any) -> Any | None:
+        """``call``, or ``None`` when the object it reads does not exist."""
+        try:
+            return await self.call(operation, **kwargs)
+        except Exception as exc:
+            if is_missing(exc):
+                return None
+            raise
+
     def _count(self, operation: str, outcome: str) -> None:
         if self.on_call is not None:
             self.on_call(operation, outcome)
@@ -197,15 +206,8 @@ class S3Store:
     async def stat(self, digest: str) -> int | None:
         if digest in self._memo:
             return len(self._memo[digest][0])
-        try:
-            head = await self.call("head_object", Key=self.key(digest))
-        except StoreUnavailable:
-            raise
-        except Exception as exc:
-            if is_missing(exc):
-                return None
-            raise
-        return int(head["ContentLength"])
+        head = await self.call_if_exists("head_object", Key=self.key(digest))
+        return None if head is None else int(head["ContentLength"])
 
     async def get(self, digest: str) -> bytes | None:
         found = await self._get_small(digest)
@@ -219,14 +221,9 @@ class S3Store:
         if digest in self._memo:
             self._memo.move_to_end(digest)
             return self._memo[digest]
-        try:
-            resp = await self.call("get_object", Key=self.key(digest))
-        except StoreUnavailable:
-            raise
-        except Exception as exc:
-            if is_missing(exc):
-                return None
-            raise
+        resp = await self.call_if_exists("get_object", Key=self.key(digest))
+        if resp is None:
+            return None
         if int(resp.get("ContentLength", 0)) > SMALL_LIMIT:
             resp["Body"].close()
             return None
@@ -305,14 +302,9 @@ class S3Store:
         """
         if end <= start:
             return
-        try:
-            resp = await self.call("get_object", Key=self.key(digest), Range=f"bytes={start}-{end - 1}")
-        except StoreUnavailable:
-            raise
-        except Exception as exc:
-            if is_missing(exc):
-                raise FileNotFoundError(f"{digest} is no longer in the store") from None
-            raise
+        resp = await self.call_if_exists("get_object", Key=self.key(digest), Range=f"bytes={start}-{end - 1}")
+        if resp is None:
+            raise FileNotFoundError(f"{digest} is no longer in the store")
         async with resp["Body"] as body:
             while True:
                 chunk = await body.read(CHUNK)
@@ -346,14 +338,9 @@ class S3Store:
         except Exception as exc:
             if not _precondition(exc):
                 raise
-        try:
-            resp = await self.call("get_object", Key=key)
-        except StoreUnavailable:
-            raise
-        except Exception as exc:
-            if is_missing(exc):  # released in between: the blob is probably there now; look again
-                return None
-            raise
+        resp = await self.call_if_exists("get_object", Key=key)
+        if resp is None:  # released in between: the blob is probably there now; look again
+            return None
         async with resp["Body"] as stream:
             current = await stream.read()
         if still_held(parse_lease(current), time.time()):

@@ -17,7 +17,7 @@ import json
 
 import structlog
 
-from proxy.s3store import S3Store, is_missing
+from proxy.s3store import S3Store
 from proxy.store import StoreUnavailable
 from proxy.tagindex import TagRecord
 
@@ -66,16 +66,14 @@ class SharedTags:
         """Best effort: an unreachable bucket means "no shared record", never a failed pull."""
         key = self._key(upstream, repo, tag, host)
         try:
-            resp = await self.store.call("get_object", Key=key)
+            resp = await self.store.call_if_exists("get_object", Key=key)
+            if resp is None:
+                return None
             async with resp["Body"] as body:
                 data = await body.read()
         except StoreUnavailable as exc:
             log.warning("cannot read a shared tag record", key=key, error=str(exc))
             return None
-        except Exception as exc:
-            if is_missing(exc):
-                return None
-            raise
         record = decode(data)
         if record is None or (record.upstream, record.repo, record.tag, record.host) != (upstream, repo, tag, host):
             log.warning("ignoring a malformed shared tag record", key=key)

@@ -353,9 +353,16 @@ def test_with_the_store_gone_known_tags_still_answer_and_blobs_fail_promptly(
     try:
         case = fresh_case([{"architecture": "amd64", "os": "linux"}], layer_mib=1)
         push_case(seeded.registry, "library/storegone:1", case)
-        proxy = platproxy(seeded.registry.url, "linux/amd64", s3_args(tmp_path, own, bucket(own)))
+        name = bucket(own)
+        proxy = platproxy(seeded.registry.url, "linux/amd64", s3_args(tmp_path, own, name))
         done = skopeo_copy(f"{proxy.address}/library/storegone:1", tmp_path / "before")
         assert done.returncode == 0, done.stderr
+        image = case.images["linux/amd64"]
+        wanted = {f"platproxy/blobs/sha256/{b.digest.split(':')[1]}" for b in (image.config, *image.layers)}
+        deadline = time.monotonic() + 10  # clients get their last byte before the upload ends
+        while not wanted <= set(rgw_keys := own.keys(name)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert wanted <= set(rgw_keys)
     finally:
         own.stop()
     started = time.monotonic()
