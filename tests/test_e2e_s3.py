@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from proxy.mediatypes import UPSTREAM_ACCEPT
 from tests.conftest import Seeded, skopeo_copy
@@ -64,6 +65,20 @@ poll_interval = "0.1s"
 {extra}
 """,
     )
+
+
+def blob_key(digest: str) -> str:
+    return f"platproxy/blobs/sha256/{digest.split(':')[1]}"
+
+
+def landed(server: Rgw, name: str, keys: set[str], timeout: float = 10.0) -> dict[str, int]:
+    """The bucket's listing once ``keys`` are all in it: a client gets its last byte as soon as
+    the digest matched, and the upload completes after that."""
+    deadline = time.monotonic() + timeout
+    while not keys <= set(listing := server.keys(name)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert keys <= set(listing), sorted(keys - set(listing))
+    return listing
 
 
 def sha256(data: bytes) -> str:
@@ -119,14 +134,14 @@ def test_three_replicas_thirty_clients_each_blob_fetched_once(
     fetched = {b.digest: registry.requests_for(f"/blobs/{b.digest}") - before[b.digest] for b in blobs}
     assert fetched == {b.digest: 1 for b in blobs}, fetched
 
-    keys = rgw.keys(name)
+    keys = landed(rgw, name, {blob_key(b.digest) for b in blobs})
     for b in blobs:  # one shared copy of each, complete; no lease left behind
-        assert keys[f"platproxy/blobs/sha256/{b.digest.split(':')[1]}"] == b.size
+        assert keys[blob_key(b.digest)] == b.size
     assert not [k for k in keys if "/leases/" in k]
     assert any("/tags/" in k for k in keys)
     # The other platform's blobs were never fetched or stored.
     other = case.images["linux/arm64"].layers[1]
-    assert f"platproxy/blobs/sha256/{other.digest.split(':')[1]}" not in keys
+    assert blob_key(other.digest) not in keys
 
     # Served from the bucket: a Range is passed through; HEAD gives the size.
     base = chosen.layers[0]
@@ -137,7 +152,7 @@ def test_three_replicas_thirty_clients_each_blob_fetched_once(
     status, headers, _ = request(replicas[2].port, "HEAD", f"/v2/library/scaleout/blobs/{base.digest}")
     assert (status, int(headers["content-length"])) == (200, base.size)
     # An object removed from the bucket behind platproxy's back (a lifecycle rule) is filled again.
-    rgw.call("delete_object", Bucket=name, Key=f"platproxy/blobs/sha256/{base.digest.split(':')[1]}")
+    rgw.call("delete_object", Bucket=name, Key=blob_key(base.digest))
     before_refill = registry.requests_for(f"/blobs/{base.digest}")
     status, _, body = request(replicas[0].port, "GET", f"/v2/library/scaleout/blobs/{base.digest}")
     assert status == 200 and sha256(body) == base.digest
@@ -155,6 +170,7 @@ def test_presigned_redirect_serves_from_the_bucket(seeded: Seeded, platproxy: St
     done = skopeo_copy(f"{proxy.address}/library/redirected:1", tmp_path / "first")  # fills the bucket
     assert done.returncode == 0, done.stderr
     layer = case.images["linux/amd64"].layers[0]
+    landed(rgw, name, {blob_key(layer.digest)})
     status, headers, _ = request(proxy.port, "GET", f"/v2/library/redirected/blobs/{layer.digest}")
     assert status == 307 and headers["location"].startswith(rgw.endpoint)
     with urllib.request.urlopen(headers["location"], timeout=10) as resp:
@@ -170,7 +186,7 @@ def test_replica_killed_mid_fill_another_takes_over_after_the_lease(platproxy: S
     fake = FakeUpstream(blobs={digest: data}, chunk_delay=0.05).start()  # 48 chunks: about 2.4 s per fetch
     try:
         name = bucket(rgw)
-        key = f"platproxy/blobs/sha256/{digest.split(':')[1]}"
+        key = blob_key(digest)
         seen_sizes: set[int] = set()
         watching = threading.Event()
 
@@ -203,14 +219,15 @@ def test_replica_killed_mid_fill_another_takes_over_after_the_lease(platproxy: S
         assert status == 200 and sha256(body) == digest
         assert time.monotonic() - started < 10
         pool.shutdown()
-        time.sleep(0.2)
+        landed(rgw, name, {key})
+        time.sleep(0.2)  # the watcher sees it too
     finally:
         watching.set()
         fake.stop()
     watcher.join()
     assert seen_sizes == {len(data)}  # never anything partial under the digest's key, and then the blob
     assert fake.count("GET", digest) == 2  # the dead replica's fetch, then the one that took over
-    assert rgw.keys(name)[f"platproxy/blobs/sha256/{digest.split(':')[1]}"] == len(data)
+    assert rgw.keys(name)[key] == len(data)
     metrics = request(second.port, "GET", "/metrics")[2].decode()
     assert 'platproxy_lease_total{outcome="taken_over"} 1.0' in metrics
     assert "took over an expired fill lease" in second.log()
@@ -242,7 +259,7 @@ def test_a_fill_longer_than_the_lease_keeps_it_by_renewing(platproxy: Start, rgw
 def test_the_lease_holder_uploads_parts_during_the_download(platproxy: Start, rgw: Rgw, tmp_path: Path) -> None:
     data = os.urandom(12 * 2**20)
     digest = sha256(data)
-    key = f"platproxy/blobs/sha256/{digest.split(':')[1]}"
+    key = blob_key(digest)
     fake = FakeUpstream(blobs={digest: data}, chunk_delay=0.01).start()  # 192 chunks: about 2 s
     try:
         name = bucket(rgw)
@@ -253,8 +270,11 @@ def test_the_lease_holder_uploads_parts_during_the_download(platproxy: Start, rg
             while not pulled.done():
                 uploads = rgw.call("list_multipart_uploads", Bucket=name).get("Uploads", [])
                 for u in uploads:
-                    listed = rgw.call("list_parts", Bucket=name, Key=u["Key"], UploadId=u["UploadId"])
-                    if fake.count("GET", digest) and len(fake.seen) and not pulled.done():
+                    try:
+                        listed = rgw.call("list_parts", Bucket=name, Key=u["Key"], UploadId=u["UploadId"])
+                    except ClientError:  # completed between the two listings
+                        continue
+                    if not pulled.done():
                         parts_before_the_end = max(parts_before_the_end, len(listed.get("Parts", [])))
                         assert rgw.keys(name).get(key) in (None, len(data))  # parts never show as the object
                 time.sleep(0.1)
@@ -263,7 +283,7 @@ def test_the_lease_holder_uploads_parts_during_the_download(platproxy: Start, rg
         fake.stop()
     assert status == 200 and sha256(body) == digest
     assert parts_before_the_end >= 1  # sent while the blob was still arriving
-    assert rgw.keys(name)[key] == len(data)
+    assert landed(rgw, name, {key})[key] == len(data)
     assert not rgw.call("list_multipart_uploads", Bucket=name).get("Uploads")
 
 
@@ -358,11 +378,7 @@ def test_with_the_store_gone_known_tags_still_answer_and_blobs_fail_promptly(
         done = skopeo_copy(f"{proxy.address}/library/storegone:1", tmp_path / "before")
         assert done.returncode == 0, done.stderr
         image = case.images["linux/amd64"]
-        wanted = {f"platproxy/blobs/sha256/{b.digest.split(':')[1]}" for b in (image.config, *image.layers)}
-        deadline = time.monotonic() + 10  # clients get their last byte before the upload ends
-        while not wanted <= set(rgw_keys := own.keys(name)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert wanted <= set(rgw_keys)
+        landed(own, name, {blob_key(b.digest) for b in (image.config, *image.layers)})
     finally:
         own.stop()
     started = time.monotonic()
