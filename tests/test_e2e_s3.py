@@ -162,6 +162,31 @@ def test_three_replicas_thirty_clients_each_blob_fetched_once(
     assert 'platproxy_lease_total{outcome="held"}' in metrics  # some replicas did wait on another
 
 
+def test_a_second_replica_answers_a_tag_from_the_shared_record(
+    seeded: Seeded, platproxy: Start, rgw: Rgw, tmp_path: Path
+) -> None:
+    case = fresh_case([{"architecture": "amd64", "os": "linux"}, {"architecture": "arm64", "os": "linux"}], 1)
+    push_case(seeded.registry, "library/sharedtag:1", case)
+    name = bucket(rgw)
+    first = platproxy(seeded.registry.url, "linux/amd64", s3_args(tmp_path, rgw, name))
+    done = skopeo_copy(f"{first.address}/library/sharedtag:1", tmp_path / "first")
+    assert done.returncode == 0, done.stderr
+    image = case.images["linux/amd64"]
+    landed(rgw, name, {blob_key(b.digest) for b in (image.config, *image.layers)})
+    asked = seeded.registry.requests_for("/v2/library/sharedtag/manifests/", "GET")
+    second = platproxy(seeded.registry.url, "linux/amd64", s3_args(tmp_path, rgw, name))
+    done = skopeo_copy(f"{second.address}/library/sharedtag:1", tmp_path / "second")
+    assert done.returncode == 0, done.stderr
+    check_pulled(tmp_path / "second", case, "linux/amd64")
+    assert seeded.registry.requests_for("/v2/library/sharedtag/manifests/", "GET") == asked  # nothing asked again
+    assert seeded.registry.requests_for("/v2/library/sharedtag/manifests/1", "HEAD") == 0  # record still fresh
+    # A replica resolving for another platform keeps its own record and gets its own answer.
+    third = platproxy(seeded.registry.url, "linux/arm64", s3_args(tmp_path, rgw, name))
+    done = skopeo_copy(f"{third.address}/library/sharedtag:1", tmp_path / "third")
+    assert done.returncode == 0, done.stderr
+    check_pulled(tmp_path / "third", case, "linux/arm64")
+
+
 def test_presigned_redirect_serves_from_the_bucket(seeded: Seeded, platproxy: Start, rgw: Rgw, tmp_path: Path) -> None:
     case = fresh_case([{"architecture": "amd64", "os": "linux"}], layer_mib=1)
     push_case(seeded.registry, "library/redirected:1", case)
