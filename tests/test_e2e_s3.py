@@ -81,6 +81,13 @@ def landed(server: Rgw, name: str, keys: set[str], timeout: float = 10.0) -> dic
     return listing
 
 
+def pull_and_land(proxy: Platproxy, ref: str, dest: Path, server: Rgw, name: str, image: Image) -> None:
+    """A skopeo pull through ``proxy``, then the image's blobs landed in the bucket."""
+    done = skopeo_copy(f"{proxy.address}/{ref}", dest)
+    assert done.returncode == 0, done.stderr
+    landed(server, name, {blob_key(b.digest) for b in (image.config, *image.layers)})
+
+
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -169,10 +176,7 @@ def test_a_second_replica_answers_a_tag_from_the_shared_record(
     push_case(seeded.registry, "library/sharedtag:1", case)
     name = bucket(rgw)
     first = platproxy(seeded.registry.url, "linux/amd64", s3_args(tmp_path, rgw, name))
-    done = skopeo_copy(f"{first.address}/library/sharedtag:1", tmp_path / "first")
-    assert done.returncode == 0, done.stderr
-    image = case.images["linux/amd64"]
-    landed(rgw, name, {blob_key(b.digest) for b in (image.config, *image.layers)})
+    pull_and_land(first, "library/sharedtag:1", tmp_path / "first", rgw, name, case.images["linux/amd64"])
     asked = seeded.registry.requests_for("/v2/library/sharedtag/manifests/", "GET")
     second = platproxy(seeded.registry.url, "linux/amd64", s3_args(tmp_path, rgw, name))
     done = skopeo_copy(f"{second.address}/library/sharedtag:1", tmp_path / "second")
@@ -192,10 +196,8 @@ def test_presigned_redirect_serves_from_the_bucket(seeded: Seeded, platproxy: St
     push_case(seeded.registry, "library/redirected:1", case)
     name = bucket(rgw)
     proxy = platproxy(seeded.registry.url, "linux/amd64", s3_args(tmp_path, rgw, name, "redirect = true"))
-    done = skopeo_copy(f"{proxy.address}/library/redirected:1", tmp_path / "first")  # fills the bucket
-    assert done.returncode == 0, done.stderr
+    pull_and_land(proxy, "library/redirected:1", tmp_path / "first", rgw, name, case.images["linux/amd64"])
     layer = case.images["linux/amd64"].layers[0]
-    landed(rgw, name, {blob_key(layer.digest)})
     status, headers, _ = request(proxy.port, "GET", f"/v2/library/redirected/blobs/{layer.digest}")
     assert status == 307 and headers["location"].startswith(rgw.endpoint)
     with urllib.request.urlopen(headers["location"], timeout=10) as resp:
@@ -400,10 +402,7 @@ def test_with_the_store_gone_known_tags_still_answer_and_blobs_fail_promptly(
         push_case(seeded.registry, "library/storegone:1", case)
         name = bucket(own)
         proxy = platproxy(seeded.registry.url, "linux/amd64", s3_args(tmp_path, own, name))
-        done = skopeo_copy(f"{proxy.address}/library/storegone:1", tmp_path / "before")
-        assert done.returncode == 0, done.stderr
-        image = case.images["linux/amd64"]
-        landed(own, name, {blob_key(b.digest) for b in (image.config, *image.layers)})
+        pull_and_land(proxy, "library/storegone:1", tmp_path / "before", own, name, case.images["linux/amd64"])
     finally:
         own.stop()
     started = time.monotonic()
