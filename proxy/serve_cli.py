@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
         except HtpasswdError as exc:
             print(f"platproxy serve: config key auth.htpasswd: {exc}", file=sys.stderr)
             return 2
+    if config.store.backend == "s3" and importlib.util.find_spec("aiobotocore") is None:
+        print("platproxy serve: config key store.backend: \"s3\" needs the S3 client: pip install 'platproxy[s3]'",
+              file=sys.stderr)  # fmt: skip
+        return 2
     configure_logging(args.log_level)
     print(
         f"platproxy: serving {config.listen} for {host.platform}, upstreams "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,15 @@ def test_a_parent_upstream_is_configured_per_upstream(tmp_path: Path) -> None:
     text = '[[upstreams]]\nname = "docker.io"\nurl = "http://127.0.0.1:5001"\nparent = true\n'
     config = load_config(write(tmp_path, text), env={})
     assert config.upstreams[0].parent and config.store.backend == "filesystem"
+
+
+def test_the_s3_store_without_its_client_is_a_clear_refusal(tmp_path: Path) -> None:
+    """A plain ``pip install platproxy`` has no aiobotocore: say which extra to install, exit 2."""
+    config = write(tmp_path, '[store]\nbackend = "s3"\n[store.s3]\nbucket = "mirror"\n')
+    code = (
+        "import sys; sys.modules['aiobotocore'] = None; from proxy.cli import main; "
+        f"sys.exit(main(['serve', '--config', {str(config)!r}, '--cache-dir', {str(tmp_path / 'c')!r}]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "pip install 'platproxy[s3]'" in done.stderr and "Traceback" not in done.stderr
