@@ -37,7 +37,7 @@ from proxy.config import LimitsConfig, S3Config
 from proxy.lease import LeaseOutcome, lease_body, parse_lease, still_held
 from proxy.names import check_digest
 from proxy.s3upload import UPLOADS_AT_ONCE, Upload
-from proxy.store import BlobWriter, DigestMismatch, StoreUnavailable
+from proxy.store import BlobWriter, DigestMismatch, StoreUnavailable, clear_staging
 
 if TYPE_CHECKING:
     from proxy.fill import Fill
@@ -106,9 +106,7 @@ class S3Store:
         self.config = config
         self.limits = limits
         self.tmp = tmp
-        tmp.mkdir(parents=True, exist_ok=True)
-        for leftover in tmp.iterdir():  # staging files of a crashed run are never uploaded
-            leftover.unlink(missing_ok=True)
+        clear_staging(tmp)
         self.owner = f"{os.uname().nodename}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
         self.on_added: Callable[[str, int], None] | None = None
         self.on_used: Callable[[str], None] | None = None

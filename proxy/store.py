@@ -66,6 +66,16 @@ class DigestMismatch(ValueError):
     """Bytes that do not hash to the digest they were fetched as."""
 
 
+def clear_staging(tmp: Path) -> None:
+    """Make the staging folder and empty it: fills a crash interrupted are never kept or uploaded."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    for leftover in tmp.iterdir():
+        try:
+            leftover.unlink(missing_ok=True)
+        except OSError:  # a read-only cache: nothing can be filled, leftovers are never served
+            break
+
+
 class ContentStore:
     """Files under the cache directory; served with sendfile from ``path``."""
 
@@ -81,13 +91,10 @@ class ContentStore:
         self.blobs = root / "blobs"
         self.tmp = root / "tmp"
         self.blobs.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir(parents=True, exist_ok=True)
         if clean_tmp:
-            for leftover in self.tmp.iterdir():  # fills interrupted by a crash are never kept
-                try:
-                    leftover.unlink(missing_ok=True)
-                except OSError:  # a read-only cache: nothing can be filled, leftovers are never served
-                    break
+            clear_staging(self.tmp)
+        else:
+            self.tmp.mkdir(parents=True, exist_ok=True)
 
     def path(self, digest: str) -> Path:
         algorithm, _, encoded = check_digest(digest).partition(":")
