@@ -300,10 +300,7 @@ class ManifestService:
     async def load(self, route: Route, digest: str) -> bytes:
         """A manifest by digest: from the store, else from the upstream (verified, then kept)."""
         if await self._stored_type(digest) is not None:
-            try:
-                data = await self.store.get(digest)
-            except OSError as exc:
-                raise storage_failed(f"manifest {digest}", exc) from None
+            data = await self._read_stored(digest, "manifest")
             if data is not None:
                 return data
         up = self.upstreams[route.upstream.name]
@@ -314,12 +311,16 @@ class ManifestService:
         await self._store_manifest(digest, data, media_type, up.name)
         return data
 
+    async def _read_stored(self, digest: str, what: str) -> bytes | None:
+        """Stored content, ``None`` if absent; a store that cannot be read is the client's 503/507."""
+        try:
+            return await self.store.get(digest)
+        except OSError as exc:
+            raise storage_failed(f"{what} {digest}", exc) from None
+
     async def _load_blob(self, route: Route, digest: str) -> bytes | None:
         """A small blob (an image config) for resolution; verified and kept like any blob."""
-        try:
-            data = await self.store.get(digest)
-        except OSError as exc:
-            raise storage_failed(f"config blob {digest}", exc) from None
+        data = await self._read_stored(digest, "config blob")
         if data is not None:
             return data
         up = self.upstreams[route.upstream.name]
