@@ -47,6 +47,9 @@ log = structlog.get_logger("platproxy.s3store")
 SMALL_LIMIT = 16 * 2**20
 """Largest object ``get`` reads into memory (configs and manifests are far smaller)."""
 MEMO_BYTES = 32 * 2**20
+KNOWN_SIZES = 65536
+"""Sizes of objects seen in the bucket, kept so a cached blob costs one GET, not a HEAD and a GET
+(content-addressed objects never change; one removed behind our back is forgotten on its GET)."""
 CHUNK = 256 * 1024
 DOWN_WINDOW = 2.0
 """After the bucket was found unreachable, fail at once for this long instead of each request
@@ -115,6 +118,7 @@ class S3Store:
         """Called with (operation, outcome) for every S3 request (the metrics listen)."""
         self._memo: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
         self._memo_bytes = 0
+        self._sizes: OrderedDict[str, int] = OrderedDict()
         self._stack = contextlib.AsyncExitStack()
         self._client: Any = None
         self._down_until = 0.0
@@ -204,8 +208,19 @@ class S3Store:
     async def stat(self, digest: str) -> int | None:
         if digest in self._memo:
             return len(self._memo[digest][0])
+        if digest in self._sizes:
+            self._sizes.move_to_end(digest)
+            return self._sizes[digest]
         head = await self.call_if_exists("head_object", Key=self.key(digest))
-        return None if head is None else int(head["ContentLength"])
+        if head is None:
+            return None
+        self._know_size(digest, int(head["ContentLength"]))
+        return int(head["ContentLength"])
+
+    def _know_size(self, digest: str, size: int) -> None:
+        self._sizes[digest] = size
+        if len(self._sizes) > KNOWN_SIZES:
+            self._sizes.popitem(last=False)
 
     async def get(self, digest: str) -> bytes | None:
         found = await self._get_small(digest)
@@ -263,6 +278,7 @@ class S3Store:
             if followed:
                 await followed[1]  # it stops at the verdict; a failed part fails the commit
             await upload.finish(writer.written)
+            self._know_size(writer.digest, writer.written)
         finally:
             await upload.abort()
             writer.abort()
@@ -302,6 +318,7 @@ class S3Store:
             return
         resp = await self.call_if_exists("get_object", Key=self.key(digest), Range=f"bytes={start}-{end - 1}")
         if resp is None:
+            self._sizes.pop(digest, None)
             raise FileNotFoundError(f"{digest} is no longer in the store")
         async with resp["Body"] as body:
             while True:
