@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from proxy.mediatypes import UPSTREAM_ACCEPT  # noqa: E402
+from proxy.oci.mediatypes import UPSTREAM_ACCEPT  # noqa: E402
 from tests import indexes  # noqa: E402
 from tests.indexes import Case  # noqa: E402
 from tests.ocibuild import gzip_layer, image, index  # noqa: E402

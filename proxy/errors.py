@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from proxy.upstream import UpstreamError
+from proxy.registry.client import UpstreamError
 
 
 class RegistryError(Exception):
@@ -67,7 +67,7 @@ def storage_failed(what: str, exc: BaseException) -> RegistryError:
 
     A shared store that cannot be reached is a 503 (try again), not a 507 (this cache is full).
     """
-    from proxy.store import StoreUnavailable
+    from proxy.storage.files import StoreUnavailable
 
     reason = getattr(exc, "strerror", None) or str(exc)
     if isinstance(exc, StoreUnavailable):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from proxy.mediatypes import IMAGE_TYPES, INDEX_TYPES
+from proxy.oci.mediatypes import IMAGE_TYPES, INDEX_TYPES
 from tests.ocibuild import Blob, Image
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.mediatypes import DOCKER_LIST, DOCKER_MANIFEST, DOCKER_SCHEMA1_SIGNED, OCI_INDEX, OCI_MANIFEST
+from proxy.oci.mediatypes import DOCKER_LIST, DOCKER_MANIFEST, DOCKER_SCHEMA1_SIGNED, OCI_INDEX, OCI_MANIFEST
 from tests.conftest import Seeded
 from tests.registry import Platproxy, request
 

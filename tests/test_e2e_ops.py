@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.mediatypes import UPSTREAM_ACCEPT
+from proxy.oci.mediatypes import UPSTREAM_ACCEPT
 from tests.conftest import Seeded, push_case, skopeo_copy
 from tests.fakeupstream import FakeUpstream
 from tests.registry import Platproxy, Registry, config_args, free_port, request

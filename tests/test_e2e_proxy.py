@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 
 from hostinfo import HostProfile, Platform
-from proxy.mediatypes import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, UPSTREAM_ACCEPT, ClientCaps
-from proxy.resolve import resolve_loading
+from proxy.oci.mediatypes import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, UPSTREAM_ACCEPT, ClientCaps
+from proxy.oci.resolve import resolve_loading
 from tests.conftest import Seeded, push_case, skopeo_copy
 from tests.fakeupstream import FakeUpstream
 from tests.registry import Platproxy, Registry, config_args, request, wait_http

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from proxy.mediatypes import UPSTREAM_ACCEPT
+from proxy.oci.mediatypes import UPSTREAM_ACCEPT
 from tests.conftest import Seeded, skopeo_copy
 from tests.fakeupstream import FakeUpstream
 from tests.indexes import Case

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from proxy.mediatypes import UPSTREAM_ACCEPT
+from proxy.oci.mediatypes import UPSTREAM_ACCEPT
 from tests.fakeupstream import FakeUpstream
 from tests.registry import Platproxy, config_args, request
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.evict import Entry, choose_victims, references
+from proxy.pull.evict import Entry, choose_victims, references
 
 A, B, C, D = ("sha256:" + c * 64 for c in "abcd")
 

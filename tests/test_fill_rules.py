@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.fill import Fill, FillFailed, ready_ranges
-from proxy.store import ContentStore, DigestMismatch
+from proxy.pull.fills import Fill, FillFailed, ready_ranges
+from proxy.storage.files import ContentStore, DigestMismatch
 
 DIGEST = "sha256:" + "0" * 64
 

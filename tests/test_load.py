@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from proxy.mediatypes import UPSTREAM_ACCEPT
+from proxy.oci.mediatypes import UPSTREAM_ACCEPT
 from tests.conftest import Seeded, push_case
 from tests.ocibuild import Blob
 from tests.registry import Platproxy, Registry, peak_rss_mib, request

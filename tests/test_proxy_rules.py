@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from proxy.blobs import ByteRange, parse_range
 from proxy.config import Config, ConfigError, UpstreamConfig, load_config
 from proxy.errors import RegistryError
-from proxy.freshness import Action, Freshness, after_revalidation, freshness
-from proxy.names import ImageRef, check_digest, check_name, check_tag
-from proxy.route import route
-from proxy.tagindex import TagRecord
-from proxy.upstream import ManifestHead, UpstreamError, registrable_domain
+from proxy.oci.names import ImageRef, check_digest, check_name, check_tag
+from proxy.pull.blobs import ByteRange, parse_range
+from proxy.pull.freshness import Action, Freshness, after_revalidation, freshness
+from proxy.pull.route import route
+from proxy.registry.client import ManifestHead, UpstreamError, registrable_domain
+from proxy.storage.tagindex import TagRecord
 
 SHA = "sha256:" + "a" * 64
 

@@ -6,8 +6,8 @@ import pytest
 
 from hostinfo import HostProfile, Platform
 from hostinfo.compat import Capabilities
-from proxy.mediatypes import OCI_INDEX, ClientCaps
-from proxy.resolve import Decision, InvalidIndex, NeedContent, resolve, resolve_loading
+from proxy.oci.mediatypes import OCI_INDEX, ClientCaps
+from proxy.oci.resolve import Decision, InvalidIndex, NeedContent, resolve, resolve_loading
 from tests import indexes
 from tests.indexes import Case
 from tests.ocibuild import Blob, image, index

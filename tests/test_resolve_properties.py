@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from hostinfo import HostProfile, Platform, Rank, compare
 from hostinfo.compat import Capabilities
-from proxy.mediatypes import ClientCaps
-from proxy.resolve import resolve_loading
+from proxy.oci.mediatypes import ClientCaps
+from proxy.oci.resolve import resolve_loading
 from tests.ocibuild import Image, attestation, image, index
 
 POOL = [

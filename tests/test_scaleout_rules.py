@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from proxy.config import ConfigError, load_config, masked
-from proxy.lease import LeaseBody, lease_body, next_poll, parse_lease, still_held
-from proxy.sharedtags import decode, encode, newer, record_key
-from proxy.tagindex import TagRecord
+from proxy.storage.s3.lease import LeaseBody, lease_body, next_poll, parse_lease, still_held
+from proxy.storage.sharedtags import decode, encode, newer, record_key
+from proxy.storage.tagindex import TagRecord
 
 
 def test_a_lease_holds_until_it_expires() -> None:

@@ -17,9 +17,9 @@ import json
 
 import structlog
 
-from proxy.s3store import S3Store
-from proxy.store import StoreUnavailable
-from proxy.tagindex import TagRecord
+from proxy.storage.files import StoreUnavailable
+from proxy.storage.s3.store import S3Store
+from proxy.storage.tagindex import TagRecord
 
 log = structlog.get_logger("platproxy.sharedtags")
 

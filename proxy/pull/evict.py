@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable
 import structlog
 
 from proxy.metrics import Metrics
-from proxy.store import ContentStore
-from proxy.tagindex import ContentEntry, TagIndex, TagRecord
+from proxy.storage.files import ContentStore
+from proxy.storage.tagindex import ContentEntry, TagIndex, TagRecord
 
 log = structlog.get_logger("platproxy.evict")
 

@@ -15,13 +15,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hostinfo import HostProfile, Platform, PlatformError, normalize
+from proxy.cli.resolve import UsageError, host_from_args, print_decision
 from proxy.config import DOCKER_HUB_ALIASES, DOCKER_HUB_URL, LimitsConfig, UpstreamConfig, is_loopback
 from proxy.errors import RegistryError
-from proxy.mediatypes import INDEX_TYPES, REFERENCE_TYPE_ANNOTATION, ClientCaps
-from proxy.names import ImageRef
-from proxy.resolve import Decision, InvalidIndex, parse_index, resolve_fetching
-from proxy.resolve_cli import UsageError, host_from_args, print_decision
-from proxy.upstream import Upstream, UpstreamError, read_limited
+from proxy.oci.mediatypes import INDEX_TYPES, REFERENCE_TYPE_ANNOTATION, ClientCaps
+from proxy.oci.names import ImageRef
+from proxy.oci.resolve import Decision, InvalidIndex, parse_index, resolve_fetching
+from proxy.registry.client import Upstream, UpstreamError, read_limited
 from proxy.validate import platform_warnings
 
 MAX_MANIFEST = 4 * 2**20

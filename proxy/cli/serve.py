@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from proxy.app import configure_logging, host_for, serve
-from proxy.auth import Htpasswd, HtpasswdError
 from proxy.config import ConfigError, load_config, upstream_from_url
+from proxy.http.app import configure_logging, host_for, serve
+from proxy.http.auth import Htpasswd, HtpasswdError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

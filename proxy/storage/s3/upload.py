@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from proxy.s3store import S3Store
+    from proxy.storage.s3.store import S3Store
 
 UPLOADS_AT_ONCE = 4
 """Parts (or small objects) being sent at once per replica: bounds upload memory to 4 x part_size

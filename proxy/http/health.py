@@ -10,9 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy.api import SERVICES
+from proxy.http.handlers import SERVICES
 from proxy.metrics import CONTENT_TYPE_LATEST, Metrics
-from proxy.s3store import S3Store
+from proxy.storage.s3.store import S3Store
 
 MAIN: web.AppKey[web.Application] = web.AppKey("main", web.Application)
 """The application whose services are checked (the ops app on its own port points at the main one)."""

@@ -7,7 +7,7 @@ it into place only if the digest matches, so a reader never sees partial or wron
 a digest's name, and a crash leaves at most a temporary file, removed at the next start.
 
 ``Store`` is what the services see; ``ContentStore`` (files, the default) and
-``proxy.s3store.S3Store`` (a shared bucket) implement it.  Both stage fills in a local temporary
+``proxy.storage.s3.store.S3Store`` (a shared bucket) implement it.  Both stage fills in a local temporary
 file, so hashing, single-flight and streaming to waiting clients are the same for both; they
 differ in where verified content goes (``commit``) and where it is read from.
 """
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from proxy.names import check_digest
+from proxy.oci.names import check_digest
 
 
 class Store(Protocol):

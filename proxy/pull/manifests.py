@@ -24,15 +24,15 @@ import structlog
 from hostinfo import HostProfile
 from proxy.config import Config
 from proxy.errors import RegistryError, from_upstream, storage_failed
-from proxy.freshness import Action, Freshness, after_revalidation, freshness
-from proxy.mediatypes import INDEX_TYPES, MANIFEST_TYPES, ClientCaps
 from proxy.metrics import Metrics
-from proxy.resolve import Decision, InvalidIndex, parse_index, resolve_fetching
-from proxy.route import Route
-from proxy.sharedtags import SharedTags, newer
-from proxy.store import DigestMismatch, Store
-from proxy.tagindex import TagIndex, TagRecord
-from proxy.upstream import ManifestHead, Upstream, UpstreamError, read_limited
+from proxy.oci.mediatypes import INDEX_TYPES, MANIFEST_TYPES, ClientCaps
+from proxy.oci.resolve import Decision, InvalidIndex, parse_index, resolve_fetching
+from proxy.pull.freshness import Action, Freshness, after_revalidation, freshness
+from proxy.pull.route import Route
+from proxy.registry.client import ManifestHead, Upstream, UpstreamError, read_limited
+from proxy.storage.files import DigestMismatch, Store
+from proxy.storage.sharedtags import SharedTags, newer
+from proxy.storage.tagindex import TagIndex, TagRecord
 
 log = structlog.get_logger("platproxy.manifests")
 

@@ -24,8 +24,8 @@ from urllib.parse import quote, urlencode, urljoin, urlsplit
 import aiohttp
 
 from proxy.config import LimitsConfig, UpstreamConfig, is_loopback
-from proxy.mediatypes import UPSTREAM_ACCEPT
 from proxy.metrics import Metrics
+from proxy.oci.mediatypes import UPSTREAM_ACCEPT
 
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 MAX_REDIRECTS = 5

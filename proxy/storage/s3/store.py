@@ -2,7 +2,7 @@
 
 Keys: ``<prefix>blobs/<algorithm>/<hex>`` for blobs and manifests alike (a manifest's media type
 is the object's ``Content-Type``), ``<prefix>leases/<digest>`` for fills in progress
-(``proxy.lease``) and ``<prefix>tags/...`` for tag records (``proxy.sharedtags``).
+(``proxy.storage.s3.lease``) and ``<prefix>tags/...`` for tag records (``proxy.storage.sharedtags``).
 
 Fills are staged in the local temporary folder exactly as for the file store (hashing,
 single-flight and streaming to this replica's clients are the same code); ``commit`` then
@@ -34,13 +34,13 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from proxy.config import LimitsConfig, S3Config
-from proxy.lease import LeaseOutcome, lease_body, parse_lease, still_held
-from proxy.names import check_digest
-from proxy.s3upload import UPLOADS_AT_ONCE, Upload
-from proxy.store import BlobWriter, DigestMismatch, StoreUnavailable, clear_staging
+from proxy.oci.names import check_digest
+from proxy.storage.files import BlobWriter, DigestMismatch, StoreUnavailable, clear_staging
+from proxy.storage.s3.lease import LeaseOutcome, lease_body, parse_lease, still_held
+from proxy.storage.s3.upload import UPLOADS_AT_ONCE, Upload
 
 if TYPE_CHECKING:
-    from proxy.fill import Fill
+    from proxy.pull.fills import Fill
 
 log = structlog.get_logger("platproxy.s3store")
 

@@ -22,9 +22,9 @@ from tqdm import tqdm
 
 from hostinfo import HostProfile, Platform, PlatformError
 from proxy.errors import RegistryError
-from proxy.mediatypes import INDEX_TYPES, UPSTREAM_ACCEPT, ClientCaps
-from proxy.names import ImageRef
-from proxy.resolve import InvalidIndex, resolve_fetching
+from proxy.oci.mediatypes import INDEX_TYPES, UPSTREAM_ACCEPT, ClientCaps
+from proxy.oci.names import ImageRef
+from proxy.oci.resolve import InvalidIndex, resolve_fetching
 
 CHUNK = 1 << 20
 

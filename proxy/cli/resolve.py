@@ -15,8 +15,8 @@ from pathlib import Path
 
 from hostinfo import HostProfile, PlatformError
 from hostinfo.probe import host_profile
-from proxy.mediatypes import ClientCaps
-from proxy.resolve import Decision, InvalidIndex, resolve_loading
+from proxy.oci.mediatypes import ClientCaps
+from proxy.oci.resolve import Decision, InvalidIndex, resolve_loading
 
 _DIGEST = re.compile(r"^(sha256|sha512):([a-f0-9]{64}|[a-f0-9]{128})$")
 

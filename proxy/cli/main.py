@@ -7,8 +7,13 @@ import sys
 from collections.abc import Sequence
 
 from hostinfo import cli as hostinfo_cli
-from proxy import cache_cli, config_cli, online_cli, prefetch, resolve_cli, serve_cli
-from proxy.app import configure_logging
+from proxy.cli import cache as cache_cli
+from proxy.cli import config as config_cli
+from proxy.cli import online as online_cli
+from proxy.cli import prefetch
+from proxy.cli import resolve as resolve_cli
+from proxy.cli import serve as serve_cli
+from proxy.http.app import configure_logging
 
 
 def build_parser() -> argparse.ArgumentParser:

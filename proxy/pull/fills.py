@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from proxy.store import BlobWriter, Store
+from proxy.storage.files import BlobWriter, Store
 
 log = structlog.get_logger("platproxy.fill")
 

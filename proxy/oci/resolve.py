@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hostinfo import HostProfile, Platform, PlatformError, Rejection, compare, normalize, preference_vector
-from proxy.mediatypes import (
+from proxy.oci.mediatypes import (
     CONFIG_TYPES,
     IMAGE_TYPES,
     INDEX_TYPES,

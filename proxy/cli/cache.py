@@ -15,10 +15,10 @@ from pathlib import Path
 
 from proxy.config import ConfigError, _size, load_config
 from proxy.errors import RegistryError
-from proxy.evict import Evictor, needed_by
-from proxy.names import ImageRef
-from proxy.store import ContentStore
-from proxy.tagindex import TagIndex, TagRecord
+from proxy.oci.names import ImageRef
+from proxy.pull.evict import Evictor, needed_by
+from proxy.storage.files import ContentStore
+from proxy.storage.tagindex import TagIndex, TagRecord
 
 TMP_GRACE = 86400.0
 

@@ -21,18 +21,18 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web_request import BaseRequest
 
-from proxy.blobs import BlobService, parse_range
 from proxy.config import Config
 from proxy.errors import RegistryError, error_body, from_upstream, storage_failed, unsupported
-from proxy.fill import Fill, FillFailed, read_fill, send_fill
-from proxy.manifests import ManifestAnswer, ManifestService
-from proxy.mediatypes import OCI_INDEX, ClientCaps, parse_accept
 from proxy.metrics import Metrics
-from proxy.names import check_digest, check_name, check_tag, is_digest
-from proxy.route import Route, route
-from proxy.s3store import S3Store
-from proxy.store import ContentStore
-from proxy.upstream import RESOLVE_HEADER, UpstreamError
+from proxy.oci.mediatypes import OCI_INDEX, ClientCaps, parse_accept
+from proxy.oci.names import check_digest, check_name, check_tag, is_digest
+from proxy.pull.blobs import BlobService, parse_range
+from proxy.pull.fills import Fill, FillFailed, read_fill, send_fill
+from proxy.pull.manifests import ManifestAnswer, ManifestService
+from proxy.pull.route import Route, route
+from proxy.registry.client import RESOLVE_HEADER, UpstreamError
+from proxy.storage.files import ContentStore
+from proxy.storage.s3.store import S3Store
 
 log = structlog.get_logger("platproxy.http")
 

@@ -17,21 +17,21 @@ from aiohttp.typedefs import Middleware
 
 from hostinfo import HostProfile
 from hostinfo.probe import host_profile
-from proxy import health
-from proxy.api import CONFIG, METRICS, SERVICES, Services, dispatch, errors_middleware
-from proxy.auth import Htpasswd, auth_middleware
-from proxy.blobs import BlobService
 from proxy.config import Config
-from proxy.evict import Evictor
-from proxy.fill import Fills
-from proxy.guard import guard
-from proxy.manifests import ManifestService
+from proxy.http import health
+from proxy.http.auth import Htpasswd, auth_middleware
+from proxy.http.guard import guard
+from proxy.http.handlers import CONFIG, METRICS, SERVICES, Services, dispatch, errors_middleware
 from proxy.metrics import Metrics
-from proxy.s3store import S3Store
-from proxy.sharedtags import SharedTags
-from proxy.store import ContentStore, Store
-from proxy.tagindex import TagIndex
-from proxy.upstream import Upstream
+from proxy.pull.blobs import BlobService
+from proxy.pull.evict import Evictor
+from proxy.pull.fills import Fills
+from proxy.pull.manifests import ManifestService
+from proxy.registry.client import Upstream
+from proxy.storage.files import ContentStore, Store
+from proxy.storage.s3.store import S3Store
+from proxy.storage.sharedtags import SharedTags
+from proxy.storage.tagindex import TagIndex
 
 TAGS: web.AppKey[TagIndex] = web.AppKey("tags", TagIndex)
 FILLS: web.AppKey[Fills] = web.AppKey("fills", Fills)

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import structlog
 
 from proxy.errors import RegistryError, from_upstream, storage_failed
-from proxy.fill import CHUNK, Fill, Fills
-from proxy.lease import next_poll
-from proxy.route import Route
-from proxy.s3store import S3Store
-from proxy.store import Store
-from proxy.upstream import Upstream, UpstreamError
+from proxy.pull.fills import CHUNK, Fill, Fills
+from proxy.pull.route import Route
+from proxy.registry.client import Upstream, UpstreamError
+from proxy.storage.files import Store
+from proxy.storage.s3.lease import next_poll
+from proxy.storage.s3.store import S3Store
 
 log = structlog.get_logger("platproxy.blobs")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")

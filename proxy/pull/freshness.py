@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from enum import Enum
 
-from proxy.tagindex import TagRecord
-from proxy.upstream import ManifestHead, UpstreamError
+from proxy.registry.client import ManifestHead, UpstreamError
+from proxy.storage.tagindex import TagRecord
 
 
 class Freshness(Enum):

@@ -8,7 +8,7 @@ owner: after ``lease_ttl`` without renewal any replica may take the fill over.  
 are wall-clock times written by the owner, so replicas' clocks must agree to well within
 ``lease_ttl`` (NTP does that).
 
-The decisions (is this lease still held?) are pure functions; ``proxy.s3store`` does the I/O.
+The decisions (is this lease still held?) are pure functions; ``proxy.storage.s3.store`` does the I/O.
 """
 
 from __future__ import annotations

@@ -1,0 +1,5 @@
+"""TODO"""
+
+from proxy.cli.main import main
+
+__all__ = ["main"]
