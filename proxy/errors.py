@@ -1,75 +1,145 @@
-"""OCI error bodies: every failure a client sees is ``{"errors": [{code, message, detail}]}``."""
+"""What can go wrong, in the domain's words: one module, importing nothing of platproxy.
+
+Services, stores and the registry client raise these; they say *what* failed (a manifest is
+unknown, the store is unavailable, the upstream refused) and carry the sentence and detail a
+person needs.  *How* a client is told (HTTP status, OCI error code, headers) is decided in one
+place at the HTTP edge (``proxy.http.errors``), and a command line prints ``message``.
+"""
 
 from __future__ import annotations
 
-import json
+from enum import Enum
 from typing import Any
 
-from proxy.registry.client import UpstreamError
 
+class PlatproxyError(Exception):
+    """A failure a client or a user is told about: a sentence and an optional detail object."""
 
-class RegistryError(Exception):
-    """An error to answer with an OCI error body; raised anywhere, rendered by the handler."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        detail: Any = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(f"{code}: {message}")
-        self.status = status
-        self.code = code
+    def __init__(self, message: str, detail: Any = None) -> None:
+        super().__init__(message)
         self.message = message
         self.detail = detail
-        self.headers = headers or {}
-
-    def body(self) -> bytes:
-        return error_body(self.code, self.message, self.detail)
 
 
-def error_body(code: str, message: str, detail: Any = None) -> bytes:
-    return json.dumps({"errors": [{"code": code, "message": message, "detail": detail}]}).encode()
+# -- bad input -----------------------------------------------------------------------------------
 
 
-def unsupported(method: str, path: str) -> RegistryError:
-    return RegistryError(405, "UNSUPPORTED", "platproxy is a read-only mirror", {"method": method, "path": path[:300]})
+class InvalidName(PlatproxyError):
+    """A repository name (or a request path) outside the distribution-spec grammar."""
 
 
-def upstream_unavailable(upstream: str, why: str) -> RegistryError:
-    return RegistryError(
-        503,
-        "UNAVAILABLE",
-        f"upstream {upstream} is unreachable and this content is not cached",
-        {"upstream": upstream, "error": why},
-    )
+class InvalidTag(PlatproxyError):
+    """A tag outside the grammar (at most 128 word characters)."""
 
 
-def from_upstream(exc: UpstreamError, unknown_code: str, what: str) -> RegistryError:
-    """What a client sees when the upstream failed for content that is not cached."""
-    detail = {"upstream": exc.upstream, "error": exc.message}
-    if exc.status == 404:
-        return RegistryError(404, unknown_code, f"{what} not found upstream", detail)
-    if exc.status == 429:
-        headers = {"Retry-After": exc.retry_after} if exc.retry_after else {}
-        return RegistryError(429, "TOOMANYREQUESTS", f"upstream {exc.upstream} is rate-limiting", detail, headers)
-    if exc.status in (401, 403):
-        return RegistryError(403, "DENIED", f"upstream {exc.upstream} refused access to {what}", detail)
-    if exc.status == 413:
-        return RegistryError(413, "SIZE_INVALID", f"{what} is larger than the configured limit", detail)
-    return upstream_unavailable(exc.upstream, exc.message)
+class InvalidDigest(PlatproxyError):
+    """A malformed digest, or one in an algorithm platproxy does not verify."""
 
 
-def storage_failed(what: str, exc: BaseException) -> RegistryError:
-    """The cache could not store new content (disk full, read-only): clear, and nothing half-kept.
+class InvalidPagination(PlatproxyError):
+    """``n`` that is not a non-negative integer."""
 
-    A shared store that cannot be reached is a 503 (try again), not a 507 (this cache is full).
-    """
-    from proxy.storage.files import StoreUnavailable
 
-    reason = getattr(exc, "strerror", None) or str(exc)
-    if isinstance(exc, StoreUnavailable):
-        return RegistryError(503, "UNAVAILABLE", f"the store cannot serve {what}: {reason}", {"error": reason})
-    return RegistryError(507, "UNAVAILABLE", f"the cache cannot store {what}: {reason}", {"error": reason})
+class RangeNotSatisfiable(PlatproxyError):
+    """A ``Range`` that starts past the end of a blob of ``size`` bytes."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__("requested range not satisfiable", {"size": size})
+        self.size = size
+
+
+class Unsupported(PlatproxyError):
+    """A push, a delete or any other write: platproxy is a read-only mirror."""
+
+    def __init__(self, method: str, path: str) -> None:
+        super().__init__("platproxy is a read-only mirror", {"method": method, "path": path[:300]})
+
+
+class Unauthorized(PlatproxyError):
+    """A client of a mirror with client authentication that sent no valid credentials."""
+
+    def __init__(self, realm: str) -> None:
+        super().__init__("authentication required")
+        self.realm = realm
+
+
+# -- not found -----------------------------------------------------------------------------------
+
+
+class NameUnknown(PlatproxyError):
+    """No such repository, endpoint or configured registry."""
+
+
+class ManifestUnknown(PlatproxyError):
+    """No manifest to answer with: unknown, gone, nothing runs here, or not one the client reads."""
+
+
+# -- upstream content that cannot be trusted ------------------------------------------------------
+
+
+class ManifestInvalid(PlatproxyError):
+    """The upstream sent a manifest that is not one, or does not match its digest."""
+
+
+class BlobInvalid(PlatproxyError):
+    """A blob could not be fetched intact (short, or not matching its digest)."""
+
+
+class DigestMismatch(ValueError):
+    """Bytes that do not hash to the digest they were fetched as."""
+
+
+# -- the upstream ---------------------------------------------------------------------------------
+
+
+class UpstreamError(Exception):
+    """An upstream registry did not give what was asked: its status (``None``: unreachable)."""
+
+    def __init__(self, upstream: str, status: int | None, message: str, retry_after: str | None = None) -> None:
+        super().__init__(f"{upstream}: {message}")
+        self.upstream = upstream
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+    @property
+    def unreachable(self) -> bool:
+        """No answer, or an answer that says the upstream cannot serve now (5xx, 429)."""
+        return self.status is None or self.status >= 500 or self.status == 429
+
+
+class Subject(Enum):
+    """What was asked of the upstream, so that "not found" can say which kind of thing."""
+
+    MANIFEST = "manifest"
+    BLOB = "blob"
+    REPOSITORY = "repository"
+
+
+class UpstreamFailed(PlatproxyError):
+    """Content that is not cached, and the upstream failed to give it (``error`` says how)."""
+
+    def __init__(self, error: UpstreamError, subject: Subject, what: str) -> None:
+        super().__init__(f"{what}: {error.message}", {"upstream": error.upstream, "error": error.message})
+        self.error = error
+        self.subject = subject
+        self.what = what
+
+
+# -- the store ------------------------------------------------------------------------------------
+
+
+class StoreUnavailable(OSError):
+    """A remote store (the bucket) could not be reached or refused a request; not: content missing."""
+
+
+class StorageFailed(PlatproxyError):
+    """The store could not keep or give ``what``: full or read-only (lasting) or unreachable (transient)."""
+
+    def __init__(self, what: str, cause: BaseException) -> None:
+        reason = getattr(cause, "strerror", None) or str(cause)
+        self.transient = isinstance(cause, StoreUnavailable)
+        verb = "the store cannot serve" if self.transient else "the cache cannot store"
+        super().__init__(f"{verb} {what}: {reason}", {"error": reason})
+        self.what = what
+        self.reason = reason

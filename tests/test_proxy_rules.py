@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 
 from proxy.config import Config, ConfigError, UpstreamConfig, load_config
-from proxy.errors import RegistryError
+from proxy.errors import PlatproxyError, UpstreamError
+from proxy.http.errors import answer_for
 from proxy.oci.names import ImageRef, check_digest, check_name, check_tag
 from proxy.pull.blobs import ByteRange, parse_range
 from proxy.pull.freshness import Action, Freshness, after_revalidation, freshness
 from proxy.pull.route import route
-from proxy.registry.client import ManifestHead, UpstreamError, registrable_domain
+from proxy.registry.client import ManifestHead, registrable_domain
 from proxy.storage.tagindex import TagRecord
 
 SHA = "sha256:" + "a" * 64
@@ -25,9 +26,9 @@ def test_good_names(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["", "A", "a//b", "a/../b", "..", "a/", "/a", "a_", "x" * 256, "a b", "a\x00"])
 def test_bad_names(name: str) -> None:
-    with pytest.raises(RegistryError) as info:
+    with pytest.raises(PlatproxyError) as info:
         check_name(name)
-    assert info.value.code == "NAME_INVALID"
+    assert answer_for(info.value).code == "NAME_INVALID"
 
 
 @pytest.mark.parametrize(
@@ -39,14 +40,14 @@ def test_digests(digest: str, ok: bool) -> None:
     if ok:
         assert check_digest(digest) == digest
     else:
-        with pytest.raises(RegistryError):
+        with pytest.raises(PlatproxyError):
             check_digest(digest)
 
 
 def test_tags() -> None:
     assert check_tag("3.20") == "3.20" and check_tag("_x") == "_x"
     for bad in ("", ".x", "-x", "t" * 129, "a/b"):
-        with pytest.raises(RegistryError):
+        with pytest.raises(PlatproxyError):
             check_tag(bad)
 
 
@@ -93,9 +94,9 @@ def test_routing(name: str, ns: str | None, upstream: str, repo: str) -> None:
 
 
 def test_unknown_ns_is_refused() -> None:
-    with pytest.raises(RegistryError) as info:
+    with pytest.raises(PlatproxyError) as info:
         route("x", "evil.example.com", CONFIG)
-    assert info.value.status == 404
+    assert answer_for(info.value).status == 404
 
 
 def record(checked_at: float, upstream_digest: str = SHA) -> TagRecord:
@@ -137,9 +138,9 @@ def test_ranges(header: str | None, size: int | None, expected: ByteRange | None
 
 
 def test_unsatisfiable_range() -> None:
-    with pytest.raises(RegistryError) as info:
+    with pytest.raises(PlatproxyError) as info:
         parse_range("bytes=100-", 100)
-    assert info.value.status == 416
+    assert answer_for(info.value).status == 416
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from proxy.config import ConfigError, _size, load_config
-from proxy.errors import RegistryError
+from proxy.errors import PlatproxyError
 from proxy.oci.names import ImageRef
 from proxy.pull.evict import Evictor, needed_by
 from proxy.storage.files import ContentStore
@@ -99,7 +99,7 @@ def run_rm(args: argparse.Namespace) -> int:
         ref = ImageRef.parse(args.image)
     except ConfigError as exc:
         return _fail("rm", str(exc))
-    except RegistryError as exc:
+    except PlatproxyError as exc:
         return _fail("rm", f"bad image reference {args.image!r}: {exc.message}")
     tag_given = ":" in args.image.rpartition("/")[2]
     doomed = [r for r in tags.all_tags() if _matches(r, ref, tag_given)]

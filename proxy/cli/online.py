@@ -17,11 +17,11 @@ from urllib.parse import urlsplit
 from hostinfo import HostProfile, Platform, PlatformError, normalize
 from proxy.cli.resolve import UsageError, host_from_args, print_decision
 from proxy.config import DOCKER_HUB_ALIASES, DOCKER_HUB_URL, LimitsConfig, UpstreamConfig, is_loopback
-from proxy.errors import RegistryError
+from proxy.errors import PlatproxyError, UpstreamError
 from proxy.oci.mediatypes import INDEX_TYPES, REFERENCE_TYPE_ANNOTATION, ClientCaps
 from proxy.oci.names import ImageRef
 from proxy.oci.resolve import Decision, InvalidIndex, parse_index, resolve_fetching
-from proxy.registry.client import Upstream, UpstreamError, read_limited
+from proxy.registry.client import Upstream, read_limited
 from proxy.validate import platform_warnings
 
 MAX_MANIFEST = 4 * 2**20
@@ -113,7 +113,7 @@ def add_platforms_arguments(parser: argparse.ArgumentParser) -> None:
 def _ref(text: str) -> ImageRef:
     try:
         return ImageRef.parse(text)
-    except RegistryError as exc:
+    except PlatproxyError as exc:
         raise UsageError(f"bad image reference {text!r}: {exc.message}") from None
 
 

@@ -21,7 +21,7 @@ import aiohttp
 from tqdm import tqdm
 
 from hostinfo import HostProfile, Platform, PlatformError
-from proxy.errors import RegistryError
+from proxy.errors import PlatproxyError
 from proxy.oci.mediatypes import INDEX_TYPES, UPSTREAM_ACCEPT, ClientCaps
 from proxy.oci.names import ImageRef
 from proxy.oci.resolve import InvalidIndex, resolve_fetching
@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         for spec in args.platform:
             Platform.parse(spec)
         results = asyncio.run(_run(args))
-    except (PlatformError, RegistryError) as exc:
+    except (PlatformError, PlatproxyError) as exc:
         print(f"platproxy prefetch: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 2
     except (PrefetchError, InvalidIndex, aiohttp.ClientError, OSError) as exc:

@@ -22,7 +22,7 @@ import bcrypt
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from proxy.errors import RegistryError
+from proxy.errors import Unauthorized
 
 REMEMBER_SECONDS = 300.0
 _BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
@@ -91,8 +91,6 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
 
 
 def auth_middleware(htpasswd: Htpasswd, realm: str) -> Middleware:
-    challenge = {"WWW-Authenticate": f'Basic realm="{realm}"'}
-
     @web.middleware
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -100,7 +98,7 @@ def auth_middleware(htpasswd: Htpasswd, realm: str) -> Middleware:
         if request.path.startswith("/v2"):
             creds = basic_credentials(request.headers.get("Authorization", ""))
             if creds is None or not await htpasswd.check(*creds):
-                raise RegistryError(401, "UNAUTHORIZED", "authentication required", None, challenge)
+                raise Unauthorized(realm)
             request["user"] = creds[0]
         return await handler(request)
 

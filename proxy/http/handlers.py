@@ -22,7 +22,18 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web_request import BaseRequest
 
 from proxy.config import Config
-from proxy.errors import RegistryError, error_body, from_upstream, storage_failed, unsupported
+from proxy.errors import (
+    InvalidName,
+    InvalidPagination,
+    NameUnknown,
+    PlatproxyError,
+    StorageFailed,
+    Subject,
+    Unsupported,
+    UpstreamError,
+    UpstreamFailed,
+)
+from proxy.http.errors import answer_for, error_body
 from proxy.metrics import Metrics
 from proxy.oci.mediatypes import OCI_INDEX, ClientCaps, parse_accept
 from proxy.oci.names import check_digest, check_name, check_tag, is_digest
@@ -30,7 +41,7 @@ from proxy.pull.blobs import BlobService, parse_range
 from proxy.pull.fills import Fill, FillFailed, read_fill, send_fill
 from proxy.pull.manifests import ManifestAnswer, ManifestService
 from proxy.pull.route import Route, route
-from proxy.registry.client import RESOLVE_HEADER, UpstreamError
+from proxy.registry.client import RESOLVE_HEADER
 from proxy.storage.files import ContentStore
 from proxy.storage.s3.store import S3Store
 
@@ -53,8 +64,10 @@ class Services:
         self.blobs = blobs
 
 
-def _json_error(exc: RegistryError) -> web.Response:
-    return web.Response(status=exc.status, body=exc.body(), content_type="application/json", headers=exc.headers)
+def _json_error(exc: PlatproxyError) -> web.Response:
+    answer = answer_for(exc)
+    return web.Response(status=answer.status, body=answer.body(), content_type="application/json",
+                        headers=answer.headers)  # fmt: skip
 
 
 def _route_of(path: str) -> str:
@@ -75,7 +88,7 @@ async def errors_middleware(
     started = time.monotonic()
     try:
         response = await handler(request)
-    except RegistryError as exc:
+    except PlatproxyError as exc:
         response = _json_error(exc)
     except web.HTTPException as exc:
         response = web.Response(status=exc.status, body=error_body("UNSUPPORTED", exc.reason),
@@ -108,25 +121,23 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     raw = request.raw_path.split("?", 1)[0]
     if raw in ("/v2", "/v2/"):
         if request.method not in READ_METHODS:
-            raise unsupported(request.method, raw)
+            raise Unsupported(request.method, raw)
         return web.json_response({})
     if not raw.startswith("/v2/"):
-        raise RegistryError(404, "NAME_UNKNOWN", "not a registry API path", {"path": raw[:300]})
+        raise NameUnknown("not a registry API path", {"path": raw[:300]})
     if len(raw) > MAX_PATH or "%" in raw or "\\" in raw:
-        raise RegistryError(
-            400, "NAME_INVALID", "invalid characters or length in the request path", {"path": raw[:300]}
-        )
+        raise InvalidName("invalid characters or length in the request path", {"path": raw[:300]})
     tail = raw[len("/v2/") :]
     if any(segment in ("", ".", "..") for segment in tail.rstrip("/").split("/")):
-        raise RegistryError(400, "NAME_INVALID", "empty, '.' or '..' path segment", {"path": raw[:300]})
+        raise InvalidName("empty, '.' or '..' path segment", {"path": raw[:300]})
     if _UPLOADS.match(tail):
-        raise unsupported(request.method, raw)
+        raise Unsupported(request.method, raw)
     tags = _TAGS.match(tail)
     m = _ENDPOINT.match(tail)
     if tags is None and m is None:
-        raise RegistryError(404, "NAME_UNKNOWN", "unknown registry API endpoint", {"path": raw[:300]})
+        raise NameUnknown("unknown registry API endpoint", {"path": raw[:300]})
     if request.method not in READ_METHODS:
-        raise unsupported(request.method, raw)
+        raise Unsupported(request.method, raw)
     services: Services = request.app[SERVICES]
     if tags is not None:
         return await tags_list(request, services, _route(request, tags["name"]), tags["name"])
@@ -265,7 +276,7 @@ async def _from_bucket(
         try:
             location = await store.presign(digest)
         except Exception as exc:
-            raise storage_failed(f"blob {digest}", exc) from None
+            raise StorageFailed(f"blob {digest}", exc) from None
         request["cache"] = "hit, redirect"
         return web.Response(status=307, headers={**headers, "Location": location})
     wanted = parse_range(request.headers.get("Range"), size)
@@ -276,7 +287,7 @@ async def _from_bucket(
     except FileNotFoundError:
         raise
     except OSError as exc:
-        raise storage_failed(f"blob {digest}", exc) from None
+        raise StorageFailed(f"blob {digest}", exc) from None
     response = web.StreamResponse(status=206 if wanted else 200, headers=headers)
     response.content_type = "application/octet-stream"
     response.content_length = end - start
@@ -316,14 +327,14 @@ async def tags_list(request: web.Request, services: Services, r: Route, name: st
     """The upstream's tags (the cached ones when it cannot answer), paginated here with n/last."""
     n_text = request.query.get("n")
     if n_text is not None and not n_text.isdigit():
-        raise RegistryError(400, "PAGINATION_NUMBER_INVALID", "n must be a non-negative integer", {"n": n_text[:50]})
+        raise InvalidPagination("n must be a non-negative integer", {"n": n_text[:50]})
     up = services.manifests.upstreams[r.upstream.name]
     try:
         tags = sorted(set(await up.tags(r.repo)))
     except UpstreamError as exc:
         tags = services.manifests.tags.tags(up.name, r.repo)
         if not tags:
-            raise from_upstream(exc, "NAME_UNKNOWN", f"repository {r.repo}") from None
+            raise UpstreamFailed(exc, Subject.REPOSITORY, f"repository {r.repo}") from None
     last = request.query.get("last", "")
     if last:
         tags = [t for t in tags if t > last]
@@ -350,6 +361,6 @@ async def referrers(request: web.Request, services: Services, r: Route, digest: 
         return web.Response(body=data, headers=headers)
     except UpstreamError as exc:
         if exc.status not in (404, 405):
-            raise from_upstream(exc, "MANIFEST_UNKNOWN", f"referrers of {digest}") from None
+            raise UpstreamFailed(exc, Subject.MANIFEST, f"referrers of {digest}") from None
     empty = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
     return web.Response(body=json.dumps(empty).encode(), headers={"Content-Type": OCI_INDEX})

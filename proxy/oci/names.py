@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from proxy.errors import RegistryError
+from proxy.errors import InvalidDigest, InvalidName, InvalidTag
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 NAME = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
@@ -23,26 +23,26 @@ MAX_NAME = 255
 
 def check_name(name: str) -> str:
     if len(name) > MAX_NAME or not NAME.match(name):
-        raise RegistryError(400, "NAME_INVALID", "invalid repository name", {"name": name[:300]})
+        raise InvalidName("invalid repository name", {"name": name[:300]})
     return name
 
 
 def check_tag(tag: str) -> str:
     if not TAG.match(tag):
-        raise RegistryError(400, "TAG_INVALID", "invalid tag", {"tag": tag[:300]})
+        raise InvalidTag("invalid tag", {"tag": tag[:300]})
     return tag
 
 
 def check_digest(digest: str) -> str:
-    """A digest in a supported algorithm, else ``DIGEST_INVALID`` (400)."""
+    """A digest in a supported algorithm, else ``InvalidDigest``."""
     if len(digest) > 200 or not DIGEST_SHAPE.match(digest):
-        raise RegistryError(400, "DIGEST_INVALID", "invalid digest", {"digest": digest[:300]})
+        raise InvalidDigest("invalid digest", {"digest": digest[:300]})
     algorithm, _, encoded = digest.partition(":")
     pattern = _ENCODED.get(algorithm)
     if pattern is None:
-        raise RegistryError(400, "DIGEST_INVALID", f"unsupported digest algorithm {algorithm!r}", {"digest": digest})
+        raise InvalidDigest(f"unsupported digest algorithm {algorithm!r}", {"digest": digest})
     if not pattern.match(encoded):
-        raise RegistryError(400, "DIGEST_INVALID", f"invalid {algorithm} digest", {"digest": digest})
+        raise InvalidDigest(f"invalid {algorithm} digest", {"digest": digest})
     return digest
 
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import structlog
 
-from proxy.errors import RegistryError, from_upstream, storage_failed
+from proxy.errors import BlobInvalid, RangeNotSatisfiable, StorageFailed, Subject, UpstreamError, UpstreamFailed
 from proxy.pull.fills import CHUNK, Fill, Fills
 from proxy.pull.route import Route
-from proxy.registry.client import Upstream, UpstreamError
+from proxy.registry.client import Upstream
 from proxy.storage.files import Store
 from proxy.storage.s3.lease import next_poll
 from proxy.storage.s3.store import S3Store
@@ -38,7 +38,7 @@ class ByteRange:
 def parse_range(header: str | None, size: int | None) -> ByteRange | None:
     """One ``bytes=a-b`` range within ``size``; ``None`` for no (or an ignorable) Range header.
 
-    Raises a 416 ``RegistryError`` for a range that starts past the end.
+    Raises ``RangeNotSatisfiable`` for a range that starts past the end.
     """
     if not header or size is None:
         return None
@@ -51,8 +51,7 @@ def parse_range(header: str | None, size: int | None) -> ByteRange | None:
     else:
         start, end = max(size - int(m.group(2)), 0), size
     if start >= size or start >= end:
-        raise RegistryError(416, "SIZE_INVALID", "requested range not satisfiable", {"size": size},
-                            {"Content-Range": f"bytes */{size}"})  # fmt: skip
+        raise RangeNotSatisfiable(size)
     return ByteRange(start, end)
 
 
@@ -90,7 +89,7 @@ class BlobService:
         try:
             return await self.upstreams[route.upstream.name].head_blob(route.repo, digest)
         except UpstreamError as exc:
-            raise from_upstream(exc, "BLOB_UNKNOWN", f"blob {digest}") from None
+            raise UpstreamFailed(exc, Subject.BLOB, f"blob {digest}") from None
 
     async def fill(self, route: Route, digest: str) -> tuple[Fill, bool]:
         """Join or start the fill; returns once the upstream's headers arrived (or it failed)."""
@@ -114,18 +113,16 @@ class BlobService:
         try:
             fill, started = self.fills.join_or_start(digest, copy_shared if self.store.shared else copy)
         except OSError as exc:  # no temporary file: the cache is full or read-only
-            raise storage_failed(f"blob {digest}", exc) from None
+            raise StorageFailed(f"blob {digest}", exc) from None
         await fill.headers_ready.wait()
         if fill.finished and fill.error is not None and fill.written == 0:
             error = fill.error
             if isinstance(error, UpstreamError):
-                raise from_upstream(error, "BLOB_UNKNOWN", f"blob {digest}")
+                raise UpstreamFailed(error, Subject.BLOB, f"blob {digest}")
             if isinstance(error, OSError):
-                raise storage_failed(f"blob {digest}", error)
+                raise StorageFailed(f"blob {digest}", error)
             log.warning("blob fill failed", digest=digest, error=str(error))
-            raise RegistryError(
-                502, "BLOB_UNKNOWN", f"blob {digest} could not be fetched intact", {"error": str(error)}
-            )
+            raise BlobInvalid(f"blob {digest} could not be fetched intact", {"error": str(error)})
         return fill, started
 
 

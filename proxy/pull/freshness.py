@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from enum import Enum
 
-from proxy.registry.client import ManifestHead, UpstreamError
+from proxy.errors import UpstreamError
+from proxy.registry.client import ManifestHead
 from proxy.storage.tagindex import TagRecord
 
 

@@ -23,14 +23,23 @@ import structlog
 
 from hostinfo import HostProfile
 from proxy.config import Config
-from proxy.errors import RegistryError, from_upstream, storage_failed
+from proxy.errors import (
+    DigestMismatch,
+    ManifestInvalid,
+    ManifestUnknown,
+    PlatproxyError,
+    StorageFailed,
+    Subject,
+    UpstreamError,
+    UpstreamFailed,
+)
 from proxy.metrics import Metrics
 from proxy.oci.mediatypes import INDEX_TYPES, MANIFEST_TYPES, ClientCaps
 from proxy.oci.resolve import Decision, InvalidIndex, parse_index, resolve_fetching
 from proxy.pull.freshness import Action, Freshness, after_revalidation, freshness
 from proxy.pull.route import Route
-from proxy.registry.client import ManifestHead, Upstream, UpstreamError, read_limited
-from proxy.storage.files import DigestMismatch, Store
+from proxy.registry.client import ManifestHead, Upstream, read_limited
+from proxy.storage.files import Store
 from proxy.storage.sharedtags import SharedTags, newer
 from proxy.storage.tagindex import TagIndex, TagRecord
 
@@ -134,7 +143,7 @@ class ManifestService:
                 log.warning("serving stale tag", upstream=up.name, repo=route.repo, tag=tag, error=str(answer))
                 return record, "stale"
             if action is Action.GONE:
-                raise RegistryError(404, "MANIFEST_UNKNOWN", "tag no longer exists upstream", {"tag": tag})
+                raise ManifestUnknown("tag no longer exists upstream", {"tag": tag})
         try:
             data, media_type, header_digest = await up.get_manifest(
                 route.repo, tag, self.config.limits.max_manifest_size
@@ -143,7 +152,7 @@ class ManifestService:
             if record is not None and (exc.status != 404 or stale_on_404):
                 log.warning("serving stale tag", upstream=up.name, repo=route.repo, tag=tag, error=exc.message)
                 return record, "stale"
-            raise from_upstream(exc, "MANIFEST_UNKNOWN", f"{route.repo}:{tag}") from None
+            raise UpstreamFailed(exc, Subject.MANIFEST, f"{route.repo}:{tag}") from None
         digest = await self._keep_manifest(data, media_type, header_digest, up.name)
         record = await self._record(route, tag, host, digest, media_type, data, now)
         self._put_record(record, f"{route.repo}:{tag}")
@@ -155,7 +164,7 @@ class ManifestService:
         try:
             self.tags.put(record)
         except sqlite3.Error as exc:
-            raise storage_failed(f"the record of {what}", exc) from None
+            raise StorageFailed(f"the record of {what}", exc) from None
 
     async def _record(
         self, route: Route, tag: str, host: str, digest: str, media_type: str, data: bytes, now: float
@@ -171,8 +180,8 @@ class ManifestService:
         decision = await self.decide(route, data)
         chosen = decision.chosen
         if chosen is None:
-            raise RegistryError(
-                404, "MANIFEST_UNKNOWN", f"no manifest in {route.repo}:{tag} runs on {decision.host}",
+            raise ManifestUnknown(
+                f"no manifest in {route.repo}:{tag} runs on {decision.host}",
                 decision.no_match_detail(),
             )  # fmt: skip
         await self.load(route, chosen.digest)  # cache the chosen manifest before advertising it
@@ -197,13 +206,13 @@ class ManifestService:
         async def fetch(digest: str, is_blob: bool) -> bytes | None:
             try:
                 return await (self._load_blob(route, digest) if is_blob else self.load(route, digest))
-            except RegistryError:
+            except PlatproxyError:
                 return None
 
         try:
             return await resolve_fetching(index_data, self.host, RECORD_CLIENT, fetch)
         except InvalidIndex as exc:
-            raise RegistryError(502, "MANIFEST_INVALID", f"upstream index is invalid: {exc}") from None
+            raise ManifestInvalid(f"upstream index is invalid: {exc}") from None
 
     # -- by digest ------------------------------------------------------------------------------
 
@@ -215,16 +224,15 @@ class ManifestService:
         if media_type in INDEX_TYPES and client.accepts is not None and not client.accepts_index:
             decision = await self.decide(route, data)
             instead = decision.chosen
-            raise RegistryError(
-                404, "MANIFEST_UNKNOWN",
+            raise ManifestUnknown(
                 "this digest is a manifest list / index and the client does not accept those; "
                 + (f"pull {instead.digest} ({instead.platform}) instead" if instead else "and nothing in it runs here"),
                 {"index": digest, "platform": str(instead.platform) if instead else None,
                  "digest": instead.digest if instead else None},
             )  # fmt: skip
         if not client.accepts_type(media_type):
-            raise RegistryError(
-                404, "MANIFEST_UNKNOWN", f"manifest is {media_type}, which the client does not accept",
+            raise ManifestUnknown(
+                f"manifest is {media_type}, which the client does not accept",
                 {"digest": digest, "mediaType": media_type},
             )  # fmt: skip
         return ManifestAnswer(data, media_type, digest, outcome)
@@ -242,8 +250,7 @@ class ManifestService:
             media_type = await self._stored_type(record.index_digest) or ""
             return ManifestAnswer(data, media_type, record.index_digest, outcome)
         if not client.accepts_type(record.media_type):
-            raise RegistryError(
-                404, "MANIFEST_UNKNOWN",
+            raise ManifestUnknown(
                 f"this tag resolves to {record.platform} as {record.media_type}, which the client's Accept "
                 "header does not list",
                 {"platform": record.platform, "mediaType": record.media_type, "digest": record.digest,
@@ -263,8 +270,8 @@ class ManifestService:
         """Verify and store a manifest fetched by tag; its digest is the sha256 of the bytes."""
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if header_digest and header_digest.startswith("sha256:") and header_digest != digest:
-            raise RegistryError(502, "MANIFEST_INVALID", f"upstream {upstream} sent bytes that do not match its digest",
-                                {"header": header_digest, "computed": digest})  # fmt: skip
+            raise ManifestInvalid(f"upstream {upstream} sent bytes that do not match its digest",
+                                  {"header": header_digest, "computed": digest})  # fmt: skip
         await self._store_manifest(digest, data, media_type, upstream)
         return digest
 
@@ -286,16 +293,14 @@ class ManifestService:
         """Keep a manifest under ``digest`` only if it hashes to it and is a manifest at all."""
         media_type = media_type if media_type in MANIFEST_TYPES else _sniff_type(data)
         if not media_type:
-            raise RegistryError(502, "MANIFEST_INVALID", f"upstream {upstream} sent something that is not a manifest")
+            raise ManifestInvalid(f"upstream {upstream} sent something that is not a manifest")
         try:
             await self.store.save(digest, data, media_type)
             self.tags.put_manifest(digest, media_type, len(data))
         except (OSError, sqlite3.Error) as exc:
-            raise storage_failed(f"manifest {digest}", exc) from None
+            raise StorageFailed(f"manifest {digest}", exc) from None
         except DigestMismatch:
-            raise RegistryError(
-                502, "MANIFEST_INVALID", f"upstream {upstream} sent bytes that do not match {digest}"
-            ) from None
+            raise ManifestInvalid(f"upstream {upstream} sent bytes that do not match {digest}") from None
 
     async def load(self, route: Route, digest: str) -> bytes:
         """A manifest by digest: from the store, else from the upstream (verified, then kept)."""
@@ -307,7 +312,7 @@ class ManifestService:
         try:
             data, media_type, _ = await up.get_manifest(route.repo, digest, self.config.limits.max_manifest_size)
         except UpstreamError as exc:
-            raise from_upstream(exc, "MANIFEST_UNKNOWN", f"{route.repo}@{digest}") from None
+            raise UpstreamFailed(exc, Subject.MANIFEST, f"{route.repo}@{digest}") from None
         await self._store_manifest(digest, data, media_type, up.name)
         return data
 
@@ -316,7 +321,7 @@ class ManifestService:
         try:
             return await self.store.get(digest)
         except OSError as exc:
-            raise storage_failed(f"{what} {digest}", exc) from None
+            raise StorageFailed(f"{what} {digest}", exc) from None
 
     async def _load_blob(self, route: Route, digest: str) -> bytes | None:
         """A small blob (an image config) for resolution; verified and kept like any blob."""
@@ -336,7 +341,7 @@ class ManifestService:
         except DigestMismatch:
             return None
         except OSError as exc:
-            raise storage_failed(f"config blob {digest}", exc) from None
+            raise StorageFailed(f"config blob {digest}", exc) from None
         return data
 
 

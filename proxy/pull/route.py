@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from proxy.config import Config, UpstreamConfig
-from proxy.errors import RegistryError
+from proxy.errors import NameUnknown
 
 
 @dataclass(frozen=True)
@@ -26,9 +26,7 @@ def route(name: str, ns: str | None, config: Config) -> Route:
     if ns:
         upstream = by_name.get(ns.lower())
         if upstream is None:
-            raise RegistryError(
-                404, "NAME_UNKNOWN", f"registry {ns!r} (from ns=) is not a configured upstream", {"ns": ns[:300]}
-            )
+            raise NameUnknown(f"registry {ns!r} (from ns=) is not a configured upstream", {"ns": ns[:300]})
         return Route(upstream, _hub_name(upstream, name))
     first, slash, rest = name.partition("/")
     if slash and first in by_name:

@@ -24,25 +24,12 @@ from urllib.parse import quote, urlencode, urljoin, urlsplit
 import aiohttp
 
 from proxy.config import LimitsConfig, UpstreamConfig, is_loopback
+from proxy.errors import UpstreamError
 from proxy.metrics import Metrics
 from proxy.oci.mediatypes import UPSTREAM_ACCEPT
 
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 MAX_REDIRECTS = 5
-
-
-class UpstreamError(Exception):
-    def __init__(self, upstream: str, status: int | None, message: str, retry_after: str | None = None) -> None:
-        super().__init__(f"{upstream}: {message}")
-        self.upstream = upstream
-        self.status = status
-        self.message = message
-        self.retry_after = retry_after
-
-    @property
-    def unreachable(self) -> bool:
-        """No answer, or an answer that says the upstream cannot serve now (5xx, 429)."""
-        return self.status is None or self.status >= 500 or self.status == 429
 
 
 @dataclass(frozen=True)

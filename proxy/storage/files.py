@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from proxy.errors import DigestMismatch
 from proxy.oci.names import check_digest
 
 
@@ -56,14 +57,6 @@ class Store(Protocol):
         ...
 
     def touch(self, digest: str) -> None: ...
-
-
-class StoreUnavailable(OSError):
-    """A remote store (the bucket) could not be reached or refused a request; not: content missing."""
-
-
-class DigestMismatch(ValueError):
-    """Bytes that do not hash to the digest they were fetched as."""
 
 
 def clear_staging(tmp: Path) -> None:

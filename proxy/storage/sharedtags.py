@@ -17,7 +17,7 @@ import json
 
 import structlog
 
-from proxy.storage.files import StoreUnavailable
+from proxy.errors import StoreUnavailable
 from proxy.storage.s3.store import S3Store
 from proxy.storage.tagindex import TagRecord
 

@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from proxy.config import LimitsConfig, S3Config
+from proxy.errors import DigestMismatch, StoreUnavailable
 from proxy.oci.names import check_digest
-from proxy.storage.files import BlobWriter, DigestMismatch, StoreUnavailable, clear_staging
+from proxy.storage.files import BlobWriter, clear_staging
 from proxy.storage.s3.lease import LeaseOutcome, lease_body, parse_lease, still_held
 from proxy.storage.s3.upload import UPLOADS_AT_ONCE, Upload
 
