@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hostinfo.platform import Platform
+from proxy.sizes import MAX_MANIFEST_SIZE
 
 DOCKER_HUB_URL = "https://registry-1.docker.io"
 DOCKER_HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io")
@@ -180,7 +181,7 @@ class AuthConfig(_Model):
 
 
 class LimitsConfig(_Model):
-    max_manifest_size: Size = 4 * 2**20
+    max_manifest_size: Size = MAX_MANIFEST_SIZE
     connect_timeout: Duration = 10.0
     read_timeout: Duration = 60.0
     """Longest wait for the next bytes from an upstream."""

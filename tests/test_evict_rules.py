@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.pull.evict import Entry, choose_victims, references
+from proxy.oci.descriptors import references
+from proxy.storage.budget import Entry, choose_victims
 
 A, B, C, D = ("sha256:" + c * 64 for c in "abcd")
 

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from proxy.pull.fills import Fill, FillFailed, ready_ranges
-from proxy.storage.files import ContentStore, DigestMismatch
+from proxy.errors import DigestMismatch
+from proxy.pull.fills import FillFailed, ready_ranges
+from proxy.storage.files import FileStore
+from proxy.storage.staging import Fill
 
 DIGEST = "sha256:" + "0" * 64
 
@@ -19,7 +21,7 @@ async def collect(fill: Fill, start: int, end: int | None, into: list[tuple[int,
 
 
 async def test_the_last_byte_waits_for_verification(tmp_path: Path) -> None:
-    fill = Fill(DIGEST, ContentStore(tmp_path).writer(DIGEST))
+    fill = Fill(DIGEST, FileStore(tmp_path).writer(DIGEST))
     fill.size = 10
     got: list[tuple[int, int]] = []
     reader = asyncio.create_task(collect(fill, 0, 10, got))
@@ -32,7 +34,7 @@ async def test_the_last_byte_waits_for_verification(tmp_path: Path) -> None:
 
 
 async def test_a_failed_verification_never_releases_the_last_byte(tmp_path: Path) -> None:
-    fill = Fill(DIGEST, ContentStore(tmp_path).writer(DIGEST))
+    fill = Fill(DIGEST, FileStore(tmp_path).writer(DIGEST))
     got: list[tuple[int, int]] = []
     reader = asyncio.create_task(collect(fill, 0, 10, got))
     await fill.advance(10)
@@ -44,7 +46,7 @@ async def test_a_failed_verification_never_releases_the_last_byte(tmp_path: Path
 
 
 async def test_ranges_follow_the_fill_and_a_late_joiner_starts_from_zero(tmp_path: Path) -> None:
-    fill = Fill(DIGEST, ContentStore(tmp_path).writer(DIGEST))
+    fill = Fill(DIGEST, FileStore(tmp_path).writer(DIGEST))
     first: list[tuple[int, int]] = []
     early = asyncio.create_task(collect(fill, 0, None, first))
     await fill.advance(4)
@@ -60,7 +62,7 @@ async def test_ranges_follow_the_fill_and_a_late_joiner_starts_from_zero(tmp_pat
 
 
 async def test_verification_releases_the_last_byte_before_the_file_is_synced(tmp_path: Path) -> None:
-    fill = Fill(DIGEST, ContentStore(tmp_path).writer(DIGEST))
+    fill = Fill(DIGEST, FileStore(tmp_path).writer(DIGEST))
     got: list[tuple[int, int]] = []
     reader = asyncio.create_task(collect(fill, 0, 10, got))
     await fill.advance(10)

@@ -16,8 +16,8 @@ from pathlib import Path
 from proxy.config import ConfigError, _size, load_config
 from proxy.errors import PlatproxyError
 from proxy.oci.names import ImageRef
-from proxy.pull.evict import Evictor, needed_by
-from proxy.storage.files import ContentStore
+from proxy.storage.budget import Evictor, needed_by
+from proxy.storage.files import FileStore
 from proxy.storage.tagindex import TagIndex, TagRecord
 
 TMP_GRACE = 86400.0
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rm.set_defaults(func=run_rm)
 
 
-def _open(args: argparse.Namespace) -> tuple[ContentStore, TagIndex, int]:
+def _open(args: argparse.Namespace) -> tuple[FileStore, TagIndex, int]:
     overrides = {"cache.dir": args.cache_dir} if args.cache_dir else {}
     config = load_config(args.config, overrides)
     if config.store.backend != "filesystem":
@@ -49,7 +49,7 @@ def _open(args: argparse.Namespace) -> tuple[ContentStore, TagIndex, int]:
     root = config.cache.path()
     if not (root / "index.db").exists():
         raise ConfigError(f"no platproxy cache at {root}")
-    return ContentStore(root, clean_tmp=False), TagIndex(root / "index.db"), config.cache.max_size
+    return FileStore(root, clean_tmp=False), TagIndex(root / "index.db"), config.cache.max_size
 
 
 def run_ls(args: argparse.Namespace) -> int:
@@ -109,7 +109,7 @@ def run_rm(args: argparse.Namespace) -> int:
     gone = needed_by(store, doomed) - keep
     tags.delete_tags(doomed)
     for digest in gone:
-        store.path(digest).unlink(missing_ok=True)
+        store.remove(digest)
         tags.forget_content(digest)
         tags.forget_manifest(digest)
     print(json.dumps({"tags_removed": [f"{r.upstream}/{r.repo}:{r.tag}" for r in doomed], "files_removed": len(gone)}))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from proxy.config import ConfigError, load_config, upstream_from_url
 from proxy.http.app import configure_logging, host_for, serve
 from proxy.http.auth import Htpasswd, HtpasswdError
+from proxy.storage.factory import backend_problem
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,9 +52,9 @@ def run(args: argparse.Namespace) -> int:
         except HtpasswdError as exc:
             print(f"platproxy serve: config key auth.htpasswd: {exc}", file=sys.stderr)
             return 2
-    if config.store.backend == "s3" and importlib.util.find_spec("aiobotocore") is None:
-        print("platproxy serve: config key store.backend: \"s3\" needs the S3 client: pip install 'platproxy[s3]'",
-              file=sys.stderr)  # fmt: skip
+    problem = backend_problem(config)
+    if problem:
+        print(f"platproxy serve: config key store.backend: {problem}", file=sys.stderr)
         return 2
     configure_logging(args.log_level)
     print(

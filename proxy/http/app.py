@@ -24,18 +24,13 @@ from proxy.http.guard import guard
 from proxy.http.handlers import CONFIG, METRICS, SERVICES, Services, dispatch, errors_middleware
 from proxy.metrics import Metrics
 from proxy.pull.blobs import BlobService
-from proxy.pull.evict import Evictor
 from proxy.pull.fills import Fills
 from proxy.pull.manifests import ManifestService
 from proxy.registry.client import Upstream
-from proxy.storage.files import ContentStore, Store
-from proxy.storage.s3.store import S3Store
-from proxy.storage.sharedtags import SharedTags
-from proxy.storage.tagindex import TagIndex
+from proxy.storage.factory import Storage, open_storage
 
-TAGS: web.AppKey[TagIndex] = web.AppKey("tags", TagIndex)
 FILLS: web.AppKey[Fills] = web.AppKey("fills", Fills)
-S3: web.AppKey[S3Store] = web.AppKey("s3", S3Store)
+STORAGE: web.AppKey[Storage] = web.AppKey("storage", Storage)
 
 
 def configure_logging(level: str = "info") -> None:
@@ -69,44 +64,26 @@ def build_app(config: Config, host: HostProfile | None = None) -> web.Applicatio
     profile = host if host is not None else host_for(config)
 
     async def start(app: web.Application) -> None:
-        root = config.cache.path()
-        root.mkdir(parents=True, exist_ok=True)
-        tags = TagIndex(root / "index.db")
+        storage = await open_storage(config, config.cache.path(), metrics)
         upstreams = {u.name: Upstream(u, config.limits, metrics) for u in config.upstreams}
-        store: Store
-        shared = None
-        if config.store.backend == "s3":
-            store = s3 = S3Store(config.store.s3, config.limits, root / "tmp")
-            s3.on_call = lambda op, outcome: metrics.store_requests.labels(op, outcome).inc()
-            s3.on_lease = lambda outcome: metrics.leases.labels(outcome).inc()
-            await s3.open()
-            app[S3] = s3
-            shared = SharedTags(s3)
-        else:
-            store = files = ContentStore(root)
-        fills = Fills(store)
-        blobs = BlobService(store, fills, upstreams)
-        if not store.shared:  # a bucket's size is the operator's (lifecycle rules), not a replica's
-            evictor = Evictor(
-                files, tags, config.cache.max_size,
-                busy=lambda: set(fills.active) | set(blobs.in_use),
-                unreachable=lambda: {name for name, up in upstreams.items() if not up.reachable},
-                metrics=metrics,
-            )  # fmt: skip
-            files.on_added, files.on_used = evictor.added, evictor.used
-        manifests = ManifestService(config, store, tags, upstreams, profile, metrics, shared=shared)
+        fills = Fills(storage.store)
+        blobs = BlobService(storage.store, fills, upstreams)
+        storage.apply_budget(
+            config.cache.max_size,
+            busy=lambda: set(fills.active) | set(blobs.in_use),
+            unreachable=lambda: {name for name, up in upstreams.items() if not up.reachable},
+        )
+        manifests = ManifestService(config, storage.store, storage.tags, upstreams, profile, metrics)
         app[SERVICES] = Services(manifests, blobs)
         app[FILLS] = fills
-        app[TAGS] = tags
+        app[STORAGE] = storage
 
     async def stop(app: web.Application) -> None:
         services: Services = app[SERVICES]
         await app[FILLS].close()
         for up in services.manifests.upstreams.values():
             await up.close()
-        if S3 in app:
-            await app[S3].close()
-        app[TAGS].close()
+        await app[STORAGE].close()
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)

@@ -34,16 +34,17 @@ from proxy.errors import (
     UpstreamFailed,
 )
 from proxy.http.errors import answer_for, error_body
+from proxy.http.ranges import content_range, parse_range
 from proxy.metrics import Metrics
 from proxy.oci.mediatypes import OCI_INDEX, ClientCaps, parse_accept
 from proxy.oci.names import check_digest, check_name, check_tag, is_digest
-from proxy.pull.blobs import BlobService, parse_range
-from proxy.pull.fills import Fill, FillFailed, read_fill, send_fill
+from proxy.pull.blobs import BlobService
+from proxy.pull.fills import FillFailed, read_fill, send_fill
 from proxy.pull.manifests import ManifestAnswer, ManifestService
 from proxy.pull.route import Route, route
 from proxy.registry.client import RESOLVE_HEADER
-from proxy.storage.files import ContentStore
-from proxy.storage.s3.store import S3Store
+from proxy.storage.base import LocalFile, Redirect, Store
+from proxy.storage.staging import Fill
 
 log = structlog.get_logger("platproxy.http")
 
@@ -170,15 +171,17 @@ async def manifest(request: web.Request, services: Services, r: Route, reference
         resolve = request.headers.get(RESOLVE_HEADER, "").strip().lower() != "none"
         answer = await services.manifests.by_tag(r, check_tag(reference), client, resolve=resolve)
     request["cache"] = answer.outcome
-    if "X-Platproxy-Platform" in answer.headers:
-        request["platform"] = answer.headers["X-Platproxy-Platform"]
-        request["rank"] = answer.headers["X-Platproxy-Rank"]
     headers = {
         "Docker-Content-Digest": answer.digest,
         "ETag": f'"{answer.digest}"',
         "X-Platproxy-Cache": answer.outcome,
-        **answer.headers,
     }
+    if answer.resolution is not None:
+        request["platform"] = answer.resolution.platform
+        request["rank"] = answer.resolution.label
+        headers["X-Platproxy-Platform"] = answer.resolution.platform
+        headers["X-Platproxy-Resolved-From"] = answer.resolution.index_digest
+        headers["X-Platproxy-Rank"] = answer.resolution.label
     if request.headers.get("If-None-Match", "").strip('"') == answer.digest:
         return web.Response(status=304, headers=headers)
     return web.Response(body=answer.data, headers={**headers, "Content-Type": answer.media_type})
@@ -209,7 +212,7 @@ async def blob(request: web.Request, services: Services, r: Route, digest: str) 
     if fill.size is not None and end is not None:
         response.content_length = end - start
         if wanted:
-            response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{fill.size}"
+            response.headers["Content-Range"] = content_range(wanted, fill.size)
     await response.prepare(request)
     try:
         request["bytes"] = 0
@@ -257,31 +260,31 @@ class _SentFileResponse(web.FileResponse):
 async def _stored(
     request: web.Request, services: Services, digest: str, headers: dict[str, str], size: int
 ) -> web.StreamResponse:
+    """A stored blob, as the store hands it out: a file (sendfile), a redirect, or a stream."""
     store = services.blobs.store
-    if isinstance(store, S3Store):
-        return await _from_bucket(request, store, digest, headers, size)
-    assert isinstance(store, ContentStore)
-    return await _file(request, services, store, digest, headers)
-
-
-async def _from_bucket(
-    request: web.Request, store: S3Store, digest: str, headers: dict[str, str], size: int
-) -> web.StreamResponse:
-    """A blob in the shared bucket: streamed with the client's Range passed on, or redirected."""
+    try:
+        where = await store.locate(digest)
+    except OSError as exc:
+        raise StorageFailed(f"blob {digest}", exc) from None
     store.touch(digest)
+    if isinstance(where, LocalFile):
+        return await _file(request, services, digest, where, headers)
     if request.method == "HEAD":
         length = {"Content-Length": str(size), "Content-Type": "application/octet-stream"}
         return web.Response(headers={**headers, **length})
-    if store.config.redirect:
-        try:
-            location = await store.presign(digest)
-        except Exception as exc:
-            raise StorageFailed(f"blob {digest}", exc) from None
+    if isinstance(where, Redirect):
         request["cache"] = "hit, redirect"
-        return web.Response(status=307, headers={**headers, "Location": location})
+        return web.Response(status=307, headers={**headers, "Location": where.location})
+    return await _streamed(request, store, digest, headers, size)
+
+
+async def _streamed(
+    request: web.Request, store: Store, digest: str, headers: dict[str, str], size: int
+) -> web.StreamResponse:
+    """A blob streamed from the store with the client's Range passed on."""
     wanted = parse_range(request.headers.get("Range"), size)
     start, end = (wanted.start, wanted.end) if wanted else (0, size)
-    stream = store.open_range(digest, start, end)
+    stream = store.read_range(digest, start, end)
     try:
         first = await anext(stream, b"")
     except FileNotFoundError:
@@ -292,7 +295,7 @@ async def _from_bucket(
     response.content_type = "application/octet-stream"
     response.content_length = end - start
     if wanted:
-        response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        response.headers["Content-Range"] = content_range(wanted, size)
     await response.prepare(request)
     request["bytes"] = len(first)
     try:
@@ -306,18 +309,17 @@ async def _from_bucket(
             request.transport.abort()
         return response
     finally:
-        await stream.aclose()
+        await stream.aclose()  # type: ignore[attr-defined]
     await response.write_eof()
     return response
 
 
 async def _file(
-    request: web.Request, services: Services, store: ContentStore, digest: str, headers: dict[str, str]
+    request: web.Request, services: Services, digest: str, where: LocalFile, headers: dict[str, str]
 ) -> web.StreamResponse:
     """A cached blob: sendfile, Range and HEAD handled by aiohttp; pinned while it is sent."""
-    response = _SentFileResponse(store.path(digest), headers=headers)
+    response = _SentFileResponse(where.path, headers=headers)
     response.content_type = "application/octet-stream"
-    store.touch(digest)
     with services.blobs.pinned(digest):
         await response.prepare(request)
     return response

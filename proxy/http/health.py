@@ -12,7 +12,6 @@ from aiohttp import web
 
 from proxy.http.handlers import SERVICES
 from proxy.metrics import CONTENT_TYPE_LATEST, Metrics
-from proxy.storage.s3.store import S3Store
 
 MAIN: web.AppKey[web.Application] = web.AppKey("main", web.Application)
 """The application whose services are checked (the ops app on its own port points at the main one)."""
@@ -48,14 +47,15 @@ async def readyz(request: web.Request) -> web.Response:
         "upstreams": {up.name: {"reachable": ok, "url": up.base} for up, ok in zip(upstreams, reachable, strict=True)},
     }
     ready = writable
-    if isinstance(store, S3Store):
+    described = store.describe()
+    if described is not None:  # a store beyond the cache directory: without it a replica serves almost nothing
         try:
             store_problem = await asyncio.wait_for(store.ping(), PING_TIMEOUT)
         except TimeoutError:
             store_problem = f"no answer within {PING_TIMEOUT}s"
-        body["store"] = {"backend": "s3", "bucket": store.config.bucket, "reachable": not store_problem,
+        body["store"] = {**described, "reachable": not store_problem,
                          **({"error": store_problem} if store_problem else {})}  # fmt: skip
-        ready = ready and not store_problem  # without the bucket a replica can serve almost nothing
+        ready = ready and not store_problem
     return web.json_response(body, status=200 if ready else 503)
 
 

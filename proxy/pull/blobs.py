@@ -8,51 +8,20 @@ short or with the wrong digest is seen by the client as a cut connection, never 
 
 from __future__ import annotations
 
-import asyncio
-import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import structlog
 
-from proxy.errors import BlobInvalid, RangeNotSatisfiable, StorageFailed, Subject, UpstreamError, UpstreamFailed
-from proxy.pull.fills import CHUNK, Fill, Fills
+from proxy.errors import BlobInvalid, StorageFailed, Subject, UpstreamError, UpstreamFailed
+from proxy.pull.fills import Fills
 from proxy.pull.route import Route
 from proxy.registry.client import Upstream
-from proxy.storage.files import Store
-from proxy.storage.s3.lease import next_poll
-from proxy.storage.s3.store import S3Store
+from proxy.sizes import CHUNK
+from proxy.storage.base import Store
+from proxy.storage.staging import Fill
 
 log = structlog.get_logger("platproxy.blobs")
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-@dataclass(frozen=True)
-class ByteRange:
-    start: int
-    end: int
-    """Exclusive."""
-
-
-def parse_range(header: str | None, size: int | None) -> ByteRange | None:
-    """One ``bytes=a-b`` range within ``size``; ``None`` for no (or an ignorable) Range header.
-
-    Raises ``RangeNotSatisfiable`` for a range that starts past the end.
-    """
-    if not header or size is None:
-        return None
-    m = _RANGE.match(header.strip())
-    if m is None or (not m.group(1) and not m.group(2)):
-        return None  # multi-range or garbage: RFC 9110 allows ignoring it and sending 200
-    if m.group(1):
-        start = int(m.group(1))
-        end = min(int(m.group(2)) + 1, size) if m.group(2) else size
-    else:
-        start, end = max(size - int(m.group(2)), 0), size
-    if start >= size or start >= end:
-        raise RangeNotSatisfiable(size)
-    return ByteRange(start, end)
 
 
 class BlobService:
@@ -106,12 +75,11 @@ class BlobService:
             if fill.size is not None and fill.written != fill.size:
                 raise UpstreamError(up.name, 502, f"short body: {fill.written} of {fill.size} bytes")
 
-        async def copy_shared(fill: Fill) -> None:
-            assert isinstance(self.store, S3Store)
-            await fill_shared(self.store, fill, copy)
+        async def fill_here(fill: Fill) -> None:
+            await self.store.fill(fill, copy)  # the store may have it filled by another replica
 
         try:
-            fill, started = self.fills.join_or_start(digest, copy_shared if self.store.shared else copy)
+            fill, started = self.fills.join_or_start(digest, fill_here)
         except OSError as exc:  # no temporary file: the cache is full or read-only
             raise StorageFailed(f"blob {digest}", exc) from None
         await fill.headers_ready.wait()
@@ -124,33 +92,3 @@ class BlobService:
             log.warning("blob fill failed", digest=digest, error=str(error))
             raise BlobInvalid(f"blob {digest} could not be fetched intact", {"error": str(error)})
         return fill, started
-
-
-async def fill_shared(store: S3Store, fill: Fill, from_upstream: Callable[[Fill], Awaitable[None]]) -> None:
-    """One upstream fetch per blob across replicas: the lease holder fetches, the others wait.
-
-    A replica that finds the blob in the bucket (already, or after waiting on another's lease)
-    copies it from there into its own staging file, verified like any fill, and streams that to
-    its clients.  A lease left by a dead replica expires and is taken over.
-    """
-    pause = 0.0
-    while True:
-        size = await store.stat(fill.digest)
-        if size is not None:
-            fill.size = size
-            fill.already_stored = True
-            fill.headers_ready.set()
-            async for chunk in store.open_range(fill.digest, 0, size):
-                fill.writer.write(chunk)
-                await fill.advance(len(chunk))
-            return
-        lease = await store.acquire(fill.digest)
-        if lease is not None:
-            fill.on_done.append(lease.release)
-            if await store.stat(fill.digest) is None:  # not finished by the previous holder meanwhile
-                store.follow(fill)  # upload parts while the download goes on
-                await from_upstream(fill)
-                return
-            continue
-        pause = next_poll(pause, store.config.poll_interval)
-        await asyncio.sleep(pause)

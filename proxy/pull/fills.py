@@ -12,75 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 
 import structlog
 
-from proxy.storage.files import BlobWriter, Store
+from proxy.sizes import CHUNK
+from proxy.storage.base import FetchFromUpstream, Store
+from proxy.storage.staging import Fill
 
 log = structlog.get_logger("platproxy.fill")
-
-CHUNK = 256 * 1024
 
 
 class FillFailed(Exception):
     """The fill ended without a verified blob; readers must cut their connection."""
-
-
-@dataclass(eq=False)
-class Fill:
-    digest: str
-    writer: BlobWriter
-    size: int | None = None
-    """From the upstream's Content-Length, once its headers arrived."""
-    written: int = 0
-    ok: bool = False
-    """The digest matched: every byte may go to clients (the file may still be being synced)."""
-    finished: bool = False
-    error: BaseException | None = None
-    already_stored: bool = False
-    """The bytes came from the store itself (another replica's fill): verified, not stored again."""
-    on_done: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    """Run after the fill is committed or dropped (a shared store's lease is released here)."""
-    headers_ready: asyncio.Event = field(default_factory=asyncio.Event)
-    progress: asyncio.Condition = field(default_factory=asyncio.Condition)
-
-    def __post_init__(self) -> None:
-        # Held for as long as anyone holds the fill: the temporary file may be renamed (files)
-        # or removed after its upload (a bucket) while clients still read from it.
-        self._fd = os.open(self.writer.tmp_path, os.O_RDONLY)
-        weakref.finalize(self, os.close, self._fd)
-
-    def open_reader(self) -> int:
-        """A descriptor of the fill's file with its own offset (sendfile's fallback seeks)."""
-        return os.open(f"/proc/self/fd/{self._fd}", os.O_RDONLY)
-
-    async def advance(self, nbytes: int) -> None:
-        self.written += nbytes
-        async with self.progress:
-            self.progress.notify_all()
-
-    async def verified(self) -> None:
-        self.ok = True
-        async with self.progress:
-            self.progress.notify_all()
-
-    async def finish(self, error: BaseException | None) -> None:
-        self.error = error
-        self.finished = True
-        self.headers_ready.set()
-        async with self.progress:
-            self.progress.notify_all()
-
-    async def wait_beyond(self, offset: int) -> None:
-        async with self.progress:
-            await self.progress.wait_for(lambda: self.written > offset or self.finished or self.ok)
-
-
-Source = Callable[[Fill], Awaitable[None]]
-"""Copies the upstream body into ``fill.writer`` (calling ``fill.advance``); raises on failure."""
 
 
 class Fills:
@@ -91,7 +35,7 @@ class Fills:
         self.active: dict[str, Fill] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def join_or_start(self, digest: str, source: Source) -> tuple[Fill, bool]:
+    def join_or_start(self, digest: str, source: FetchFromUpstream) -> tuple[Fill, bool]:
         """The fill for ``digest``; ``True`` when this call started it (a cold miss)."""
         fill = self.active.get(digest)
         if fill is not None:
@@ -103,7 +47,7 @@ class Fills:
         task.add_done_callback(self._tasks.discard)
         return fill, True
 
-    async def _run(self, fill: Fill, source: Source) -> None:
+    async def _run(self, fill: Fill, source: FetchFromUpstream) -> None:
         error: BaseException | None = None
         try:
             await source(fill)

@@ -5,7 +5,8 @@ Pure functions of times and answers, so every branch is a table test:
 - older: ask with a HEAD (cheap, and not counted by Docker Hub's pull limit); the same digest
   keeps the record (revalidated), another digest means the tag moved (refetch);
 - the upstream unreachable, failing or rate-limiting: serve the cached answer (stale);
-- the upstream says 404: by policy, serve stale (default) or report the tag gone.
+- the upstream says 404: by policy, serve stale (default) or report the tag gone;
+- the same two rules when the GET that should replace a moved record fails.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class Action(Enum):
     REFETCH = "refetch"
     SERVE_STALE = "stale"
     GONE = "gone"
+    FAIL = "fail"
+    """Nothing cached to fall back on: the client is told why the upstream failed."""
 
 
 def freshness(record: TagRecord | None, now: float, ttl: float) -> Freshness:
@@ -42,9 +45,17 @@ def after_revalidation(
 ) -> Action:
     """``answer``: the HEAD's result, ``None`` when it gave no digest, or the error it raised."""
     if isinstance(answer, UpstreamError):
-        if answer.status == 404:
-            return Action.SERVE_STALE if serve_stale_on_not_found else Action.GONE
-        return Action.SERVE_STALE
+        return after_upstream_error(record, answer, serve_stale_on_not_found)
     if answer is None:
         return Action.REFETCH  # an upstream that omits the digest on HEAD: fall back to a GET
     return Action.KEEP if answer.digest == record.upstream_digest else Action.REFETCH
+
+
+def after_upstream_error(record: TagRecord | None, error: UpstreamError, serve_stale_on_not_found: bool) -> Action:
+    """The upstream failed a HEAD or a GET of the tag: serve what is cached, unless there is
+    nothing, or the upstream says the tag is gone and the policy believes it."""
+    if record is None:
+        return Action.FAIL
+    if error.status == 404 and not serve_stale_on_not_found:
+        return Action.GONE
+    return Action.SERVE_STALE

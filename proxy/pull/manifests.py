@@ -10,38 +10,25 @@ of that digest, or a clear error naming what to pull instead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
-import hashlib
-import json
-import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 
 from hostinfo import HostProfile
 from proxy.config import Config
-from proxy.errors import (
-    DigestMismatch,
-    ManifestInvalid,
-    ManifestUnknown,
-    PlatproxyError,
-    StorageFailed,
-    Subject,
-    UpstreamError,
-    UpstreamFailed,
-)
+from proxy.errors import ManifestInvalid, ManifestUnknown, PlatproxyError, Subject, UpstreamError, UpstreamFailed
 from proxy.metrics import Metrics
-from proxy.oci.mediatypes import INDEX_TYPES, MANIFEST_TYPES, ClientCaps
-from proxy.oci.resolve import Decision, InvalidIndex, parse_index, resolve_fetching
-from proxy.pull.freshness import Action, Freshness, after_revalidation, freshness
+from proxy.oci.mediatypes import INDEX_TYPES, ClientCaps
+from proxy.oci.resolve import Decision, InvalidIndex, resolve_fetching
+from proxy.pull.content import ManifestContent
+from proxy.pull.freshness import Action, Freshness, after_revalidation, after_upstream_error, freshness
 from proxy.pull.route import Route
-from proxy.registry.client import ManifestHead, Upstream, read_limited
-from proxy.storage.files import Store
-from proxy.storage.sharedtags import SharedTags, newer
-from proxy.storage.tagindex import TagIndex, TagRecord
+from proxy.registry.client import ManifestHead, Upstream
+from proxy.storage.base import Store
+from proxy.storage.records import TagRecords
+from proxy.storage.tagindex import TagRecord
 
 log = structlog.get_logger("platproxy.manifests")
 
@@ -49,17 +36,27 @@ log = structlog.get_logger("platproxy.manifests")
 RECORD_CLIENT = ClientCaps(accepts=None, zstd=False)
 UNRESOLVED = "-"
 """The host key of tag records kept for a child proxy that resolves for itself (no resolution here)."""
-MAX_CONFIG_SIZE = 16 * 2**20
 
 
-@dataclass
+@dataclass(frozen=True)
+class Resolution:
+    """How a tag's list was resolved: what the client is told in ``X-Platproxy-*`` and the logs."""
+
+    platform: str
+    label: str
+    """The rank label (``native``, ``lower level``, ...)."""
+    index_digest: str
+
+
+@dataclass(frozen=True)
 class ManifestAnswer:
     data: bytes
     media_type: str
     digest: str
     outcome: str
     """hit | miss | revalidated | stale: for logs and metrics."""
-    headers: dict[str, str] = field(default_factory=dict)
+    resolution: Resolution | None = None
+    """Set when the answer is the manifest chosen from a list."""
 
 
 class ManifestService:
@@ -67,18 +64,16 @@ class ManifestService:
         self,
         config: Config,
         store: Store,
-        tags: TagIndex,
+        tags: TagRecords,
         upstreams: dict[str, Upstream],
         host: HostProfile,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
-        shared: SharedTags | None = None,
     ) -> None:
-        self.shared = shared
         self.metrics = metrics
         self.config = config
-        self.store = store
         self.tags = tags
+        self.content = ManifestContent(config, store, tags.index, upstreams)
         self.upstreams = upstreams
         self.host = host
         self.host_key = str(host.platform) + "".join(
@@ -117,14 +112,9 @@ class ManifestService:
 
     async def _refresh(self, route: Route, tag: str, host: str) -> tuple[TagRecord, str]:
         up = self.upstreams[route.upstream.name]
-        record = self.tags.get(up.name, route.repo, tag, host)
-        if self.shared is not None:  # another replica may have fetched or revalidated it
-            found = newer(record, await self.shared.get(up.name, route.repo, tag, host))
-            if found is not None and found is not record:
-                self._put_record(found, f"{route.repo}:{tag}")
-                record = found
-            if record is not None and self._fresh(record):
-                return record, "hit"
+        record = await self.tags.latest(up.name, route.repo, tag, host)  # another replica may have it
+        if record is not None and self._fresh(record):
+            return record, "hit"
         now = self.clock()
         stale_on_404 = self.config.cache.serve_stale_on_not_found
         if record is not None:
@@ -135,9 +125,7 @@ class ManifestService:
                 answer = exc
             action = after_revalidation(record, answer, stale_on_404)
             if action is Action.KEEP:
-                self.tags.touch(record, now)
-                if self.shared is not None:
-                    await self.shared.put(dataclasses.replace(record, checked_at=now))
+                await self.tags.revalidated(record, now)
                 return record, "revalidated"
             if action is Action.SERVE_STALE:
                 log.warning("serving stale tag", upstream=up.name, repo=route.repo, tag=tag, error=str(answer))
@@ -149,22 +137,14 @@ class ManifestService:
                 route.repo, tag, self.config.limits.max_manifest_size
             )
         except UpstreamError as exc:
-            if record is not None and (exc.status != 404 or stale_on_404):
+            if record is not None and after_upstream_error(record, exc, stale_on_404) is Action.SERVE_STALE:
                 log.warning("serving stale tag", upstream=up.name, repo=route.repo, tag=tag, error=exc.message)
                 return record, "stale"
             raise UpstreamFailed(exc, Subject.MANIFEST, f"{route.repo}:{tag}") from None
-        digest = await self._keep_manifest(data, media_type, header_digest, up.name)
+        digest = await self.content.keep_fetched_by_tag(data, media_type, header_digest, up.name)
         record = await self._record(route, tag, host, digest, media_type, data, now)
-        self._put_record(record, f"{route.repo}:{tag}")
-        if self.shared is not None:
-            await self.shared.put(record)
+        await self.tags.keep(record)
         return record, "miss"
-
-    def _put_record(self, record: TagRecord, what: str) -> None:
-        try:
-            self.tags.put(record)
-        except sqlite3.Error as exc:
-            raise StorageFailed(f"the record of {what}", exc) from None
 
     async def _record(
         self, route: Route, tag: str, host: str, digest: str, media_type: str, data: bytes, now: float
@@ -184,7 +164,7 @@ class ManifestService:
                 f"no manifest in {route.repo}:{tag} runs on {decision.host}",
                 decision.no_match_detail(),
             )  # fmt: skip
-        await self.load(route, chosen.digest)  # cache the chosen manifest before advertising it
+        await self.content.load(route, chosen.digest)  # cache the chosen manifest before advertising it
         if self.metrics is not None:
             self.metrics.resolutions.labels(str(chosen.platform), chosen.label).inc()
         log.info(
@@ -205,7 +185,7 @@ class ManifestService:
     async def decide(self, route: Route, index_data: bytes) -> Decision:
         async def fetch(digest: str, is_blob: bool) -> bytes | None:
             try:
-                return await (self._load_blob(route, digest) if is_blob else self.load(route, digest))
+                return await (self.content.config_blob(route, digest) if is_blob else self.content.load(route, digest))
             except PlatproxyError:
                 return None
 
@@ -217,9 +197,9 @@ class ManifestService:
     # -- by digest ------------------------------------------------------------------------------
 
     async def by_digest(self, route: Route, digest: str, client: ClientCaps) -> ManifestAnswer:
-        cached = await self._stored_type(digest) is not None
-        data = await self.load(route, digest)
-        media_type = await self._stored_type(digest) or ""
+        cached = await self.content.stored_type(digest) is not None
+        data = await self.content.load(route, digest)
+        media_type = await self.content.stored_type(digest) or ""
         outcome = "hit" if cached else "miss"
         if media_type in INDEX_TYPES and client.accepts is not None and not client.accepts_index:
             decision = await self.decide(route, data)
@@ -246,8 +226,8 @@ class ManifestService:
             and client.accepts_index
         )
         if want_index and record.index_digest is not None:
-            data = await self.load(route, record.index_digest)
-            media_type = await self._stored_type(record.index_digest) or ""
+            data = await self.content.load(route, record.index_digest)
+            media_type = await self.content.stored_type(record.index_digest) or ""
             return ManifestAnswer(data, media_type, record.index_digest, outcome)
         if not client.accepts_type(record.media_type):
             raise ManifestUnknown(
@@ -256,111 +236,8 @@ class ManifestService:
                 {"platform": record.platform, "mediaType": record.media_type, "digest": record.digest,
                  "reason": "client Accept lacks the chosen manifest's media type"},
             )  # fmt: skip
-        data = await self.load(route, record.digest)
-        headers = {}
-        if record.index_digest:
-            headers = {
-                "X-Platproxy-Platform": record.platform,
-                "X-Platproxy-Resolved-From": record.index_digest,
-                "X-Platproxy-Rank": record.label,
-            }
-        return ManifestAnswer(data, record.media_type, record.digest, outcome, headers)
-
-    async def _keep_manifest(self, data: bytes, media_type: str, header_digest: str | None, upstream: str) -> str:
-        """Verify and store a manifest fetched by tag; its digest is the sha256 of the bytes."""
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        if header_digest and header_digest.startswith("sha256:") and header_digest != digest:
-            raise ManifestInvalid(f"upstream {upstream} sent bytes that do not match its digest",
-                                  {"header": header_digest, "computed": digest})  # fmt: skip
-        await self._store_manifest(digest, data, media_type, upstream)
-        return digest
-
-    async def _stored_type(self, digest: str) -> str | None:
-        """The media type of a manifest this proxy's store holds (``None``: not stored)."""
-        known = self.tags.manifest_type(digest)
-        if known is None and self.store.shared:
-            try:
-                known = await self.store.media_type(digest)
-            except OSError as exc:
-                log.warning("store unavailable", digest=digest, error=str(exc))
-                return None
-            if known is not None:
-                with contextlib.suppress(sqlite3.Error):
-                    self.tags.put_manifest(digest, known, 0)
-        return known
-
-    async def _store_manifest(self, digest: str, data: bytes, media_type: str, upstream: str) -> None:
-        """Keep a manifest under ``digest`` only if it hashes to it and is a manifest at all."""
-        media_type = media_type if media_type in MANIFEST_TYPES else _sniff_type(data)
-        if not media_type:
-            raise ManifestInvalid(f"upstream {upstream} sent something that is not a manifest")
-        try:
-            await self.store.save(digest, data, media_type)
-            self.tags.put_manifest(digest, media_type, len(data))
-        except (OSError, sqlite3.Error) as exc:
-            raise StorageFailed(f"manifest {digest}", exc) from None
-        except DigestMismatch:
-            raise ManifestInvalid(f"upstream {upstream} sent bytes that do not match {digest}") from None
-
-    async def load(self, route: Route, digest: str) -> bytes:
-        """A manifest by digest: from the store, else from the upstream (verified, then kept)."""
-        if await self._stored_type(digest) is not None:
-            data = await self._read_stored(digest, "manifest")
-            if data is not None:
-                return data
-        up = self.upstreams[route.upstream.name]
-        try:
-            data, media_type, _ = await up.get_manifest(route.repo, digest, self.config.limits.max_manifest_size)
-        except UpstreamError as exc:
-            raise UpstreamFailed(exc, Subject.MANIFEST, f"{route.repo}@{digest}") from None
-        await self._store_manifest(digest, data, media_type, up.name)
-        return data
-
-    async def _read_stored(self, digest: str, what: str) -> bytes | None:
-        """Stored content, ``None`` if absent; a store that cannot be read is the client's 503/507."""
-        try:
-            return await self.store.get(digest)
-        except OSError as exc:
-            raise StorageFailed(f"{what} {digest}", exc) from None
-
-    async def _load_blob(self, route: Route, digest: str) -> bytes | None:
-        """A small blob (an image config) for resolution; verified and kept like any blob."""
-        data = await self._read_stored(digest, "config blob")
-        if data is not None:
-            return data
-        up = self.upstreams[route.upstream.name]
-        try:
-            async with up.open_blob(route.repo, digest) as resp:
-                data = await read_limited(resp, MAX_CONFIG_SIZE)
-        except UpstreamError:
-            return None
-        if data is None:
-            return None
-        try:
-            await self.store.save(digest, data)
-        except DigestMismatch:
-            return None
-        except OSError as exc:
-            raise StorageFailed(f"config blob {digest}", exc) from None
-        return data
-
-
-def _sniff_type(data: bytes) -> str:
-    """The media type of a manifest whose upstream gave none usable (old registries)."""
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        return ""
-    if not isinstance(doc, dict):
-        return ""
-    if isinstance(doc.get("mediaType"), str) and doc["mediaType"] in MANIFEST_TYPES:
-        return str(doc["mediaType"])
-    if "manifests" in doc:
-        try:
-            parse_index(data)
-        except InvalidIndex:
-            return ""
-        return "application/vnd.oci.image.index.v1+json"
-    if "config" in doc and "layers" in doc:
-        return "application/vnd.oci.image.manifest.v1+json"
-    return ""
+        data = await self.content.load(route, record.digest)
+        if not record.index_digest:
+            return ManifestAnswer(data, record.media_type, record.digest, outcome)
+        resolution = Resolution(record.platform, record.label, record.index_digest)
+        return ManifestAnswer(data, record.media_type, record.digest, outcome, resolution)

@@ -27,6 +27,7 @@ from proxy.config import LimitsConfig, UpstreamConfig, is_loopback
 from proxy.errors import UpstreamError
 from proxy.metrics import Metrics
 from proxy.oci.mediatypes import UPSTREAM_ACCEPT
+from proxy.sizes import MAX_REFERRERS_SIZE
 
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 MAX_REDIRECTS = 5
@@ -246,7 +247,7 @@ class Upstream:
     async def referrers(self, repo: str, digest: str, query: str) -> tuple[bytes, dict[str, str]]:
         path = f"/v2/{repo}/referrers/{digest}" + (f"?{query}" if query else "")
         async with self.request("GET", path, scope=_pull(repo)) as resp:
-            data = await read_limited(resp, 4 * 2**20)
+            data = await read_limited(resp, MAX_REFERRERS_SIZE)
             if data is None:
                 raise UpstreamError(self.name, 413, "referrers index larger than 4 MiB")
             keep = ("Content-Type", "OCI-Filters-Applied", "Link")

@@ -18,7 +18,7 @@ import json
 import structlog
 
 from proxy.errors import StoreUnavailable
-from proxy.storage.s3.store import S3Store
+from proxy.storage.s3.bucket import Bucket
 from proxy.storage.tagindex import TagRecord
 
 log = structlog.get_logger("platproxy.sharedtags")
@@ -56,7 +56,7 @@ def newer(local: TagRecord | None, shared: TagRecord | None) -> TagRecord | None
 
 
 class SharedTags:
-    def __init__(self, store: S3Store) -> None:
+    def __init__(self, store: Bucket) -> None:
         self.store = store
 
     def _key(self, upstream: str, repo: str, tag: str, host: str) -> str:

@@ -8,14 +8,29 @@ owner: after ``lease_ttl`` without renewal any replica may take the fill over.  
 are wall-clock times written by the owner, so replicas' clocks must agree to well within
 ``lease_ttl`` (NTP does that).
 
-The decisions (is this lease still held?) are pure functions; ``proxy.storage.s3.store`` does the I/O.
+The decisions (is this lease still held?) are pure functions; ``Leases`` does the I/O on the
+bucket, and ``proxy.storage.s3.store`` asks it before fetching a cold blob.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
+import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+
+import structlog
+
+from proxy.errors import StoreUnavailable
+from proxy.oci.names import check_digest
+from proxy.storage.s3.bucket import Bucket, lost_race
+
+log = structlog.get_logger("platproxy.s3")
 
 
 class LeaseOutcome(StrEnum):
@@ -63,3 +78,91 @@ def still_held(lease: LeaseBody | None, now: float) -> bool:
 def next_poll(previous: float, base: float) -> float:
     """Back off while waiting on another replica's fill: base, 2x, 4x, up to 8x ``base``."""
     return min(max(previous * 2, base), base * 8)
+
+
+class Lease:
+    """A lease this replica holds; renewed in the background until released."""
+
+    def __init__(self, leases: Leases, key: str, etag: str) -> None:
+        self.leases = leases
+        self.key = key
+        self.etag = etag
+        self._renewer = asyncio.create_task(self._renew())
+
+    async def _renew(self) -> None:
+        ttl = self.leases.bucket.config.lease_ttl
+        while True:
+            await asyncio.sleep(ttl / 3)
+            etag = await self.leases.swap(self.key, lease_body(self.leases.owner, time.time(), ttl), self.etag)
+            if etag is None:
+                self.leases.count(LeaseOutcome.LOST)
+                log.warning("lease lost to another replica", key=self.key)
+                return
+            self.etag = etag
+
+    async def release(self) -> None:
+        self._renewer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._renewer
+        await self.leases.bucket.call("delete_object", Key=self.key)
+
+
+class Leases:
+    """This replica's side of the fill leases in one bucket."""
+
+    def __init__(self, bucket: Bucket) -> None:
+        self.bucket = bucket
+        self.owner = f"{os.uname().nodename}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+        self.on_lease: Callable[[str], None] | None = None
+        """Called with each ``LeaseOutcome`` (the metrics listen)."""
+
+    def count(self, outcome: LeaseOutcome) -> None:
+        if self.on_lease is not None:
+            self.on_lease(outcome.value)
+
+    async def acquire(self, digest: str) -> Lease | None:
+        """The lease to fill ``digest`` from the upstream, or ``None`` while another replica holds it."""
+        config = self.bucket.config
+        key = f"{config.prefix}leases/{check_digest(digest)}"
+        body = lease_body(self.owner, time.time(), config.lease_ttl)
+        try:
+            made = await self.bucket.call("put_object", Key=key, Body=body, IfNoneMatch="*")
+            self.count(LeaseOutcome.ACQUIRED)
+            return Lease(self, key, str(made["ETag"]))
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            if not lost_race(exc):
+                raise
+        resp = await self.bucket.call_if_exists("get_object", Key=key)
+        if resp is None:  # released in between: the blob is probably there now; look again
+            return None
+        async with resp["Body"] as stream:
+            current = await stream.read()
+        if still_held(parse_lease(current), time.time()):
+            self.count(LeaseOutcome.HELD)
+            return None
+        etag = await self.swap(key, body, str(resp["ETag"]))
+        if etag is None:
+            self.count(LeaseOutcome.HELD)  # another replica took it over first
+            return None
+        log.warning("took over an expired fill lease", digest=digest, previous=current.decode(errors="replace"))
+        self.count(LeaseOutcome.TAKEN_OVER)
+        return Lease(self, key, etag)
+
+    async def swap(self, key: str, body: bytes, etag: str) -> str | None:
+        """Compare-and-swap on the object's ETag; the new ETag, or ``None`` when it changed.
+
+        Sent unquoted first (Ceph RGW 16 compares If-Match without the quotes) and then quoted
+        as RFC 9110 writes it: a value that does not match either way cannot succeed wrongly.
+        """
+        for value in (etag.strip('"'), f'"{etag.strip(chr(34))}"'):
+            try:
+                made = await self.bucket.call("put_object", Key=key, Body=body, IfMatch=value)
+                return str(made["ETag"])
+            except StoreUnavailable:
+                raise
+            except Exception as exc:
+                if not lost_race(exc):
+                    raise
+        return None

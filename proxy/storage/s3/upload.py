@@ -15,10 +15,9 @@ import asyncio
 import contextlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from proxy.storage.s3.store import S3Store
+from proxy.storage.s3.bucket import Bucket
 
 UPLOADS_AT_ONCE = 4
 """Parts (or small objects) being sent at once per replica: bounds upload memory to 4 x part_size
@@ -28,10 +27,10 @@ however many fills finish together."""
 class Upload:
     """One object's upload from a staging file that may still be growing."""
 
-    def __init__(self, store: S3Store, key: str, path: Path, slots: asyncio.Semaphore) -> None:
-        self.store = store
+    def __init__(self, bucket: Bucket, key: str, path: Path, slots: asyncio.Semaphore) -> None:
+        self.store = bucket
         self.key = key
-        self.part = store.config.part_size
+        self.part = bucket.config.part_size
         self.slots = slots
         self.upload_id: str | None = None
         self.parts: list[dict[str, Any]] = []

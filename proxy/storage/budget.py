@@ -9,7 +9,6 @@ its upstream is unreachable (an offline node must keep its only copy, distributi
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -17,7 +16,8 @@ from collections.abc import Callable, Iterable
 import structlog
 
 from proxy.metrics import Metrics
-from proxy.storage.files import ContentStore
+from proxy.oci.descriptors import references
+from proxy.storage.files import FileStore
 from proxy.storage.tagindex import ContentEntry, TagIndex, TagRecord
 
 log = structlog.get_logger("platproxy.evict")
@@ -41,26 +41,7 @@ def choose_victims(entries: Iterable[Entry], budget: int, protected: set[str]) -
     return victims
 
 
-def references(document: bytes) -> set[str]:
-    """Digests a manifest or index refers to (config, layers, child manifests)."""
-    try:
-        doc = json.loads(document)
-    except ValueError:
-        return set()
-    if not isinstance(doc, dict):
-        return set()
-    found = set()
-    for key in ("layers", "manifests"):
-        for d in doc.get(key) or []:
-            if isinstance(d, dict) and isinstance(d.get("digest"), str):
-                found.add(d["digest"])
-    config = doc.get("config")
-    if isinstance(config, dict) and isinstance(config.get("digest"), str):
-        found.add(config["digest"])
-    return found
-
-
-def needed_by(store: ContentStore, records: Iterable[TagRecord]) -> set[str]:
+def needed_by(store: FileStore, records: Iterable[TagRecord]) -> set[str]:
     """Every digest these tag records need: their manifests and indexes, and what those refer to."""
     needed: set[str] = set()
     for record in records:
@@ -75,7 +56,7 @@ def needed_by(store: ContentStore, records: Iterable[TagRecord]) -> set[str]:
 class Evictor:
     def __init__(
         self,
-        store: ContentStore,
+        store: FileStore,
         tags: TagIndex,
         budget: int,
         busy: Callable[[], set[str]],
@@ -100,12 +81,12 @@ class Evictor:
 
     def reconcile(self) -> int:
         """Make the usage table match the files on disk; returns the total size."""
-        on_disk = {f"{p.parent.parent.name}:{p.name}": p for p in self.store.blobs.glob("*/*/*") if p.is_file()}
+        on_disk = dict(self.store.inventory())
         known = {e.digest for e in self.tags.content_entries()}
         for digest in known - on_disk.keys():
             self.tags.forget_content(digest)
         for digest in on_disk.keys() - known:
-            stat = on_disk[digest].stat()
+            stat = on_disk[digest]
             self.tags.note_content(digest, stat.st_size, stat.st_mtime)
         total = self.tags.content_total()
         self._gauge(total)
@@ -135,7 +116,7 @@ class Evictor:
         self.pending = {}
         victims = choose_victims(self.tags.content_entries(), limit, self.protected())
         for entry in victims:
-            self.store.path(entry.digest).unlink(missing_ok=True)
+            self.store.remove(entry.digest)
             self.tags.forget_content(entry.digest)
             self.tags.forget_manifest(entry.digest)
             self.total -= entry.size

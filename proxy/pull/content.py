@@ -1,0 +1,137 @@
+"""Manifests (and the small config blobs resolution reads) by digest: from the store, else from
+the upstream, verified and kept.
+
+This is the pull-through manifest store in Distribution's sense: content-addressed and never
+rewritten.  A manifest is kept only if it hashes to its digest and is a manifest at all (its
+media type from the upstream, else sniffed from the document for old registries).  Its media
+type is remembered in the tag index (the file store keeps bytes only) or, with a shared store,
+as the object's content type.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+
+import structlog
+
+from proxy.config import Config
+from proxy.errors import DigestMismatch, ManifestInvalid, StorageFailed, Subject, UpstreamError, UpstreamFailed
+from proxy.oci.digests import digest_of
+from proxy.oci.mediatypes import MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST
+from proxy.oci.resolve import InvalidIndex, parse_index
+from proxy.pull.route import Route
+from proxy.registry.client import Upstream, read_limited
+from proxy.sizes import MAX_CONFIG_SIZE
+from proxy.storage.base import Store
+from proxy.storage.tagindex import TagIndex
+
+log = structlog.get_logger("platproxy.manifests")
+
+
+class ManifestContent:
+    def __init__(self, config: Config, store: Store, index: TagIndex, upstreams: dict[str, Upstream]) -> None:
+        self.config = config
+        self.store = store
+        self.index = index
+        self.upstreams = upstreams
+
+    async def load(self, route: Route, digest: str) -> bytes:
+        """A manifest by digest: from the store, else from the upstream (verified, then kept)."""
+        if await self.stored_type(digest) is not None:
+            data = await self._read_stored(digest, "manifest")
+            if data is not None:
+                return data
+        up = self.upstreams[route.upstream.name]
+        try:
+            data, media_type, _ = await up.get_manifest(route.repo, digest, self.config.limits.max_manifest_size)
+        except UpstreamError as exc:
+            raise UpstreamFailed(exc, Subject.MANIFEST, f"{route.repo}@{digest}") from None
+        await self._store_manifest(digest, data, media_type, up.name)
+        return data
+
+    async def keep_fetched_by_tag(self, data: bytes, media_type: str, header_digest: str | None, upstream: str) -> str:
+        """Verify and store a manifest fetched by tag; its digest is the sha256 of the bytes."""
+        digest = digest_of(data)
+        if header_digest and header_digest.startswith("sha256:") and header_digest != digest:
+            raise ManifestInvalid(f"upstream {upstream} sent bytes that do not match its digest",
+                                  {"header": header_digest, "computed": digest})  # fmt: skip
+        await self._store_manifest(digest, data, media_type, upstream)
+        return digest
+
+    async def stored_type(self, digest: str) -> str | None:
+        """The media type of a manifest this proxy's store holds (``None``: not stored)."""
+        known = self.index.manifest_type(digest)
+        if known is None and self.store.shared:
+            try:
+                known = await self.store.media_type(digest)
+            except OSError as exc:
+                log.warning("store unavailable", digest=digest, error=str(exc))
+                return None
+            if known is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self.index.put_manifest(digest, known, 0)
+        return known
+
+    async def _store_manifest(self, digest: str, data: bytes, media_type: str, upstream: str) -> None:
+        """Keep a manifest under ``digest`` only if it hashes to it and is a manifest at all."""
+        media_type = media_type if media_type in MANIFEST_TYPES else sniff_type(data)
+        if not media_type:
+            raise ManifestInvalid(f"upstream {upstream} sent something that is not a manifest")
+        try:
+            await self.store.save(digest, data, media_type)
+            self.index.put_manifest(digest, media_type, len(data))
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageFailed(f"manifest {digest}", exc) from None
+        except DigestMismatch:
+            raise ManifestInvalid(f"upstream {upstream} sent bytes that do not match {digest}") from None
+
+    async def _read_stored(self, digest: str, what: str) -> bytes | None:
+        """Stored content, ``None`` if absent; a store that cannot be read is the client's 503/507."""
+        try:
+            return await self.store.get(digest)
+        except OSError as exc:
+            raise StorageFailed(f"{what} {digest}", exc) from None
+
+    async def config_blob(self, route: Route, digest: str) -> bytes | None:
+        """A small blob (an image config) for resolution; verified and kept like any blob."""
+        data = await self._read_stored(digest, "config blob")
+        if data is not None:
+            return data
+        up = self.upstreams[route.upstream.name]
+        try:
+            async with up.open_blob(route.repo, digest) as resp:
+                data = await read_limited(resp, MAX_CONFIG_SIZE)
+        except UpstreamError:
+            return None
+        if data is None:
+            return None
+        try:
+            await self.store.save(digest, data)
+        except DigestMismatch:
+            return None
+        except OSError as exc:
+            raise StorageFailed(f"config blob {digest}", exc) from None
+        return data
+
+
+def sniff_type(data: bytes) -> str:
+    """The media type of a manifest whose upstream gave none usable (old registries)."""
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return ""
+    if not isinstance(doc, dict):
+        return ""
+    if isinstance(doc.get("mediaType"), str) and doc["mediaType"] in MANIFEST_TYPES:
+        return str(doc["mediaType"])
+    if "manifests" in doc:
+        try:
+            parse_index(data)
+        except InvalidIndex:
+            return ""
+        return OCI_INDEX
+    if "config" in doc and "layers" in doc:
+        return OCI_MANIFEST
+    return ""

@@ -1,0 +1,18 @@
+"""Sizes that more than one part of platproxy must agree on, named once.
+
+Whole documents are read into memory only up to a limit (a manifest, an image config, a
+referrers index); content of any size is streamed in ``CHUNK`` pieces, so memory stays flat.
+"""
+
+from __future__ import annotations
+
+MiB = 2**20
+
+MAX_MANIFEST_SIZE = 4 * MiB
+"""Default of ``[limits] max_manifest_size``: Distribution refuses manifests over 4 MiB too."""
+MAX_CONFIG_SIZE = 16 * MiB
+"""Largest image config read to learn the platform of an entry that names none."""
+MAX_REFERRERS_SIZE = 4 * MiB
+"""Largest referrers index passed through."""
+CHUNK = 256 * 1024
+"""Unit of streaming reads and writes (upstream bodies, staging files, bucket objects)."""

@@ -1,0 +1,67 @@
+"""The one place that turns ``[store]`` into a store: the file store or the S3 store, the tag
+records that go with it, and the disk budget where one applies.
+
+Nothing outside ``proxy.storage`` names a backend: the services get a ``Store`` and
+``TagRecords``, and ``Storage.apply_budget`` starts least-recently-used eviction only where the
+content is this replica's own (a shared bucket is sized by the operator's lifecycle rules).
+aiobotocore is imported only when an S3 store is opened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from proxy.config import Config
+from proxy.metrics import Metrics
+from proxy.storage.base import Store
+from proxy.storage.budget import Evictor
+from proxy.storage.files import FileStore
+from proxy.storage.records import TagRecords
+from proxy.storage.s3.bucket import s3_client_missing
+from proxy.storage.tagindex import TagIndex
+
+
+def backend_problem(config: Config) -> str:
+    """Why the configured backend cannot be used on this installation (empty: it can)."""
+    return s3_client_missing() if config.store.backend == "s3" else ""
+
+
+@dataclass
+class Storage:
+    store: Store
+    tags: TagRecords
+    _files: FileStore | None
+    _metrics: Metrics | None
+
+    def apply_budget(self, budget: int, busy: Callable[[], set[str]], unreachable: Callable[[], set[str]]) -> None:
+        """Evict least-recently-used content beyond ``budget`` bytes, never what ``busy`` names
+        (being filled or served) nor what tags of ``unreachable`` upstreams need."""
+        if self._files is None:
+            return  # a bucket's size is the operator's (lifecycle rules), not a replica's
+        evictor = Evictor(self._files, self.tags.index, budget, busy=busy, unreachable=unreachable,
+                          metrics=self._metrics)  # fmt: skip
+        self._files.on_added, self._files.on_used = evictor.added, evictor.used
+
+    async def close(self) -> None:
+        await self.store.close()
+        self.tags.close()
+
+
+async def open_storage(config: Config, root: Path, metrics: Metrics | None = None) -> Storage:
+    """The configured store under (or staged under) ``root``, opened, with its tag records."""
+    root.mkdir(parents=True, exist_ok=True)
+    index = TagIndex(root / "index.db")
+    if config.store.backend == "s3":
+        from proxy.storage.s3.store import S3Store
+        from proxy.storage.sharedtags import SharedTags
+
+        s3 = S3Store(config.store.s3, config.limits, root / "tmp")
+        if metrics is not None:
+            s3.bucket.on_call = lambda op, outcome: metrics.store_requests.labels(op, outcome).inc()
+            s3.leases.on_lease = lambda outcome: metrics.leases.labels(outcome).inc()
+        await s3.open()
+        return Storage(s3, TagRecords(index, SharedTags(s3.bucket)), None, metrics)
+    files = FileStore(root)
+    return Storage(files, TagRecords(index), files, metrics)

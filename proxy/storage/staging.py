@@ -1,0 +1,142 @@
+"""Staging: content being written to a local temporary file while it is hashed.
+
+``BlobWriter`` is one staging file: written unbuffered (readers of the file see each byte as soon
+as ``write`` returns), hashed as it goes, and only renamed or uploaded by the store after
+``verify`` found the digest right.  ``Fill`` is a blob's staging file while an upstream fetch
+writes it, with the progress every waiting client (and a store that uploads as it goes) follows.
+Both are the same for every backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from proxy.errors import DigestMismatch
+from proxy.oci.digests import Hasher
+
+
+class BlobWriter:
+    """Write to a temporary file while hashing; ``commit`` verifies and renames into place."""
+
+    def __init__(self, digest: str, tmp: Path, final: Path | None,
+                 on_added: Callable[[str, int], None] | None = None) -> None:  # fmt: skip
+        """``final``: where ``persist`` renames the file (``None``: the store uploads it instead)."""
+        self.digest = digest
+        self.final = final
+        self.on_added = on_added
+        self._hash = Hasher(digest)
+        fd, name = tempfile.mkstemp(dir=tmp, prefix=self._hash.expected[:16] + ".")
+        self.tmp_path = Path(name)
+        self._fd: int | None = fd
+        self.written = 0
+        self.committed = False
+
+    def write(self, chunk: bytes) -> None:
+        """Unbuffered: once this returns, readers of the temporary file see the bytes."""
+        assert self._fd is not None
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        self._hash.update(chunk)
+        self.written += len(chunk)
+
+    def verify(self) -> None:
+        """Check the digest of everything written; on a mismatch nothing is kept."""
+        if not self._hash.matches():
+            self.abort()
+            raise DigestMismatch(f"content does not match {self.digest} ({self.written} bytes received)")
+
+    def persist(self) -> Path:
+        """fsync and rename into place (after ``verify``); may run in a worker thread."""
+        assert self._fd is not None and self.final is not None
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
+        final = self.final
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.tmp_path, final)
+        self.committed = True
+        return final
+
+    def announce(self) -> None:
+        """Tell the store's listener (the disk budget) about the new content; event loop thread."""
+        if self.on_added is not None:
+            self.on_added(self.digest, self.written)
+
+    def commit(self) -> Path:
+        """``verify``, ``persist`` and ``announce`` in one go (small content)."""
+        self.verify()
+        final = self.persist()
+        self.announce()
+        return final
+
+    def abort(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.tmp_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.committed:
+            self.abort()
+
+
+@dataclass(eq=False)
+class Fill:
+    """A blob being fetched into its staging file, followed by every client that wants it."""
+
+    digest: str
+    writer: BlobWriter
+    size: int | None = None
+    """From the upstream's Content-Length, once its headers arrived."""
+    written: int = 0
+    ok: bool = False
+    """The digest matched: every byte may go to clients (the file may still be being synced)."""
+    finished: bool = False
+    error: BaseException | None = None
+    already_stored: bool = False
+    """The bytes came from the store itself (another replica's fill): verified, not stored again."""
+    on_done: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """Run after the fill is committed or dropped (a shared store's lease is released here)."""
+    headers_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    progress: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    def __post_init__(self) -> None:
+        # Held for as long as anyone holds the fill: the temporary file may be renamed (files)
+        # or removed after its upload (a bucket) while clients still read from it.
+        self._fd = os.open(self.writer.tmp_path, os.O_RDONLY)
+        weakref.finalize(self, os.close, self._fd)
+
+    def open_reader(self) -> int:
+        """A descriptor of the fill's file with its own offset (sendfile's fallback seeks)."""
+        return os.open(f"/proc/self/fd/{self._fd}", os.O_RDONLY)
+
+    async def advance(self, nbytes: int) -> None:
+        self.written += nbytes
+        async with self.progress:
+            self.progress.notify_all()
+
+    async def verified(self) -> None:
+        self.ok = True
+        async with self.progress:
+            self.progress.notify_all()
+
+    async def finish(self, error: BaseException | None) -> None:
+        self.error = error
+        self.finished = True
+        self.headers_ready.set()
+        async with self.progress:
+            self.progress.notify_all()
+
+    async def wait_beyond(self, offset: int) -> None:
+        async with self.progress:
+            await self.progress.wait_for(lambda: self.written > offset or self.finished or self.ok)
