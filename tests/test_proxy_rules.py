@@ -9,8 +9,8 @@ import pytest
 from proxy.config import Config, ConfigError, UpstreamConfig, load_config
 from proxy.errors import PlatproxyError, UpstreamError
 from proxy.http.errors import answer_for
-from proxy.oci.names import ImageRef, check_digest, check_name, check_tag
 from proxy.http.ranges import ByteRange, parse_range
+from proxy.oci.names import ImageRef, check_digest, check_name, check_tag
 from proxy.pull.freshness import Action, Freshness, after_revalidation, freshness
 from proxy.pull.route import route
 from proxy.registry.client import ManifestHead, registrable_domain
