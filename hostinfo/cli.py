@@ -17,11 +17,28 @@ from hostinfo.detect import HostInfoError, detect
 from hostinfo.probe import capabilities, read_live
 from hostinfo.report import host_report
 
+DESCRIPTION = (
+    "Detect this host's OCI platform (os, architecture, variant, CPU features) and print the "
+    "platforms it runs, best first. With --cpuinfo and --machine, detect another host from its dump."
+)
+
 
 def build_parser(prog: str = "python -m hostinfo") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Detect this host's OCI platform.")
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
     add_arguments(parser)
     return parser
+
+
+def add_capability_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--ia32`` and ``--aarch32``: the 32-bit fallbacks, decided from the kernel unless given."""
+    parser.add_argument("--ia32", choices=("auto", "yes", "no"), default="auto",
+                        help="can this amd64 host run 386 binaries? auto: ask the kernel (default)")  # fmt: skip
+    parser.add_argument(
+        "--aarch32",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="can this arm64 host run 32-bit arm binaries? auto: ask CPU and kernel (default)",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,9 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--machine", help="uname -m of that host (required with --cpuinfo)")
     parser.add_argument("--sysname", default="Linux", help="uname -s of that host (default Linux)")
     parser.add_argument("--byteorder", choices=("little", "big"), help="byte order of that host")
-    parser.add_argument("--ia32", choices=("auto", "yes", "no"), default="auto")
-    parser.add_argument("--aarch32", choices=("auto", "yes", "no"), default="auto")
-    parser.add_argument("--format", choices=("json", "text"), default="json")
+    add_capability_arguments(parser)
+    parser.add_argument("--format", choices=("json", "text"), default="json",
+                        help="json (default): the whole report; text: the platform, then what it runs")  # fmt: skip
 
 
 def read_text_file(path: Path, what: str) -> str:

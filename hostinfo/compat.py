@@ -9,17 +9,16 @@ amd64, 32-bit arm on arm64) only where the host can really execute them, always 
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from dataclasses import dataclass, field
 
 from hostinfo.detect import HostDetails
 from hostinfo.platform import Platform, normalize
 from hostinfo.windows import windows_closeness, windows_verdict
 
 
-class Capabilities(BaseModel):
+@dataclass(frozen=True)
+class Capabilities:
     """Cross-architecture execution the host offers, each with the reason it was decided."""
-
-    model_config = ConfigDict(frozen=True)
 
     ia32: bool = False
     """amd64 host can run 386 binaries (kernel ``CONFIG_IA32_EMULATION``)."""
@@ -27,24 +26,22 @@ class Capabilities(BaseModel):
     """arm64 host can run 32-bit arm binaries (AArch32 at EL0 plus ``CONFIG_COMPAT``)."""
     arm64: bool = False
     """arm/v8 userland on an arm64 kernel may run arm64 images (opt-in only)."""
-    sources: dict[str, str] = Field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
 
 
-class HostProfile(BaseModel):
+@dataclass(frozen=True)
+class HostProfile:
     """Everything the resolver needs to know about the host."""
-
-    model_config = ConfigDict(frozen=True)
 
     platform: Platform
     """Normalized; ``features`` are the CPU flags, ``os_features`` the host's OS features."""
-    details: HostDetails = HostDetails()
-    capabilities: Capabilities = Capabilities()
+    details: HostDetails = field(default_factory=HostDetails)
+    capabilities: Capabilities = field(default_factory=Capabilities)
 
 
-class Step(BaseModel):
+@dataclass(frozen=True)
+class Step:
     """One place in the preference vector."""
-
-    model_config = ConfigDict(frozen=True)
 
     os: str
     architecture: str
@@ -55,10 +52,9 @@ class Step(BaseModel):
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
 
-class Rank(BaseModel):
+@dataclass(frozen=True)
+class Rank:
     """A candidate the host can run: its position in the vector (0 is best) and why."""
-
-    model_config = ConfigDict(frozen=True)
 
     index: int
     label: str
@@ -66,10 +62,9 @@ class Rank(BaseModel):
     """Finer order among equal ranks (Windows: exact version, then the newest build)."""
 
 
-class Rejection(BaseModel):
+@dataclass(frozen=True)
+class Rejection:
     """A candidate the host cannot run, with one sentence saying why."""
-
-    model_config = ConfigDict(frozen=True)
 
     reason: str
 

@@ -8,13 +8,14 @@ decided it, so that "why did this node get arm/v6?" has an answer.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from dataclasses import dataclass
 
 from hostinfo.arm import arm_variant
 from hostinfo.cpuinfo import CpuInfo, parse_cpuinfo
 from hostinfo.details import arm64_level, power_generation, s390x_machine
+from hostinfo.known import KNOWN_ARCHES
 from hostinfo.normalize import is_mips_family, mips_arch, normalize_arch, normalize_os
-from hostinfo.platform import KNOWN_ARCHES, Platform
+from hostinfo.platform import Platform
 from hostinfo.x86 import amd64_level
 
 
@@ -22,20 +23,18 @@ class HostInfoError(ValueError):
     """Input that cannot describe a host (unknown machine name, unreadable cpuinfo)."""
 
 
-class HostDetails(BaseModel):
+@dataclass(frozen=True)
+class HostDetails:
     """Finer facts beside the OCI platform; empty strings where unknown."""
-
-    model_config = ConfigDict(frozen=True)
 
     cpu_model: str = ""
     level: str = ""
     """arm64 ``v8.2``/``v9.0`` (known cores), ppc64(le) ``power9``, s390x ``z16``."""
 
 
-class Detection(BaseModel):
+@dataclass(frozen=True)
+class Detection:
     """The detected platform with the source of each decided field."""
-
-    model_config = ConfigDict(frozen=True)
 
     platform: Platform
     details: HostDetails

@@ -12,11 +12,11 @@ their own field and on the command line as ``--features a,b``.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from hostinfo.known import KNOWN_ARCHES
 from hostinfo.normalize import normalize_arch, normalize_os
 
 
@@ -29,20 +29,19 @@ _OS_PART = re.compile(r"^([A-Za-z0-9_.-]+)(?:\(([^()+]*)((?:\+[^()+]+)*)\))?$")
 _ENCODE = str.maketrans({"%": "%25", "+": "%2B", "(": "%28", ")": "%29", "/": "%2F"})
 
 
-class Platform(BaseModel):
+@dataclass(frozen=True)
+class Platform:
     """An OCI platform: what an image was built for, or what a host is.
 
     Frozen so that it can be a dict key and shared between requests without copies.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
     os: str
     architecture: str
     variant: str = ""
     os_version: str = ""
-    os_features: tuple[str, ...] = Field(default=())
-    features: tuple[str, ...] = Field(default=())
+    os_features: tuple[str, ...] = ()
+    features: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, specifier: str, features: tuple[str, ...] = ()) -> Platform:
@@ -140,14 +139,3 @@ def _parse_raw(specifier: str, features: tuple[str, ...]) -> Platform:
         os_features=os_features,
         features=features,
     )
-
-
-#: The architectures Go (and so every OCI tool) knows; used to validate lone words and, in
-#: ``hostinfo.known``, descriptors.
-KNOWN_ARCHES = frozenset(
-    {
-        "386", "amd64", "amd64p32", "arm", "arm64", "arm64be", "armbe", "loong64", "mips",
-        "mipsle", "mips64", "mips64le", "mips64p32", "mips64p32le", "ppc", "ppc64", "ppc64le",
-        "riscv", "riscv64", "s390", "s390x", "sparc", "sparc64", "wasm",
-    }
-)  # fmt: skip

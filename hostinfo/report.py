@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from hostinfo.compat import Capabilities, HostProfile, preference_vector
@@ -23,7 +24,7 @@ def host_report(detection: Detection, capabilities: Capabilities) -> dict[str, A
         "variant": p.variant,
         "os_version": p.os_version,
         "features": list(p.features),
-        "details": detection.details.model_dump(),
+        "details": dataclasses.asdict(detection.details),
         "capabilities": {"ia32": capabilities.ia32, "aarch32": capabilities.aarch32, "arm64": capabilities.arm64},
         "sources": {**detection.sources, **capabilities.sources},
         "runs": [{"platform": str(s), "label": s.label} for s in preference_vector(profile)],

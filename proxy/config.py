@@ -19,11 +19,12 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from hostinfo import HostProfile
 from hostinfo.platform import Platform
+from hostinfo.probe import host_profile
+from proxy.oci.names import DOCKER_HUB, DOCKER_HUB_ALIASES, DOCKER_HUB_URL
 from proxy.sizes import MAX_MANIFEST_SIZE
 
-DOCKER_HUB_URL = "https://registry-1.docker.io"
-DOCKER_HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?$", re.IGNORECASE)
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -140,6 +141,10 @@ class PlatformConfig(_Model):
             Platform.parse(value)  # PlatformError is a ValueError: reported with the key
         return value
 
+    def profile(self) -> HostProfile:
+        """The host to resolve for: this one as detected, or the override, with these capabilities."""
+        return host_profile(self.override, self.features, self.ia32, self.aarch32)
+
 
 class CacheConfig(_Model):
     dir: str = ""
@@ -251,7 +256,7 @@ class StoreConfig(_Model):
 
 class Config(_Model):
     listen: str = "127.0.0.1:5000"
-    upstreams: tuple[UpstreamConfig, ...] = (UpstreamConfig(name="docker.io", url=DOCKER_HUB_URL),)
+    upstreams: tuple[UpstreamConfig, ...] = (UpstreamConfig(name=DOCKER_HUB, url=DOCKER_HUB_URL),)
     default_upstream: str = ""
     """Name of the upstream for names without a known prefix or ``ns``; empty: the first."""
     platform: PlatformConfig = PlatformConfig()
@@ -388,7 +393,7 @@ def upstream_from_url(url: str) -> UpstreamConfig:
     try:
         parts = urlsplit(url)
         host = parts.netloc
-        name = "docker.io" if parts.hostname in DOCKER_HUB_ALIASES else host
+        name = DOCKER_HUB if parts.hostname in DOCKER_HUB_ALIASES else host
         return UpstreamConfig(name=name, url=url)
     except (ValidationError, ValueError) as exc:
         raise ConfigError(f"--upstream {url}: {_describe(exc) if isinstance(exc, ValidationError) else exc}") from None

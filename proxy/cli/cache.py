@@ -29,13 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="cache_command", required=True)
     ls = sub.add_parser("ls", help="cached tags with their resolution record")
     ls.add_argument("--json", action="store_true")
-    ls.set_defaults(func=run_ls)
+    ls.set_defaults(action=run_ls)
     gc = sub.add_parser("gc", help="drop stale temporary files, reconcile, evict down to the budget")
     gc.add_argument("--max-size", help="budget to evict down to (default: cache.max_size)")
-    gc.set_defaults(func=run_gc)
+    gc.set_defaults(action=run_gc)
     rm = sub.add_parser("rm", help="forget IMAGE (all its tags, or the one named) and content nothing else uses")
     rm.add_argument("image", help="e.g. alpine, alpine:3.20, ghcr.io/o/r:tag")
-    rm.set_defaults(func=run_rm)
+    rm.set_defaults(action=run_rm)
 
 
 def _open(args: argparse.Namespace) -> tuple[FileStore, TagIndex, int]:
@@ -128,3 +128,8 @@ def _matches(record: TagRecord, ref: ImageRef, tag_given: bool) -> bool:
 def _fail(command: str, message: str) -> int:
     print(f"platproxy cache {command}: {message}", file=sys.stderr)
     return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    code: int = args.action(args)
+    return code

@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="config_command", required=True)
     check = sub.add_parser("check", help="validate FILE (and PLATPROXY_* variables); print the effective config")
     check.add_argument("file", nargs="?", type=Path, help="TOML config file (default: embedded defaults only)")
-    check.set_defaults(func=run_check)
+    check.set_defaults(action=run_check)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -25,3 +25,8 @@ def run_check(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(masked(config), indent=2))
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    code: int = args.action(args)
+    return code

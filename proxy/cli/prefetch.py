@@ -97,19 +97,10 @@ class Prefetcher:
             return [await self.image(ref, body, label, headers.get("Docker-Content-Digest", ""))]
         index_body = body if media_type in INDEX_TYPES else (await self.manifest(ref, str(index_digest)))[0]
 
-        async def fetch(digest: str, is_blob: bool) -> bytes | None:
-            try:
-                if is_blob:
-                    async with self.session.get(self._url(ref, "blobs", digest)) as r:
-                        return await r.read() if r.status == 200 else None
-                return (await self.manifest(ref, digest))[0]
-            except PrefetchError:
-                return None
-
         results = []
         for spec in platforms:
             host = HostProfile(platform=Platform.parse(spec))
-            decision = await resolve_fetching(index_body, host, ClientCaps(), fetch)
+            decision = await resolve_fetching(index_body, host, ClientCaps(), ServerSource(self, ref))
             if decision.chosen is None:
                 results.append(Result(f"{ref.registry}/{ref.name}:{ref.reference}", str(host.platform), "",
                                       errors=["nothing in the index runs on this platform"]))  # fmt: skip
@@ -117,6 +108,24 @@ class Prefetcher:
             manifest, _, _ = await self.manifest(ref, decision.chosen.digest)
             results.append(await self.image(ref, manifest, str(decision.chosen.platform), decision.chosen.digest))
         return results
+
+
+class ServerSource:
+    """The resolver's ``ContentSource``: manifests and configs from the running platproxy."""
+
+    def __init__(self, prefetcher: Prefetcher, ref: ImageRef) -> None:
+        self.prefetcher = prefetcher
+        self.ref = ref
+
+    async def manifest(self, digest: str) -> bytes | None:
+        try:
+            return (await self.prefetcher.manifest(self.ref, digest))[0]
+        except PrefetchError:
+            return None
+
+    async def blob(self, digest: str) -> bytes | None:
+        async with self.prefetcher.session.get(self.prefetcher._url(self.ref, "blobs", digest)) as r:
+            return await r.read() if r.status == 200 else None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

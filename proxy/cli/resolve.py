@@ -1,53 +1,81 @@
-"""``platproxy resolve``: show the decision for an index file (offline) or a live image.
+"""platproxy resolve: show the decision for an index file (offline) or a live image.
 
 Exit codes: 0 a manifest is chosen; 1 nothing fits (the verdict table is still printed);
-2 bad input (unreadable or invalid JSON, not an index, a bad platform string), one line.
+2 bad input (unreadable or invalid JSON, not an index, a bad platform string, a registry that
+cannot be asked), one line.  The offline form loads no HTTP code at all.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from hostinfo import HostProfile, PlatformError
-from hostinfo.probe import host_profile
-from proxy.oci.mediatypes import ClientCaps
-from proxy.oci.resolve import Decision, InvalidIndex, resolve_loading
+from hostinfo import HostProfile
+from proxy.cli.common import UsageError, add_host_arguments, fail, host_from_args, image_ref
+from proxy.errors import UpstreamError
+from proxy.oci.mediatypes import INDEX_TYPES, ClientCaps
+from proxy.oci.names import ImageRef
+from proxy.oci.resolve import Decision, InvalidIndex, resolve_fetching, resolve_loading
+from proxy.sizes import MAX_MANIFEST_SIZE
 
 _DIGEST = re.compile(r"^(sha256|sha512):([a-f0-9]{64}|[a-f0-9]{128})$")
 
 
-class UsageError(ValueError):
-    """Bad input given on the command line; printed as one line, exit 2."""
-
-
-def add_host_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--platform", default="", help="resolve for this platform instead of this host")
-    parser.add_argument("--features", default="", help="CPU features of the --platform host, comma-separated")
-    parser.add_argument("--ia32", choices=("auto", "yes", "no"), default="auto")
-    parser.add_argument("--aarch32", choices=("auto", "yes", "no"), default="auto")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image", nargs="?", help="a live image to resolve (instead of --index)")
+    parser.add_argument("image", nargs="?", help="a live image to resolve, e.g. alpine:3.20 (instead of --index)")
     parser.add_argument("--index", type=Path, help="a manifest list / image index JSON file (offline)")
-    parser.add_argument("--blobs", type=Path, help="the blobs/ folder of an OCI layout (DIR/sha256/<hex>)")
+    parser.add_argument(
+        "--blobs", type=Path, help="an OCI layout's blobs/ folder (DIR/sha256/<hex>), for entries without platforms"
+    )
     add_host_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the decision as JSON")
 
 
-def host_from_args(args: argparse.Namespace) -> HostProfile:
-    features = tuple(f.strip() for f in args.features.split(",") if f.strip())
-    if features and not args.platform:
-        raise UsageError("--features goes with --platform (the detected host has its own)")
+def run(args: argparse.Namespace) -> int:
+    if (args.image is None) == (args.index is None):
+        return fail("resolve", "give either IMAGE or --index FILE")
     try:
-        return host_profile(args.platform, features, args.ia32, args.aarch32)
-    except PlatformError as exc:
-        raise UsageError(f"bad --platform: {exc}") from None
+        host = host_from_args(args)
+        if args.index is not None:
+            decision: Decision | tuple[str, str] = _offline(args.index, args.blobs, host)
+        else:
+            decision = asyncio.run(_online(image_ref(args.image), host))
+    except UsageError as exc:
+        return fail("resolve", str(exc))
+    except (UpstreamError, InvalidIndex) as exc:
+        return fail("resolve", f"{args.index or args.image}: {exc}")
+    if isinstance(decision, tuple):
+        print(json.dumps({"chosen": None, "single": decision[0], "note": decision[1]}) if args.json else decision[1])
+        return 0
+    print_decision(decision, args.json)
+    return 0 if decision.chosen else 1
+
+
+def _offline(index: Path, blobs: Path | None, host: HostProfile) -> Decision:
+    try:
+        data = index.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {index}: {exc.strerror or exc}") from None
+    if blobs is not None and not blobs.is_dir():
+        raise UsageError(f"--blobs {blobs} is not a folder")
+    return resolve_loading(data, host, ClientCaps(), layout_loader(blobs))
+
+
+async def _online(ref: ImageRef, host: HostProfile) -> Decision | tuple[str, str]:
+    from proxy.registry.client import UpstreamSource, upstream_for_registry  # HTTP only for this form
+
+    up = upstream_for_registry(ref.registry)
+    try:
+        data, media_type, _ = await up.get_manifest(ref.name, ref.reference, MAX_MANIFEST_SIZE)
+        if media_type not in INDEX_TYPES:
+            return media_type, "not a list: a single manifest, pulled as it is"
+        return await resolve_fetching(data, host, ClientCaps(), UpstreamSource(up, ref.name))
+    finally:
+        await up.close()
 
 
 def layout_loader(blobs: Path | None) -> Callable[[str], bytes | None]:
@@ -79,24 +107,3 @@ def print_decision(decision: Decision, as_json: bool) -> None:
         print(f"  rejected   {r.platform or '-':<24} {r.digest or '-'}: {r.reason}")
     for w in decision.warnings:
         print(f"  warning    {w}")
-
-
-def run(args: argparse.Namespace) -> int:
-    """The offline form: ``--index FILE [--blobs DIR]``."""
-    try:
-        host = host_from_args(args)
-        try:
-            data = args.index.read_bytes()
-        except OSError as exc:
-            raise UsageError(f"cannot read {args.index}: {exc.strerror or exc}") from None
-        if args.blobs is not None and not args.blobs.is_dir():
-            raise UsageError(f"--blobs {args.blobs} is not a folder")
-        decision = resolve_loading(data, host, ClientCaps(), layout_loader(args.blobs))
-    except UsageError as exc:
-        print(f"platproxy resolve: {exc}", file=sys.stderr)
-        return 2
-    except InvalidIndex as exc:
-        print(f"platproxy resolve: {args.index}: {exc}", file=sys.stderr)
-        return 2
-    print_decision(decision, args.json)
-    return 0 if decision.chosen else 1

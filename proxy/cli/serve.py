@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from proxy.config import ConfigError, load_config, upstream_from_url
-from proxy.http.app import configure_logging, host_for, serve
+from proxy.http.app import serve
 from proxy.http.auth import Htpasswd, HtpasswdError
+from proxy.logs import configure_logging
 from proxy.storage.factory import backend_problem
 
 
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
             overrides["upstreams"] = [upstream_from_url(u).model_dump() for u in args.upstream]
             overrides["default_upstream"] = ""
         config = load_config(args.config, overrides)
-        host = host_for(config)
+        host = config.platform.profile()
     except ConfigError as exc:
         print(f"platproxy serve: {exc}", file=sys.stderr)
         return 2

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import resource
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,6 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from hostinfo import HostProfile
-from hostinfo.probe import host_profile
 from proxy.config import Config
 from proxy.http import health
 from proxy.http.auth import Htpasswd, auth_middleware
@@ -33,26 +30,6 @@ FILLS: web.AppKey[Fills] = web.AppKey("fills", Fills)
 STORAGE: web.AppKey[Storage] = web.AppKey("storage", Storage)
 
 
-def configure_logging(level: str = "info") -> None:
-    """JSON lines when not on a terminal, readable console output on one."""
-    renderer = structlog.dev.ConsoleRenderer() if sys.stderr.isatty() else structlog.processors.JSONRenderer()
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
-
-
-def host_for(config: Config) -> HostProfile:
-    p = config.platform
-    return host_profile(p.override, p.features, p.ia32, p.aarch32)
-
-
 def build_app(config: Config, host: HostProfile | None = None) -> web.Application:
     middlewares: list[Middleware] = [errors_middleware]
     if config.auth.htpasswd:
@@ -61,7 +38,7 @@ def build_app(config: Config, host: HostProfile | None = None) -> web.Applicatio
     metrics = Metrics()
     app[CONFIG] = config
     app[METRICS] = metrics
-    profile = host if host is not None else host_for(config)
+    profile = host if host is not None else config.platform.profile()
 
     async def start(app: web.Application) -> None:
         storage = await open_storage(config, config.cache.path(), metrics)

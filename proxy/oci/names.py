@@ -20,6 +20,11 @@ DIGEST_SHAPE = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
 _ENCODED = {"sha256": re.compile(r"^[a-f0-9]{64}$"), "sha512": re.compile(r"^[a-f0-9]{128}$")}
 MAX_NAME = 255
 
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_URL = "https://registry-1.docker.io"
+DOCKER_HUB_ALIASES = (DOCKER_HUB, "index.docker.io", "registry-1.docker.io")
+"""The names Docker Hub goes by; its one-component names are ``library/<name>`` there."""
+
 
 def check_name(name: str) -> str:
     if len(name) > MAX_NAME or not NAME.match(name):
@@ -59,7 +64,7 @@ class ImageRef:
     reference: str
 
     @classmethod
-    def parse(cls, text: str, default_registry: str = "docker.io") -> ImageRef:
+    def parse(cls, text: str, default_registry: str = DOCKER_HUB) -> ImageRef:
         rest, at, digest = text.partition("@")
         reference = ""
         if at:
@@ -74,6 +79,6 @@ class ImageRef:
             registry, name = first, remainder
         else:
             registry, name = default_registry, path
-        if registry in ("docker.io", "index.docker.io", "registry-1.docker.io") and "/" not in name:
+        if registry in DOCKER_HUB_ALIASES and "/" not in name:
             name = f"library/{name}"
         return cls(registry, check_name(name), reference or "latest")

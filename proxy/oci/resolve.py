@@ -20,22 +20,22 @@ Rules (matching note, section 7, and the decisions at its top):
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from hostinfo import HostProfile, Platform, PlatformError, Rejection, compare, normalize, preference_vector
+from hostinfo.validate import platform_warnings
+from proxy.oci.descriptors import entry_kind
+from proxy.oci.digests import matches
 from proxy.oci.mediatypes import (
     CONFIG_TYPES,
     IMAGE_TYPES,
     INDEX_TYPES,
-    REFERENCE_TYPE_ANNOTATION,
     ZSTD_ANNOTATION,
     ClientCaps,
 )
-from proxy.validate import platform_warnings
 
 MAX_DEPTH = 4
 Contents = Mapping[str, bytes | None]
@@ -139,12 +139,7 @@ def parse_index(data: bytes) -> dict[str, Any]:
 def verified(contents: Contents, digest: str) -> bytes | None:
     """The bytes stored for ``digest`` if they really hash to it."""
     data = contents.get(digest)
-    if data is None:
-        return None
-    algorithm, _, hexdigest = digest.partition(":")
-    if algorithm not in ("sha256", "sha512"):
-        return None
-    return data if hashlib.new(algorithm, data).hexdigest() == hexdigest else None
+    return data if data is not None and matches(digest, data) else None
 
 
 def resolve(
@@ -179,17 +174,24 @@ def resolve_loading(
             contents[digest] = load(digest)
 
 
-async def resolve_fetching(
-    index: bytes, host: HostProfile, client: ClientCaps, fetch: Callable[[str, bool], Awaitable[bytes | None]]
-) -> Decision:
-    """``resolve``, fetching what it needs with an async ``fetch(digest, is_blob)`` (the proxy)."""
+class ContentSource(Protocol):
+    """Where ``resolve_fetching`` gets the documents ``resolve`` asks for: the proxy's cache, a
+    live registry, a running platproxy.  ``None``: not available (the entry is judged unreadable)."""
+
+    async def manifest(self, digest: str) -> bytes | None: ...
+
+    async def blob(self, digest: str) -> bytes | None: ...
+
+
+async def resolve_fetching(index: bytes, host: HostProfile, client: ClientCaps, source: ContentSource) -> Decision:
+    """``resolve``, fetching what it needs from ``source``."""
     contents: dict[str, bytes | None] = {}
     while True:
         outcome = resolve(index, host, client, contents)
         if isinstance(outcome, Decision):
             return outcome
         for digest in outcome.digests:
-            contents[digest] = await fetch(digest, digest in outcome.blobs)
+            contents[digest] = await (source.blob(digest) if digest in outcome.blobs else source.manifest(digest))
 
 
 class _Walk:
@@ -224,13 +226,14 @@ class _Walk:
         annotations: dict[str, Any] = found_annotations if isinstance(found_annotations, dict) else {}
         raw = entry.get("platform")
         shown = _show(raw)
-        if annotations.get(REFERENCE_TYPE_ANNOTATION) == "attestation-manifest":
+        kind = entry_kind(entry)
+        if kind == "attestation":
             self.reject(digest, shown, "attestation manifest (vnd.docker.reference.type), not a runnable image")
             return
         if media_type not in IMAGE_TYPES and media_type not in INDEX_TYPES:
             self.reject(digest, shown, f"media type {media_type!r} is not an image manifest or index; ignored")
             return
-        if entry.get("artifactType"):
+        if kind == "artifact":
             self.reject(digest, shown, f"artifact ({entry['artifactType']}), not a runnable image")
             return
         if raw is None and media_type in INDEX_TYPES:

@@ -17,7 +17,15 @@ import sqlite3
 import structlog
 
 from proxy.config import Config
-from proxy.errors import DigestMismatch, ManifestInvalid, StorageFailed, Subject, UpstreamError, UpstreamFailed
+from proxy.errors import (
+    DigestMismatch,
+    ManifestInvalid,
+    PlatproxyError,
+    StorageFailed,
+    Subject,
+    UpstreamError,
+    UpstreamFailed,
+)
 from proxy.oci.digests import digest_of
 from proxy.oci.mediatypes import MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST
 from proxy.oci.resolve import InvalidIndex, parse_index
@@ -94,6 +102,10 @@ class ManifestContent:
         except OSError as exc:
             raise StorageFailed(f"{what} {digest}", exc) from None
 
+    def source(self, route: Route) -> CachedSource:
+        """What the resolver reads through this cache for ``route`` (unreadable content: ``None``)."""
+        return CachedSource(self, route)
+
     async def config_blob(self, route: Route, digest: str) -> bytes | None:
         """A small blob (an image config) for resolution; verified and kept like any blob."""
         data = await self._read_stored(digest, "config blob")
@@ -114,6 +126,26 @@ class ManifestContent:
         except OSError as exc:
             raise StorageFailed(f"config blob {digest}", exc) from None
         return data
+
+
+class CachedSource:
+    """``ContentSource`` for the resolver: manifests and configs through the cache, verified and kept."""
+
+    def __init__(self, content: ManifestContent, route: Route) -> None:
+        self.content = content
+        self.route = route
+
+    async def manifest(self, digest: str) -> bytes | None:
+        try:
+            return await self.content.load(self.route, digest)
+        except PlatproxyError:
+            return None
+
+    async def blob(self, digest: str) -> bytes | None:
+        try:
+            return await self.content.config_blob(self.route, digest)
+        except PlatproxyError:
+            return None
 
 
 def sniff_type(data: bytes) -> str:

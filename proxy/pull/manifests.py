@@ -18,7 +18,7 @@ import structlog
 
 from hostinfo import HostProfile
 from proxy.config import Config
-from proxy.errors import ManifestInvalid, ManifestUnknown, PlatproxyError, Subject, UpstreamError, UpstreamFailed
+from proxy.errors import ManifestInvalid, ManifestUnknown, Subject, UpstreamError, UpstreamFailed
 from proxy.metrics import Metrics
 from proxy.oci.mediatypes import INDEX_TYPES, ClientCaps
 from proxy.oci.resolve import Decision, InvalidIndex, resolve_fetching
@@ -183,14 +183,8 @@ class ManifestService:
         )  # fmt: skip
 
     async def decide(self, route: Route, index_data: bytes) -> Decision:
-        async def fetch(digest: str, is_blob: bool) -> bytes | None:
-            try:
-                return await (self.content.config_blob(route, digest) if is_blob else self.content.load(route, digest))
-            except PlatproxyError:
-                return None
-
         try:
-            return await resolve_fetching(index_data, self.host, RECORD_CLIENT, fetch)
+            return await resolve_fetching(index_data, self.host, RECORD_CLIENT, self.content.source(route))
         except InvalidIndex as exc:
             raise ManifestInvalid(f"upstream index is invalid: {exc}") from None
 

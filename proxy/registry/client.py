@@ -19,15 +19,19 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 import aiohttp
 
 from proxy.config import LimitsConfig, UpstreamConfig, is_loopback
 from proxy.errors import UpstreamError
-from proxy.metrics import Metrics
 from proxy.oci.mediatypes import UPSTREAM_ACCEPT
-from proxy.sizes import MAX_REFERRERS_SIZE
+from proxy.oci.names import DOCKER_HUB_ALIASES, DOCKER_HUB_URL
+from proxy.sizes import MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, MAX_REFERRERS_SIZE
+
+if TYPE_CHECKING:  # the command line's clients count nothing: prometheus stays unloaded there
+    from proxy.metrics import Metrics
 
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 MAX_REDIRECTS = 5
@@ -56,7 +60,15 @@ because a child resolves for its own host.  Any other registry ignores it."""
 class Upstream:
     """One configured upstream registry, with its own connection pool and token cache."""
 
-    def __init__(self, config: UpstreamConfig, limits: LimitsConfig, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        limits: LimitsConfig,
+        metrics: Metrics | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        """``session``: an HTTP session to send every request with (tests give one bound to an
+        in-process registry); by default one is made on first use and closed by ``close``."""
         self.config = config
         self.metrics = metrics
         self.reachable = True
@@ -65,7 +77,8 @@ class Upstream:
         self.base = config.url
         self.host = urlsplit(config.url).hostname or ""
         self._limits = limits
-        self._session: aiohttp.ClientSession | None = None
+        self._session = session
+        self._own_session = session is None
         self._tokens: dict[str, tuple[str, float]] = {}
         self._basic = aiohttp.BasicAuth(config.username, config.password) if config.username else None
         self._basic_challenged = False
@@ -81,7 +94,7 @@ class Upstream:
         return self._session
 
     async def close(self) -> None:
-        if self._session is not None:
+        if self._session is not None and self._own_session:
             await self._session.close()
 
     # -- requests --------------------------------------------------------------------------
@@ -260,6 +273,38 @@ class Upstream:
                 return resp.status < 500
         except (TimeoutError, aiohttp.ClientError, OSError):
             return False
+
+
+class UpstreamSource:
+    """The resolver's ``ContentSource`` straight from a registry, nothing kept (the command line)."""
+
+    def __init__(self, up: Upstream, repo: str) -> None:
+        self.up = up
+        self.repo = repo
+
+    async def manifest(self, digest: str) -> bytes | None:
+        try:
+            return (await self.up.get_manifest(self.repo, digest, MAX_MANIFEST_SIZE))[0]
+        except UpstreamError:
+            return None
+
+    async def blob(self, digest: str) -> bytes | None:
+        try:
+            async with self.up.open_blob(self.repo, digest) as resp:
+                return await read_limited(resp, MAX_CONFIG_SIZE)
+        except UpstreamError:
+            return None
+
+
+def upstream_for_registry(registry: str) -> Upstream:
+    """A client for a registry named in an image reference: Docker Hub at its API host, a loopback
+    registry over plain HTTP, any other over HTTPS with verification."""
+    if registry in DOCKER_HUB_ALIASES:
+        url = DOCKER_HUB_URL
+    else:
+        host = urlsplit(f"//{registry}").hostname or registry
+        url = f"{'http' if is_loopback(host) else 'https'}://{registry}"
+    return Upstream(UpstreamConfig(name=registry, url=url), LimitsConfig())
 
 
 async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:

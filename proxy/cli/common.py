@@ -1,0 +1,52 @@
+"""What several subcommands share: bad input as one line, image references, the host to resolve for."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hostinfo import HostProfile, PlatformError
+from hostinfo.cli import add_capability_arguments
+from hostinfo.probe import host_profile
+from proxy.errors import PlatproxyError
+from proxy.oci.names import ImageRef
+
+
+class UsageError(ValueError):
+    """Bad input given on the command line; printed as one line, exit 2."""
+
+
+def fail(command: str, message: str, code: int = 2) -> int:
+    print(f"platproxy {command}: {message}", file=sys.stderr)
+    return code
+
+
+def image_ref(text: str) -> ImageRef:
+    try:
+        return ImageRef.parse(text)
+    except PlatproxyError as exc:
+        raise UsageError(f"bad image reference {text!r}: {exc.message}") from None
+
+
+def add_host_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--platform", default="",
+                        help="resolve for this platform instead of this host (e.g. linux/arm/v7)")  # fmt: skip
+    parser.add_argument("--features", default="", help="CPU features of the --platform host, comma-separated")
+    add_capability_arguments(parser)
+
+
+def host_from_args(args: argparse.Namespace) -> HostProfile:
+    features = tuple(f.strip() for f in args.features.split(",") if f.strip())
+    if features and not args.platform:
+        raise UsageError("--features goes with --platform (the detected host has its own)")
+    try:
+        return host_profile(args.platform, features, args.ia32, args.aarch32)
+    except PlatformError as exc:
+        raise UsageError(f"bad --platform: {exc}") from None
+
+
+def quiet_logs() -> None:
+    """Warnings and errors only, on stderr: stdout is the command's own output."""
+    from proxy.logs import configure_logging
+
+    configure_logging("warning")

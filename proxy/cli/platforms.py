@@ -1,0 +1,90 @@
+"""platproxy platforms IMAGE: list every entry of a live image's index with validation warnings.
+
+IMAGE takes the usual forms (alpine, alpine:3.20, ghcr.io/o/r:tag, name@sha256:...).  Docker Hub
+is reached at its API host; a loopback registry over plain HTTP, any other over HTTPS with
+verification.  Nested indexes are listed below their entry, three levels at most.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+from hostinfo import Platform, PlatformError, normalize
+from hostinfo.validate import platform_warnings
+from proxy.cli.common import UsageError, fail, image_ref
+from proxy.errors import UpstreamError
+from proxy.oci.descriptors import entry_kind
+from proxy.oci.mediatypes import INDEX_TYPES
+from proxy.oci.names import ImageRef
+from proxy.oci.resolve import InvalidIndex, parse_index
+from proxy.registry.client import Upstream, upstream_for_registry
+from proxy.sizes import MAX_MANIFEST_SIZE
+
+MAX_NESTING = 3
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image", help="alpine, alpine:3.20, ghcr.io/o/r:tag, name@sha256:...")
+    parser.add_argument("--json", action="store_true", help="print the entries as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        rows = asyncio.run(_platforms(image_ref(args.image)))
+    except UsageError as exc:
+        return fail("platforms", str(exc))
+    except (UpstreamError, InvalidIndex) as exc:
+        return fail("platforms", f"{args.image}: {exc}", code=1)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'PLATFORM':<34} {'KIND':<12} DIGEST")
+    for row in rows:
+        indent = "  " * row.get("depth", 0)
+        print(f"{indent + row['platform']:<34} {row['kind']:<12} {row['digest']}")
+        for warning in row["warnings"]:
+            print(f"{'':<34} {'warning':<12} {warning}")
+    return 0
+
+
+async def _platforms(ref: ImageRef) -> list[dict[str, Any]]:
+    up = upstream_for_registry(ref.registry)
+    rows: list[dict[str, Any]] = []
+    try:
+        data, media_type, _ = await up.get_manifest(ref.name, ref.reference, MAX_MANIFEST_SIZE)
+        if media_type not in INDEX_TYPES:
+            return [{"platform": "(single manifest)", "digest": "", "mediaType": media_type, "kind": "image",
+                     "warnings": []}]  # fmt: skip
+        await _walk(up, ref.name, parse_index(data), rows, depth=0)
+    finally:
+        await up.close()
+    return rows
+
+
+async def _walk(up: Upstream, repo: str, doc: dict[str, Any], rows: list[dict[str, Any]], depth: int) -> None:
+    for entry in doc.get("manifests", []):
+        if not isinstance(entry, dict):
+            continue
+        kind = entry_kind(entry)
+        raw = entry.get("platform")
+        shown, warnings = "(no platform)", []
+        if isinstance(raw, dict):
+            try:
+                platform = Platform.from_descriptor(raw)
+                shown = str(normalize(platform))
+                warnings = platform_warnings(platform)
+            except PlatformError as exc:
+                shown, warnings = "(invalid)", [str(exc)]
+        if kind == "attestation":
+            warnings = []
+        rows.append({"platform": shown, "digest": entry.get("digest", ""), "mediaType": entry.get("mediaType", ""),
+                     "kind": kind, "depth": depth, "warnings": warnings})  # fmt: skip
+        if kind == "index" and depth < MAX_NESTING:
+            try:
+                nested, _, _ = await up.get_manifest(repo, str(entry.get("digest")), MAX_MANIFEST_SIZE)
+                await _walk(up, repo, parse_index(nested), rows, depth + 1)
+            except (UpstreamError, InvalidIndex) as exc:
+                rows[-1]["warnings"].append(f"nested index unreadable: {exc}")
