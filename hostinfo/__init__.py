@@ -3,7 +3,11 @@
 One small module per idea, pure functions deciding and I/O at the edge (``probe``):
 ``platform`` (the model, parse/format), ``normalize`` (aliases), ``cpuinfo`` (parsing),
 ``x86``/``arm``/``details`` (variant and finer facts), ``detect`` (combining them),
-``compat`` (the preference vector and ``compare``), ``windows`` (os.version rules).
+``compat`` (the preference vector and ``compare``), ``windows`` (os.version rules),
+``known`` (every table of real platform values) and ``validate`` (warnings about descriptor
+platforms that are not real ones); ``report`` and ``cli`` print it all.
+
+May import: nothing of proxy.
 """
 
 from hostinfo.compat import Capabilities, HostProfile, Rank, Rejection, compare, preference_vector

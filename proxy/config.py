@@ -3,6 +3,8 @@
 Embedded defaults make ``platproxy serve`` useful with no file at all: listen on
 127.0.0.1:5000, mirror Docker Hub, cache under the user's cache directory.  A bad value is one
 readable message naming the key (``ConfigError``), never a traceback.
+
+May import: hostinfo, proxy.oci, proxy.sizes.
 """
 
 from __future__ import annotations

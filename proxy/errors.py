@@ -4,6 +4,8 @@ Services, stores and the registry client raise these; they say *what* failed (a 
 unknown, the store is unavailable, the upstream refused) and carry the sentence and detail a
 person needs.  *How* a client is told (HTTP status, OCI error code, headers) is decided in one
 place at the HTTP edge (``proxy.http.errors``), and a command line prints ``message``.
+
+May import: nothing of platproxy.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Log output: structlog JSON lines on stderr (readable console lines on a terminal).
 
 stdout is never used for logs: it carries the output of the command line's subcommands.
+
+May import: nothing of platproxy.
 """
 
 from __future__ import annotations

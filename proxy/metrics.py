@@ -3,6 +3,8 @@
 Names answer the operator's questions: how much is served from cache (``cache_outcomes``),
 what the upstreams cost (``upstream_*``, ``bytes_fetched``), which platforms this node resolves
 to (``resolutions``), and whether the disk budget holds (``cache_size_bytes``, ``evictions``).
+
+May import: nothing of platproxy.
 """
 
 from __future__ import annotations

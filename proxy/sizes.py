@@ -2,6 +2,8 @@
 
 Whole documents are read into memory only up to a limit (a manifest, an image config, a
 referrers index); content of any size is streamed in ``CHUNK`` pieces, so memory stays flat.
+
+May import: nothing of platproxy.
 """
 
 from __future__ import annotations
