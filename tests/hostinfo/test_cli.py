@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-CORPUS = Path(__file__).parent / "data" / "hostinfo"
+CORPUS = Path(__file__).parent.parent / "data" / "hostinfo"
 
 
 def run(*args: str, cmd: tuple[str, ...] = (sys.executable, "-m", "hostinfo")) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-CORPUS = Path(__file__).parent / "data" / "hostinfo"
+CORPUS = Path(__file__).parent.parent / "data" / "hostinfo"
 CASES = sorted(p for p in CORPUS.iterdir() if (p / "expected.json").exists())
 
 

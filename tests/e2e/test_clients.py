@@ -25,7 +25,7 @@ from tests.registry import Platproxy, request
 
 pytestmark = pytest.mark.e2e
 Start = Callable[..., Platproxy]
-CLIENTS = Path(__file__).parent.parent / "deploy" / "clients"
+CLIENTS = Path(__file__).parents[2] / "deploy" / "clients"
 PLATFORM = "linux/amd64/v2"  # what platproxy resolves for in these tests; amd64 is what the clients run
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from proxy.config import load_config
 
-DEPLOY = Path(__file__).parent.parent / "deploy"
+DEPLOY = Path(__file__).parents[2] / "deploy"
 
 
 def daemonset_config(tmp_path: Path, name: str = "daemonset.yaml") -> Path:

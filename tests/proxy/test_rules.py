@@ -176,5 +176,5 @@ def test_config_errors_name_the_key(tmp_path: Path, text: str, needle: str) -> N
 
 
 def test_config_example_is_valid() -> None:
-    config = load_config(Path(__file__).parent.parent / "config.example.toml")
+    config = load_config(Path(__file__).parents[2] / "config.example.toml")
     assert config.listen == "127.0.0.1:5000" and config.upstreams[0].name == "docker.io"
