@@ -8,7 +8,7 @@ Signals, strongest first:
    ``uname -m`` says ``armv6l``.  Either demotes 7 to v6.
 3. ``uname -m`` alone (``armv5tel``, ``armv6l``, ``armv7l``, ``armv8l``) when the field is missing,
    as under some emulators.
-The FPU-based demotion (no ``vfpv3``/``vfpv4`` -> v6) proposed in the matching note is not
+A demotion based on the FPU (no ``vfpv3``/``vfpv4`` -> v6, which some detectors apply) is not
 applied: on the corpus it agrees with the rules above on every case, so it adds nothing, and
 ARMv7 cores without VFPv3 exist (it would wrongly demote them).
 """

@@ -1,8 +1,10 @@
 """What a host can run, in order of preference, and the verdict on one candidate.
 
-The preference vector follows the "Ours" column of section 3 of the matching note: native
-first, then lower levels of the same architecture, then cross-architecture fallbacks (386 on
-amd64, 32-bit arm on arm64) only where the host can really execute them, always last.
+The preference vector is containerd/platforms' ordering (``compare.go``: the host's own variant
+first, then each lower variant of its architecture) made explicit, with moby's rule that an
+unlabeled entry counts as the baseline: native first, then lower levels of the same
+architecture, then cross-architecture fallbacks (386 on amd64, 32-bit arm on arm64) only where
+the host can really execute them (probed, not assumed), always last.
 ``compare`` turns a candidate platform into a ``Rank`` (its position and a human label) or a
 ``Rejection`` carrying one sentence, which the resolver shows to users verbatim.
 """

@@ -5,7 +5,8 @@ descriptor of an index (from whatever a build tool wrote).  Comparing raw string
 anchors end up with "no matching manifest for arm64/v8" against an unlabeled arm64 entry, so
 everything is normalized first and the raw value is kept only for logging.
 
-Rules (see the matching note, section 2, and the decisions at its top):
+Rules (containerd/platforms ``database.go`` and ``platforms.go``'s Normalize, with the variant
+made explicit where containerd leaves it empty):
 - a missing variant means arm -> ``v7``, arm64 -> ``v8``, amd64 -> ``v1``; the variant is then
   always explicit for those three architectures;
 - ``armv7``-style variants lose their prefix; ``8``, ``v8.0`` and friends collapse to ``v8``;

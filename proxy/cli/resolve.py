@@ -8,7 +8,6 @@ cannot be asked), one line.  The offline form loads no HTTP code at all.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import re
 from collections.abc import Callable
@@ -43,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
         if args.index is not None:
             decision: Decision | tuple[str, str] = _offline(args.index, args.blobs, host)
         else:
+            import asyncio  # the online form only: the offline one starts faster without it
+
             decision = asyncio.run(_online(image_ref(args.image), host))
     except UsageError as exc:
         return fail("resolve", str(exc))

@@ -6,7 +6,7 @@ has none, it returns ``NeedContent`` naming those digests; the caller fetches th
 from its upstream, the CLI from an OCI layout) and calls again with them added.  Content that
 does not hash to its digest is treated as unreadable, so nothing unverified decides anything.
 
-Rules (matching note, section 7, and the decisions at its top):
+Rules (moby's and containerd's list selection, made explicit where they differ):
 - attestations (annotation or ``unknown/unknown``), artifacts and unknown media types are
   rejected with a reason; an entry with no platform is judged from its config blob, never
   guessed;
@@ -21,7 +21,7 @@ Rules (matching note, section 7, and the decisions at its top):
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -161,17 +161,34 @@ def resolve(
     )
 
 
-def resolve_loading(
-    index: bytes, host: HostProfile, client: ClientCaps, load: Callable[[str], bytes | None]
-) -> Decision:
-    """``resolve``, reading what it needs with ``load`` (``None``: not available)."""
+Wanted = tuple[str, bool]
+"""A document ``resolve`` asked for: its digest, and whether it is a blob (a config)."""
+
+
+def resolution(index: bytes, host: HostProfile, client: ClientCaps) -> Generator[Wanted, bytes | None, Decision]:
+    """``resolve`` as a conversation: yields each document it needs, is sent its bytes (``None``:
+    not available), returns the decision.  The one loop behind the synchronous and async forms."""
     contents: dict[str, bytes | None] = {}
     while True:
         outcome = resolve(index, host, client, contents)
         if isinstance(outcome, Decision):
             return outcome
         for digest in outcome.digests:
-            contents[digest] = load(digest)
+            contents[digest] = yield digest, digest in outcome.blobs
+
+
+def resolve_loading(
+    index: bytes, host: HostProfile, client: ClientCaps, load: Callable[[str], bytes | None]
+) -> Decision:
+    """``resolve``, reading what it needs with ``load`` (``None``: not available)."""
+    steps = resolution(index, host, client)
+    try:
+        digest, _ = next(steps)
+        while True:
+            digest, _ = steps.send(load(digest))
+    except StopIteration as done:
+        decision: Decision = done.value
+        return decision
 
 
 class ContentSource(Protocol):
@@ -185,13 +202,14 @@ class ContentSource(Protocol):
 
 async def resolve_fetching(index: bytes, host: HostProfile, client: ClientCaps, source: ContentSource) -> Decision:
     """``resolve``, fetching what it needs from ``source``."""
-    contents: dict[str, bytes | None] = {}
-    while True:
-        outcome = resolve(index, host, client, contents)
-        if isinstance(outcome, Decision):
-            return outcome
-        for digest in outcome.digests:
-            contents[digest] = await (source.blob(digest) if digest in outcome.blobs else source.manifest(digest))
+    steps = resolution(index, host, client)
+    try:
+        digest, is_blob = next(steps)
+        while True:
+            digest, is_blob = steps.send(await (source.blob(digest) if is_blob else source.manifest(digest)))
+    except StopIteration as done:
+        decision: Decision = done.value
+        return decision
 
 
 class _Walk:
