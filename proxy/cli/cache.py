@@ -27,13 +27,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML config (for cache.dir and cache.max_size)")
     parser.add_argument("--cache-dir", help="the cache directory (overrides the config)")
     sub = parser.add_subparsers(dest="cache_command", required=True)
-    ls = sub.add_parser("ls", help="cached tags with their resolution record")
-    ls.add_argument("--json", action="store_true")
+    ls_text = "cached tags with their resolution record"
+    ls = sub.add_parser("ls", help=ls_text, description=ls_text)
+    ls.add_argument("--json", action="store_true", help="print the records as JSON")
     ls.set_defaults(action=run_ls)
-    gc = sub.add_parser("gc", help="drop stale temporary files, reconcile, evict down to the budget")
+    gc = sub.add_parser(
+        "gc", help=(h := "drop stale temporary files, reconcile, evict down to the budget"), description=h
+    )
     gc.add_argument("--max-size", help="budget to evict down to (default: cache.max_size)")
     gc.set_defaults(action=run_gc)
-    rm = sub.add_parser("rm", help="forget IMAGE (all its tags, or the one named) and content nothing else uses")
+    rm = sub.add_parser(
+        "rm", help=(h := "forget IMAGE (all its tags, or the one named) and content nothing else uses"), description=h
+    )
     rm.add_argument("image", help="e.g. alpine, alpine:3.20, ghcr.io/o/r:tag")
     rm.set_defaults(action=run_rm)
 

@@ -43,10 +43,3 @@ def host_from_args(args: argparse.Namespace) -> HostProfile:
         return host_profile(args.platform, features, args.ia32, args.aarch32)
     except PlatformError as exc:
         raise UsageError(f"bad --platform: {exc}") from None
-
-
-def quiet_logs() -> None:
-    """Warnings and errors only, on stderr: stdout is the command's own output."""
-    from proxy.logs import configure_logging
-
-    configure_logging("warning")

@@ -12,7 +12,9 @@ from proxy.config import ConfigError, load_config, masked
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="config_command", required=True)
-    check = sub.add_parser("check", help="validate FILE (and PLATPROXY_* variables); print the effective config")
+    check = sub.add_parser(
+        "check", help=(h := "validate FILE (and PLATPROXY_* variables); print the effective config"), description=h
+    )
     check.add_argument("file", nargs="?", type=Path, help="TOML config file (default: embedded defaults only)")
     check.set_defaults(action=run_check)
 

@@ -22,6 +22,9 @@ class Command:
     """One line, in ``platproxy --help``."""
     description: str
     """A paragraph, in ``platproxy NAME --help``."""
+    logs: bool = True
+    """Its code may log: logs go to stderr at warning level, never onto the command's stdout.
+    False for the quick commands, which log nothing and skip loading structlog."""
 
 
 COMMANDS = (
@@ -30,11 +33,11 @@ COMMANDS = (
             "caches under the user's cache directory; options override the config file."),
     Command("hostinfo", "hostinfo.cli", "print this host's platform and what it runs",
             "Detect this host's OCI platform (os, architecture, variant, CPU features) and print the platforms "
-            "it runs, best first. With --cpuinfo and --machine, detect another host from its dump."),
+            "it runs, best first. With --cpuinfo and --machine, detect another host from its dump.", logs=False),
     Command("resolve", "proxy.cli.resolve", "show which manifest of an index this host gets, and why",
             "Show which entry of a manifest list or image index this host (or --platform) gets, every "
             "candidate's rank and every rejected entry's reason. IMAGE asks a live registry; --index FILE "
-            "works offline. Exit 0: chosen; 1: nothing fits; 2: bad input."),
+            "works offline. Exit 0: chosen; 1: nothing fits; 2: bad input.", logs=False),
     Command("platforms", "proxy.cli.platforms", "list the platforms a live image offers, with validation warnings",
             "List every entry of a live image's index (nested ones included) with its platform and kind, "
             "and warn about platform values that are not real ones."),
@@ -60,12 +63,16 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         if command.name == chosen:  # only the command being run is imported
             module = importlib.import_module(command.module)
             module.add_arguments(p)
-            p.set_defaults(func=module.run)
+            p.set_defaults(func=module.run, logs=command.logs)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(args_list).parse_args(args_list)
+    if args.logs:
+        from proxy.logs import configure_logging
+
+        configure_logging("warning")  # serve sets its own level
     code: int = args.func(args)
     return code

@@ -27,7 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="upstream registry URL; repeat for several (the first is the default)")  # fmt: skip
     parser.add_argument("--cache-dir", help="where to keep the cache")
     parser.add_argument("--platform", help="resolve for this platform instead of this host (e.g. linux/arm/v7)")
-    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        help="the least severe log lines written (default info; debug adds each ranking)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
