@@ -32,6 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import startup  # noqa: E402
 from proxy.oci.mediatypes import UPSTREAM_ACCEPT  # noqa: E402
 from tests import indexes  # noqa: E402
 from tests.indexes import Case  # noqa: E402
@@ -239,6 +240,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     def record(measure: str, who: str, value: float) -> None:
         results.setdefault(measure, {}).setdefault(who, []).append(value)
 
+    for measure_name, values in startup.measure(runs=5 * args.reps).items():  # before any load runs
+        for value in values:
+            record(measure_name, "platproxy", value)
     small = indexes.alpine_with_attestations()
     push_case(upstream, SMALL, small)
     large, big_digest = large_case(args.blob_mib)
