@@ -5,12 +5,15 @@
 
 Each run is a new process, as a user or a script calls it; the index is a real one built by the
 tests' image builder (alpine's eight platforms with attestations).  ``--help`` is measured too:
-it must load no subcommand at all.
+it must load no subcommand at all.  Bytecode is allowed (``PYTHONDONTWRITEBYTECODE`` is dropped
+for these runs): an installed platproxy has its .pyc files, and compiling every module again at
+each start would measure the environment, not the command.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -33,16 +36,17 @@ COMMANDS = {
 def measure(runs: int) -> dict[str, list[float]]:
     platproxy = Path(sys.executable).with_name("platproxy")
     base = [str(platproxy)] if platproxy.exists() else [sys.executable, "-m", "proxy.cli"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     with tempfile.TemporaryDirectory() as tmp:
         index = Path(tmp) / "index.json"
         index.write_bytes(indexes.alpine_with_attestations().top.data)
         out: dict[str, list[float]] = {}
         for name, args in COMMANDS.items():
             argv = base + [a.replace("{index}", str(index)) for a in args]
-            subprocess.run(argv, capture_output=True, check=True)  # warm the page cache and .pyc files
+            subprocess.run(argv, capture_output=True, check=True, env=env)  # warm the page cache and .pyc files
             for _ in range(runs):
                 started = time.perf_counter()
-                subprocess.run(argv, capture_output=True, check=True)
+                subprocess.run(argv, capture_output=True, check=True, env=env)
                 out.setdefault(name, []).append(time.perf_counter() - started)
     return out
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import errno
 import os
 import struct
-import subprocess
 import sys
 from pathlib import Path
 from typing import Literal
@@ -83,6 +82,8 @@ def run_elf(image: bytes) -> tuple[bool, str]:
         ro = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY)
     finally:
         os.close(fd)
+    import subprocess  # only for this probe: the other paths of the quick commands start without it
+
     try:
         done = subprocess.run([f"/proc/self/fd/{ro}"], pass_fds=(ro,), timeout=5, check=False)
     except OSError as exc:

@@ -6,7 +6,6 @@ verified documents); the algorithms are the two the distribution spec names, sha
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 ALGORITHMS = ("sha256", "sha512")
@@ -14,6 +13,8 @@ ALGORITHMS = ("sha256", "sha512")
 
 def digest_of(data: bytes, algorithm: str = "sha256") -> str:
     """The digest of ``data`` (sha256 unless told otherwise)."""
+    import hashlib  # here, not at the top: ``platproxy resolve`` starts without it (see bench/startup.py)
+
     return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
 
 
@@ -22,6 +23,8 @@ def matches(digest: str, data: bytes) -> bool:
     algorithm, _, expected = digest.partition(":")
     if algorithm not in ALGORITHMS:
         return False
+    import hashlib
+
     return hashlib.new(algorithm, data).hexdigest() == expected
 
 
@@ -29,6 +32,8 @@ class Hasher:
     """Incremental hashing of content that should come out as ``digest``."""
 
     def __init__(self, digest: str) -> None:
+        import hashlib
+
         algorithm, _, self.expected = digest.partition(":")
         self._hash: Any = hashlib.new(algorithm)
 
