@@ -13,12 +13,15 @@ import sys
 import time
 from pathlib import Path
 
+from proxy.cli.common import subcommand
 from proxy.config import ConfigError, _size, load_config
 from proxy.errors import PlatproxyError
 from proxy.oci.names import ImageRef
 from proxy.storage.budget import Evictor, needed_by
 from proxy.storage.files import FileStore
 from proxy.storage.tagindex import TagIndex, TagRecord
+
+DESCRIPTION = "Inspect and trim the cache directory directly (safe beside a running server)."
 
 TMP_GRACE = 86400.0
 
@@ -27,18 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML config (for cache.dir and cache.max_size)")
     parser.add_argument("--cache-dir", help="the cache directory (overrides the config)")
     sub = parser.add_subparsers(dest="cache_command", required=True)
-    ls_text = "cached tags with their resolution record"
-    ls = sub.add_parser("ls", help=ls_text, description=ls_text)
+    ls = subcommand(sub, "ls", "cached tags with their resolution record")
     ls.add_argument("--json", action="store_true", help="print the records as JSON")
     ls.set_defaults(action=run_ls)
-    gc = sub.add_parser(
-        "gc", help=(h := "drop stale temporary files, reconcile, evict down to the budget"), description=h
-    )
+    gc = subcommand(sub, "gc", "drop stale temporary files, reconcile, evict down to the budget")
     gc.add_argument("--max-size", help="budget to evict down to (default: cache.max_size)")
     gc.set_defaults(action=run_gc)
-    rm = sub.add_parser(
-        "rm", help=(h := "forget IMAGE (all its tags, or the one named) and content nothing else uses"), description=h
-    )
+    rm = subcommand(sub, "rm", "forget IMAGE (all its tags, or the one named) and content nothing else uses")
     rm.add_argument("image", help="e.g. alpine, alpine:3.20, ghcr.io/o/r:tag")
     rm.set_defaults(action=run_rm)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from hostinfo import HostProfile, PlatformError
 from hostinfo.cli import add_capability_arguments
@@ -14,6 +15,12 @@ from proxy.oci.names import ImageRef
 
 class UsageError(ValueError):
     """Bad input given on the command line; printed as one line, exit 2."""
+
+
+def subcommand(subparsers: Any, name: str, text: str) -> argparse.ArgumentParser:
+    """A sub-subcommand (``cache ls``) whose one line is both its help and its description."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(name, help=text, description=text)
+    return parser
 
 
 def fail(command: str, message: str, code: int = 2) -> int:

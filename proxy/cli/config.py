@@ -7,14 +7,15 @@ import json
 import sys
 from pathlib import Path
 
+from proxy.cli.common import subcommand
 from proxy.config import ConfigError, load_config, masked
+
+DESCRIPTION = "Validate a configuration and print the effective one, secrets masked."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="config_command", required=True)
-    check = sub.add_parser(
-        "check", help=(h := "validate FILE (and PLATPROXY_* variables); print the effective config"), description=h
-    )
+    check = subcommand(sub, "check", "validate FILE (and PLATPROXY_* variables); print the effective config")
     check.add_argument("file", nargs="?", type=Path, help="TOML config file (default: embedded defaults only)")
     check.set_defaults(action=run_check)
 

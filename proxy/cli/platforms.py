@@ -23,6 +23,11 @@ from proxy.oci.resolve import InvalidIndex, parse_index
 from proxy.registry.client import Upstream, upstream_for_registry
 from proxy.sizes import MAX_MANIFEST_SIZE
 
+DESCRIPTION = (
+    "List every entry of a live image's index (nested ones included) with its platform and kind, and warn "
+    "about platform values that are not real ones."
+)
+
 MAX_NESTING = 3
 
 

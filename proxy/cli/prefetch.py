@@ -26,6 +26,11 @@ from proxy.oci.mediatypes import INDEX_TYPES, UPSTREAM_ACCEPT, ClientCaps
 from proxy.oci.names import ImageRef
 from proxy.oci.resolve import InvalidIndex, resolve_fetching
 
+DESCRIPTION = (
+    "Pull images through a running platproxy so that later pulls are cache hits: what the server resolves "
+    "for its own host, or with --platform what each of those platforms gets."
+)
+
 CHUNK = 1 << 20
 
 
@@ -76,6 +81,11 @@ class Prefetcher:
                     self.progress.update(len(chunk))
         result.blobs += 1
 
+    async def small_blob(self, ref: ImageRef, digest: str) -> bytes | None:
+        """A config blob read whole (resolution reads it for entries without a platform)."""
+        async with self.session.get(self._url(ref, "blobs", digest)) as r:
+            return await r.read() if r.status == 200 else None
+
     async def image(self, ref: ImageRef, manifest: bytes, platform: str, digest: str) -> Result:
         result = Result(f"{ref.registry}/{ref.name}:{ref.reference}", platform, digest)
         doc = json.loads(manifest)
@@ -96,7 +106,6 @@ class Prefetcher:
             label = headers.get("X-Platproxy-Platform", "(the server's host)" if index_digest else "(not a list)")
             return [await self.image(ref, body, label, headers.get("Docker-Content-Digest", ""))]
         index_body = body if media_type in INDEX_TYPES else (await self.manifest(ref, str(index_digest)))[0]
-
         results = []
         for spec in platforms:
             host = HostProfile(platform=Platform.parse(spec))
@@ -124,8 +133,7 @@ class ServerSource:
             return None
 
     async def blob(self, digest: str) -> bytes | None:
-        async with self.prefetcher.session.get(self.prefetcher._url(self.ref, "blobs", digest)) as r:
-            return await r.read() if r.status == 200 else None
+        return await self.prefetcher.small_blob(self.ref, digest)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -21,6 +21,12 @@ from proxy.oci.names import ImageRef
 from proxy.oci.resolve import Decision, InvalidIndex, resolve_fetching, resolve_loading
 from proxy.sizes import MAX_MANIFEST_SIZE
 
+DESCRIPTION = (
+    "Show which entry of a manifest list or image index this host (or --platform) gets, every candidate's "
+    "rank and every rejected entry's reason. IMAGE asks a live registry; --index FILE works offline. Exit "
+    "0: chosen; 1: nothing fits; 2: bad input."
+)
+
 _DIGEST = re.compile(r"^(sha256|sha512):([a-f0-9]{64}|[a-f0-9]{128})$")
 
 

@@ -19,6 +19,11 @@ from proxy.http.auth import Htpasswd, HtpasswdError
 from proxy.logs import configure_logging
 from proxy.storage.factory import backend_problem
 
+DESCRIPTION = (
+    "Run the registry mirror. With no options it listens on 127.0.0.1:5000, mirrors Docker Hub and caches "
+    "under the user's cache directory; options override the config file."
+)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML config file (see config.example.toml)")
