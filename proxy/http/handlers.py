@@ -309,7 +309,7 @@ async def _streamed(
             request.transport.abort()
         return response
     finally:
-        await stream.aclose()  # type: ignore[attr-defined]
+        await stream.aclose()
     await response.write_eof()
     return response
 

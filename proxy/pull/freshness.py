@@ -30,8 +30,6 @@ class Action(Enum):
     REFETCH = "refetch"
     SERVE_STALE = "stale"
     GONE = "gone"
-    FAIL = "fail"
-    """Nothing cached to fall back on: the client is told why the upstream failed."""
 
 
 def freshness(record: TagRecord | None, now: float, ttl: float) -> Freshness:
@@ -45,17 +43,15 @@ def after_revalidation(
 ) -> Action:
     """``answer``: the HEAD's result, ``None`` when it gave no digest, or the error it raised."""
     if isinstance(answer, UpstreamError):
-        return after_upstream_error(record, answer, serve_stale_on_not_found)
+        return after_upstream_error(answer, serve_stale_on_not_found)
     if answer is None:
         return Action.REFETCH  # an upstream that omits the digest on HEAD: fall back to a GET
     return Action.KEEP if answer.digest == record.upstream_digest else Action.REFETCH
 
 
-def after_upstream_error(record: TagRecord | None, error: UpstreamError, serve_stale_on_not_found: bool) -> Action:
-    """The upstream failed a HEAD or a GET of the tag: serve what is cached, unless there is
-    nothing, or the upstream says the tag is gone and the policy believes it."""
-    if record is None:
-        return Action.FAIL
+def after_upstream_error(error: UpstreamError, serve_stale_on_not_found: bool) -> Action:
+    """The upstream failed a HEAD or a GET of a cached tag: serve the cached answer, unless the
+    upstream says the tag is gone and the policy believes it."""
     if error.status == 404 and not serve_stale_on_not_found:
         return Action.GONE
     return Action.SERVE_STALE

@@ -137,7 +137,7 @@ class ManifestService:
                 route.repo, tag, self.config.limits.max_manifest_size
             )
         except UpstreamError as exc:
-            if record is not None and after_upstream_error(record, exc, stale_on_404) is Action.SERVE_STALE:
+            if record is not None and after_upstream_error(exc, stale_on_404) is Action.SERVE_STALE:
                 log.warning("serving stale tag", upstream=up.name, repo=route.repo, tag=tag, error=exc.message)
                 return record, "stale"
             raise UpstreamFailed(exc, Subject.MANIFEST, f"{route.repo}:{tag}") from None

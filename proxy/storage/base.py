@@ -11,7 +11,7 @@ replicas agree on who fetches a cold blob (``fill``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -76,7 +76,7 @@ class Store(Protocol):
         redirect, or ``None``: stream it with ``read_range``."""
         ...
 
-    def read_range(self, digest: str, start: int, end: int) -> AsyncIterator[bytes]:
+    def read_range(self, digest: str, start: int, end: int) -> AsyncGenerator[bytes, None]:
         """Bytes ``start`` .. ``end`` (exclusive) of stored content; ``FileNotFoundError`` when it
         is gone, another ``OSError`` when the store cannot be read."""
         ...

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +99,7 @@ class FileStore:
     async def locate(self, digest: str) -> LocalFile | Redirect | None:
         return LocalFile(self.path(digest))
 
-    async def read_range(self, digest: str, start: int, end: int) -> AsyncIterator[bytes]:
+    async def read_range(self, digest: str, start: int, end: int) -> AsyncGenerator[bytes, None]:
         with self.path(digest).open("rb") as f:
             f.seek(start)
             left = end - start

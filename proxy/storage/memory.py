@@ -9,7 +9,7 @@ store other replicas write to (content may appear under a digest without a fill 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,7 @@ class MemoryStore:
     async def locate(self, digest: str) -> LocalFile | Redirect | None:
         return None
 
-    async def read_range(self, digest: str, start: int, end: int) -> AsyncIterator[bytes]:
+    async def read_range(self, digest: str, start: int, end: int) -> AsyncGenerator[bytes, None]:
         found = self.content.get(digest)
         if found is None:
             raise FileNotFoundError(f"{digest} is not stored")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -147,9 +147,7 @@ class S3Store:
     async def commit(self, writer: BlobWriter) -> None:
         """Upload the verified staging file under its digest, then drop the local copy."""
         followed = self._following.pop(writer, None)
-        upload = (
-            followed[0] if followed else Upload(self.bucket, self.key(writer.digest), writer.tmp_path, self._uploads)
-        )
+        upload = followed[0] if followed else self._upload(writer)
         try:
             if followed:
                 await followed[1]  # it stops at the verdict; a failed part fails the commit
@@ -196,7 +194,7 @@ class S3Store:
         except Exception as exc:  # signing is local; a failure here is a configuration problem
             raise StoreUnavailable(f"cannot presign {digest}: {exc}") from None
 
-    async def read_range(self, digest: str, start: int, end: int) -> AsyncIterator[bytes]:
+    async def read_range(self, digest: str, start: int, end: int) -> AsyncGenerator[bytes, None]:
         """Bytes ``start`` .. ``end`` (exclusive) of a stored blob, streamed from the bucket.
 
         ``FileNotFoundError`` when the object is gone (a lifecycle rule removed it meanwhile).
