@@ -171,6 +171,22 @@ class ResolveConfig(_Model):
     (the default, resolution is the point) or the index itself."""
 
 
+class CompatConfig(_Model):
+    """Conversions for engines that cannot read what the upstream holds (the old-engines table)."""
+
+    schema2: bool = True
+    """OCI manifests become Docker schema 2 for clients that read schema 2 but not OCI
+    (Docker 1.10-18.03, 19.03.0-19.03.4); off: those clients get an explained 404."""
+    schema1: bool = True
+    """Signed schema 1 for clients that read neither (Docker 1.6-1.9, ``Accept``-less clients)."""
+    signing_key: str = ""
+    """PEM file of the P-256 key that signs schema 1 manifests; empty: ``schema1-signing-key.pem``
+    in the cache directory, made (mode 0600) on first start and kept, so signatures stay stable."""
+    zstd: Literal["refuse", "serve"] = "refuse"
+    """For a client that cannot unpack zstd (Docker < 23, containerd < 1.5) and an image whose
+    only form is zstd: an explained 404 (``refuse``), or the manifest as it is (``serve``)."""
+
+
 class MetricsConfig(_Model):
     listen: str = ""
     """Serve /metrics, /healthz and /readyz on this HOST:PORT instead of the main port; empty: main port."""
@@ -264,6 +280,7 @@ class Config(_Model):
     platform: PlatformConfig = PlatformConfig()
     cache: CacheConfig = CacheConfig()
     resolve: ResolveConfig = ResolveConfig()
+    compat: CompatConfig = CompatConfig()
     limits: LimitsConfig = LimitsConfig()
     metrics: MetricsConfig = MetricsConfig()
     auth: AuthConfig = AuthConfig()

@@ -51,6 +51,10 @@ class Metrics:
             "platproxy_resolutions", "Tags resolved from a list/index, by chosen platform and rank label",
             ["platform", "label"], registry=r,
         )  # fmt: skip
+        self.conversions = Counter(
+            "platproxy_conversions", "Manifests converted for clients that cannot read the original, by kind "
+            "(schema2, schema1)", ["kind"], registry=r,
+        )  # fmt: skip
         self.cache_size = Gauge("platproxy_cache_size_bytes", "Bytes of content in the cache", registry=r)
         self.evictions = Counter("platproxy_evictions", "Content evicted to stay within cache.max_size", registry=r)
         self.evicted_bytes = Counter(

@@ -95,8 +95,13 @@ def image(
     config_platform: dict[str, Any] | None = None,
     annotations: dict[str, str] | None = None,
     label: str = "",
+    history: list[Any] | None = None,
+    config_extra: dict[str, Any] | None = None,
 ) -> Image:
-    """An image whose config names ``config_platform`` (default: the descriptor's platform)."""
+    """An image whose config names ``config_platform`` (default: the descriptor's platform).
+
+    ``history`` replaces the one-entry default (``None`` in it: no ``history`` key at all);
+    ``config_extra`` adds or replaces top-level config fields."""
     cp = config_platform if config_platform is not None else (platform or {})
     if layers is None:
         tag = label or "/".join(str(v) for v in (platform or cp).values())
@@ -108,8 +113,11 @@ def image(
             "type": "layers",
             "diff_ids": [layer.diff_id or _sha256(layer.data) for layer in layers],
         },
-        "history": [{"created_by": "ocibuild"}],
+        "history": [{"created_by": "ocibuild"}] if history is None else history,
+        **(config_extra or {}),
     }
+    if config_doc["history"] == [None]:
+        del config_doc["history"]
     config = Blob(_json(config_doc), mt.DOCKER_CONFIG if docker else mt.OCI_CONFIG)
     manifest_doc: dict[str, Any] = {
         "schemaVersion": 2,

@@ -94,6 +94,8 @@ class Registry:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    schema1: bool = False
+    """Accept pushes of signed schema 1 manifests (``compatibility.schema1.enabled``)."""
 
     @property
     def url(self) -> str:
@@ -112,6 +114,7 @@ class Registry:
             f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
             f"http:\n  addr: 127.0.0.1:{self.port}\n"
             "log:\n  level: info\n  formatter: json\n  accesslog:\n    disabled: true\n"
+            + ("compatibility:\n  schema1:\n    enabled: true\n" if self.schema1 else "")
         )
         self.log_path = self.root / "registry.log"
         self.proc = subprocess.Popen(

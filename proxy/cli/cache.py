@@ -108,13 +108,14 @@ def run_rm(args: argparse.Namespace) -> int:
     doomed = [r for r in tags.all_tags() if _matches(r, ref, tag_given)]
     if not doomed:
         return _fail("rm", f"nothing cached for {args.image}")
-    keep = needed_by(store, [r for r in tags.all_tags() if r not in doomed])
-    gone = needed_by(store, doomed) - keep
+    keep = needed_by(store, tags, [r for r in tags.all_tags() if r not in doomed])
+    gone = needed_by(store, tags, doomed) - keep
     tags.delete_tags(doomed)
     for digest in gone:
         store.remove(digest)
         tags.forget_content(digest)
         tags.forget_manifest(digest)
+    tags.forget_conversions(gone)
     print(json.dumps({"tags_removed": [f"{r.upstream}/{r.repo}:{r.tag}" for r in doomed], "files_removed": len(gone)}))
     return 0
 

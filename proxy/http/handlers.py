@@ -25,6 +25,7 @@ from proxy.config import Config
 from proxy.errors import (
     InvalidName,
     InvalidPagination,
+    ManifestUnknown,
     NameUnknown,
     PlatproxyError,
     StorageFailed,
@@ -36,8 +37,9 @@ from proxy.errors import (
 from proxy.http.errors import answer_for, error_body
 from proxy.http.ranges import content_range, parse_range
 from proxy.metrics import Metrics
-from proxy.oci.mediatypes import OCI_INDEX, ClientCaps, parse_accept
-from proxy.oci.names import check_digest, check_name, check_tag, is_digest
+from proxy.oci.clients import classify
+from proxy.oci.mediatypes import OCI_INDEX, ClientCaps
+from proxy.oci.names import TAG, check_digest, check_name, is_digest
 from proxy.pull.blobs import BlobService
 from proxy.pull.fills import FillFailed, read_fill, send_fill
 from proxy.pull.manifests import ManifestAnswer, ManifestService
@@ -110,7 +112,7 @@ async def errors_middleware(
         metrics.coalesced.inc(outcome == "coalesced")
         metrics.stale.inc(outcome == "stale")
     metrics.bytes_served.labels(route_name).inc(sent)
-    extra = {k: request[k] for k in ("upstream", "platform", "rank") if k in request}
+    extra = {k: request[k] for k in ("upstream", "platform", "rank", "converted") if k in request}
     log.info(
         "request", method=request.method, path=request.path[:300], status=response.status, bytes=sent,
         cache=outcome, duration_ms=round((time.monotonic() - started) * 1000, 1), **extra,
@@ -152,30 +154,39 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 
 
 def _route(request: web.Request, name: str) -> Route:
+    """Which upstream and repository ``name`` means (``?ns=`` from containerd decides first)."""
     r = route(check_name(name), request.query.get("ns"), request.app[CONFIG])
     request["upstream"] = r.upstream.name
     return r
 
 
 def _client(request: web.Request) -> ClientCaps:
-    """What the client accepts; tag records are resolved once for every client (gzip first)."""
-    return ClientCaps(accepts=parse_accept(request.headers.getall("Accept", [])))
+    """What the client reads, from every ``Accept`` header and its ``User-Agent``."""
+    return classify(request.headers.getall("Accept", []), request.headers.get("User-Agent", ""))
 
 
 async def manifest(request: web.Request, services: Services, r: Route, reference: str) -> web.StreamResponse:
     client = _client(request)
     answer: ManifestAnswer
+    headers: dict[str, str] = {}
     if is_digest(reference):
         answer = await services.manifests.by_digest(r, check_digest(reference), client)
-    else:
+    elif TAG.match(reference):
         resolve = request.headers.get(RESOLVE_HEADER, "").strip().lower() != "none"
-        answer = await services.manifests.by_tag(r, check_tag(reference), client, resolve=resolve)
+        answer = await services.manifests.by_tag(r, reference, client, resolve=resolve)
+        headers["Vary"] = "Accept, User-Agent"  # the same tag reads differently for old engines
+    else:  # the distribution-spec conformance suite expects 404 here, not 400
+        raise ManifestUnknown("the reference is neither a valid tag nor a digest",
+                              {"reference": reference[:300], "reason": "invalid reference"})  # fmt: skip
     request["cache"] = answer.outcome
-    headers = {
+    headers |= {
         "Docker-Content-Digest": answer.digest,
         "ETag": f'"{answer.digest}"',
         "X-Platproxy-Cache": answer.outcome,
     }
+    if answer.converted_from is not None:
+        request["converted"] = answer.media_type
+        headers["X-Platproxy-Converted-From"] = answer.converted_from
     if answer.resolution is not None:
         request["platform"] = answer.resolution.platform
         request["rank"] = answer.resolution.label

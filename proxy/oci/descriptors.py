@@ -10,7 +10,7 @@ from proxy.oci.mediatypes import INDEX_TYPES, REFERENCE_TYPE_ANNOTATION
 
 
 def references(document: bytes) -> set[str]:
-    """Digests a manifest or index refers to (config, layers, child manifests)."""
+    """Digests a manifest or index refers to (config, layers, child manifests; schema 1 blobs)."""
     try:
         doc = json.loads(document)
     except ValueError:
@@ -22,6 +22,9 @@ def references(document: bytes) -> set[str]:
         for d in doc.get(key) or []:
             if isinstance(d, dict) and isinstance(d.get("digest"), str):
                 found.add(d["digest"])
+    for layer in doc.get("fsLayers") or []:
+        if isinstance(layer, dict) and isinstance(layer.get("blobSum"), str):
+            found.add(layer["blobSum"])
     config = doc.get("config")
     if isinstance(config, dict) and isinstance(config.get("digest"), str):
         found.add(config["digest"])

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from proxy.oci.mediatypes import DOCKER_SCHEMA1_SIGNED
+
 ALGORITHMS = ("sha256", "sha512")
 
 
@@ -18,14 +20,35 @@ def digest_of(data: bytes, algorithm: str = "sha256") -> str:
     return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
 
 
-def matches(digest: str, data: bytes) -> bool:
-    """Do ``data`` hash to ``digest``?  ``False`` for an algorithm platproxy does not verify."""
+def matches(digest: str, data: bytes, media_type: str = "") -> bool:
+    """Do ``data`` hash to ``digest``?  ``False`` for an algorithm platproxy does not verify.
+
+    A signed schema 1 manifest's digest is that of its payload, not of its body (the body
+    changes with every signing): ``media_type`` says when ``data`` is one.
+    """
     algorithm, _, expected = digest.partition(":")
     if algorithm not in ALGORITHMS:
         return False
     import hashlib
 
-    return hashlib.new(algorithm, data).hexdigest() == expected
+    return hashlib.new(algorithm, signed_content(data, media_type)).hexdigest() == expected
+
+
+def manifest_digest(data: bytes, media_type: str) -> str:
+    """The digest of a manifest as registries name it (schema 1: of the signed payload)."""
+    return digest_of(signed_content(data, media_type))
+
+
+def signed_content(data: bytes, media_type: str) -> bytes:
+    """What a digest covers: the whole content, or a signed schema 1 manifest's payload."""
+    if media_type != DOCKER_SCHEMA1_SIGNED:
+        return data
+    from proxy.oci.jws import InvalidSignature, payload
+
+    try:
+        return payload(data) or data
+    except InvalidSignature:
+        return data
 
 
 class Hasher:

@@ -28,34 +28,21 @@ REFERENCE_TYPE_ANNOTATION = "vnd.docker.reference.type"
 
 @dataclass(frozen=True)
 class ClientCaps:
-    """What the pulling client can take.
+    """What the pulling client can read (``proxy.oci.clients.classify`` builds it from its headers).
 
-    ``accepts`` is ``None`` when the request had no ``Accept`` header: such a client gets the
-    chosen manifest as it is.  ``zstd`` says whether it can unpack zstd layers; clients that
-    cannot get the gzip twin when an index offers both.
+    ``accepts`` holds the media types it named (wildcards dropped; empty for the oldest engines,
+    which send no ``Accept`` and read only signed schema 1).  ``zstd`` says whether it can unpack
+    zstd layers: clients that cannot get the gzip twin when an index offers both.  ``engine`` is
+    the engine its ``User-Agent`` names (``docker/19.3.2``), for logs.
     """
 
-    accepts: frozenset[str] | None = None
+    accepts: frozenset[str] = frozenset()
     zstd: bool = False
+    engine: str = ""
 
     def accepts_type(self, media_type: str) -> bool:
-        if self.accepts is None:
-            return True
-        return media_type in self.accepts or "*/*" in self.accepts
+        return media_type in self.accepts
 
     @property
     def accepts_index(self) -> bool:
-        return self.accepts is not None and bool(self.accepts & INDEX_TYPES)
-
-
-def parse_accept(values: list[str]) -> frozenset[str] | None:
-    """Media types named in ``Accept`` headers (parameters such as ``q=`` dropped)."""
-    if not values:
-        return None
-    types = set()
-    for value in values:
-        for part in value.split(","):
-            media = part.split(";", 1)[0].strip().lower()
-            if media:
-                types.add(media)
-    return frozenset(types)
+        return bool(self.accepts & INDEX_TYPES)

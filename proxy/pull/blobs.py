@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import structlog
 
 from proxy.errors import BlobInvalid, StorageFailed, Subject, UpstreamError, UpstreamFailed
+from proxy.oci.schema1 import EMPTY_TAR, EMPTY_TAR_DIGEST
 from proxy.pull.fills import Fills
 from proxy.pull.route import Route
 from proxy.registry.client import Upstream
@@ -43,9 +44,17 @@ class BlobService:
                 del self.in_use[digest]
 
     async def stored_size(self, digest: str) -> int | None:
-        """The size of a stored blob; ``None`` when it must be filled (or the store is unreachable)."""
+        """The size of a stored blob; ``None`` when it must be filled (or the store is unreachable).
+
+        The empty layer of schema 1 conversions is platproxy's own: stored on first request, never
+        asked of the upstream (which may not have it; Docker 1.6-1.9 fetch it all the same).
+        """
         try:
-            return await self.store.stat(digest)
+            size = await self.store.stat(digest)
+            if size is None and digest == EMPTY_TAR_DIGEST:
+                await self.store.save(digest, EMPTY_TAR)
+                size = len(EMPTY_TAR)
+            return size
         except OSError as exc:
             log.warning("store unavailable", digest=digest, error=str(exc))
             return None

@@ -26,7 +26,7 @@ from proxy.errors import (
     UpstreamError,
     UpstreamFailed,
 )
-from proxy.oci.digests import digest_of
+from proxy.oci.digests import manifest_digest
 from proxy.oci.mediatypes import MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST
 from proxy.oci.resolve import InvalidIndex, parse_index
 from proxy.pull.route import Route
@@ -60,8 +60,9 @@ class ManifestContent:
         return data
 
     async def keep_fetched_by_tag(self, data: bytes, media_type: str, header_digest: str | None, upstream: str) -> str:
-        """Verify and store a manifest fetched by tag; its digest is the sha256 of the bytes."""
-        digest = digest_of(data)
+        """Verify and store a manifest fetched by tag; its digest is the sha256 of the bytes (of the
+        payload, for a signed schema 1 manifest)."""
+        digest = manifest_digest(data, media_type)
         if header_digest and header_digest.startswith("sha256:") and header_digest != digest:
             raise ManifestInvalid(f"upstream {upstream} sent bytes that do not match its digest",
                                   {"header": header_digest, "computed": digest})  # fmt: skip
@@ -106,8 +107,12 @@ class ManifestContent:
         """What the resolver reads through this cache for ``route`` (unreadable content: ``None``)."""
         return CachedSource(self, route)
 
-    async def config_blob(self, route: Route, digest: str) -> bytes | None:
-        """A small blob (an image config) for resolution; verified and kept like any blob."""
+    async def config_blob(self, route: Route, digest: str) -> bytes:
+        """A small blob (an image config): from the store, else the upstream, verified and kept.
+
+        ``UpstreamFailed`` when the upstream cannot give it, ``ManifestInvalid`` when what it gave
+        is too large for a config or does not match the digest.
+        """
         data = await self._read_stored(digest, "config blob")
         if data is not None:
             return data
@@ -115,17 +120,32 @@ class ManifestContent:
         try:
             async with up.open_blob(route.repo, digest) as resp:
                 data = await read_limited(resp, MAX_CONFIG_SIZE)
-        except UpstreamError:
-            return None
+        except UpstreamError as exc:
+            raise UpstreamFailed(exc, Subject.BLOB, f"{route.repo}@{digest}") from None
         if data is None:
-            return None
+            raise ManifestInvalid(f"image config {digest} is larger than {MAX_CONFIG_SIZE} bytes")
         try:
             await self.store.save(digest, data)
         except DigestMismatch:
-            return None
+            raise ManifestInvalid(f"upstream {up.name} sent a config that does not match {digest}") from None
         except OSError as exc:
             raise StorageFailed(f"config blob {digest}", exc) from None
         return data
+
+    async def stored(self, digest: str) -> bytes | None:
+        """Content this store holds (``None``: not stored); never asks the upstream."""
+        return await self._read_stored(digest, "manifest")
+
+    async def keep(self, digest: str, data: bytes, media_type: str) -> None:
+        """Store a manifest platproxy made (a conversion) under its digest, checked like any other."""
+        await self._store_manifest(digest, data, media_type, "platproxy")
+
+    async def keep_blob(self, digest: str, data: bytes) -> None:
+        """Store a small blob platproxy holds itself (the empty layer of schema 1 conversions)."""
+        try:
+            await self.store.save(digest, data)
+        except OSError as exc:
+            raise StorageFailed(f"blob {digest}", exc) from None
 
 
 class CachedSource:

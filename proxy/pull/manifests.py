@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -23,17 +24,22 @@ from proxy.metrics import Metrics
 from proxy.oci.mediatypes import INDEX_TYPES, ClientCaps
 from proxy.oci.resolve import Decision, InvalidIndex, resolve_fetching
 from proxy.pull.content import ManifestContent
+from proxy.pull.conversions import Conversions
 from proxy.pull.freshness import Action, Freshness, after_revalidation, after_upstream_error, freshness
 from proxy.pull.route import Route
+from proxy.pull.signing import SigningKey
 from proxy.registry.client import ManifestHead, Upstream
 from proxy.storage.base import Store
 from proxy.storage.records import TagRecords
 from proxy.storage.tagindex import TagRecord
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+
 log = structlog.get_logger("platproxy.manifests")
 
 #: Resolution for a shared tag record must suit every client: prefer gzip over zstd twins.
-RECORD_CLIENT = ClientCaps(accepts=None, zstd=False)
+RECORD_CLIENT = ClientCaps(zstd=False)
 UNRESOLVED = "-"
 """The host key of tag records kept for a child proxy that resolves for itself (no resolution here)."""
 
@@ -57,6 +63,8 @@ class ManifestAnswer:
     """hit | miss | revalidated | stale: for logs and metrics."""
     resolution: Resolution | None = None
     """Set when the answer is the manifest chosen from a list."""
+    converted_from: str | None = None
+    """Set when the answer is a conversion (for an old client) of the manifest with this digest."""
 
 
 class ManifestService:
@@ -69,11 +77,14 @@ class ManifestService:
         host: HostProfile,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
+        signing_key: Callable[[], EllipticCurvePrivateKey] | None = None,
     ) -> None:
         self.metrics = metrics
         self.config = config
         self.tags = tags
         self.content = ManifestContent(config, store, tags.index, upstreams)
+        key = signing_key if signing_key is not None else SigningKey(config)
+        self.conversions = Conversions(config, self.content, tags.index, key, metrics, clock)
         self.upstreams = upstreams
         self.host = host
         self.host_key = str(host.platform) + "".join(
@@ -89,9 +100,9 @@ class ManifestService:
         host = self.host_key if resolve else UNRESOLVED
         record = self.tags.get(route.upstream.name, route.repo, tag, host)
         if record is not None and self._fresh(record):
-            return await self._answer(route, record, client, "hit")
+            return await self._answer(route, tag, record, client, "hit")
         record, outcome = await self._refresh_once(route, tag, host)
-        return await self._answer(route, record, client, outcome)
+        return await self._answer(route, tag, record, client, outcome)
 
     def _fresh(self, record: TagRecord) -> bool:
         return freshness(record, self.clock(), self.config.cache.tag_ttl) is Freshness.FRESH
@@ -191,11 +202,13 @@ class ManifestService:
     # -- by digest ------------------------------------------------------------------------------
 
     async def by_digest(self, route: Route, digest: str, client: ClientCaps) -> ManifestAnswer:
+        """The bytes of ``digest``, never rewritten; an index a list-blind client names gets a 404
+        saying which manifest to pull instead."""
         cached = await self.content.stored_type(digest) is not None
         data = await self.content.load(route, digest)
         media_type = await self.content.stored_type(digest) or ""
         outcome = "hit" if cached else "miss"
-        if media_type in INDEX_TYPES and client.accepts is not None and not client.accepts_index:
+        if media_type in INDEX_TYPES and client.accepts and not client.accepts_index:
             decision = await self.decide(route, data)
             instead = decision.chosen
             raise ManifestUnknown(
@@ -204,34 +217,21 @@ class ManifestService:
                 {"index": digest, "platform": str(instead.platform) if instead else None,
                  "digest": instead.digest if instead else None},
             )  # fmt: skip
-        if not client.accepts_type(media_type):
-            raise ManifestUnknown(
-                f"manifest is {media_type}, which the client does not accept",
-                {"digest": digest, "mediaType": media_type},
-            )  # fmt: skip
+        if client.accepts and not client.accepts_type(media_type):
+            log.warning("serving a manifest type the client did not ask for", digest=digest, media_type=media_type,
+                        engine=client.engine)  # fmt: skip
         return ManifestAnswer(data, media_type, digest, outcome)
 
     # -- shared ----------------------------------------------------------------------------------
 
-    async def _answer(self, route: Route, record: TagRecord, client: ClientCaps, outcome: str) -> ManifestAnswer:
-        want_index = (
-            record.index_digest is not None
-            and self.config.resolve.list_aware_clients == "index"
-            and client.accepts_index
-        )
-        if want_index and record.index_digest is not None:
-            data = await self.content.load(route, record.index_digest)
-            media_type = await self.content.stored_type(record.index_digest) or ""
-            return ManifestAnswer(data, media_type, record.index_digest, outcome)
-        if not client.accepts_type(record.media_type):
-            raise ManifestUnknown(
-                f"this tag resolves to {record.platform} as {record.media_type}, which the client's Accept "
-                "header does not list",
-                {"platform": record.platform, "mediaType": record.media_type, "digest": record.digest,
-                 "reason": "client Accept lacks the chosen manifest's media type"},
-            )  # fmt: skip
-        data = await self.content.load(route, record.digest)
-        if not record.index_digest:
-            return ManifestAnswer(data, record.media_type, record.digest, outcome)
-        resolution = Resolution(record.platform, record.label, record.index_digest)
-        return ManifestAnswer(data, record.media_type, record.digest, outcome, resolution)
+    async def _answer(self, route: Route, tag: str, record: TagRecord, client: ClientCaps,
+                      outcome: str) -> ManifestAnswer:  # fmt: skip
+        if record.index_digest is not None and self.config.resolve.list_aware_clients == "index":
+            index_type = await self.content.stored_type(record.index_digest) or ""
+            if client.accepts_type(index_type):
+                data = await self.content.load(route, record.index_digest)
+                return ManifestAnswer(data, index_type, record.index_digest, outcome)
+        served = await self.conversions.serve(route, tag, record.digest, record.media_type, client, record.platform)
+        resolution = Resolution(record.platform, record.label, record.index_digest) if record.index_digest else None
+        converted_from = record.digest if served.digest != record.digest else None
+        return ManifestAnswer(served.data, served.media_type, served.digest, outcome, resolution, converted_from)

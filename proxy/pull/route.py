@@ -19,6 +19,8 @@ class Route:
     upstream: UpstreamConfig
     repo: str
     """The repository name at the upstream."""
+    name: str = ""
+    """The repository name as the client addressed it (what a schema 1 manifest names)."""
 
 
 def route(name: str, ns: str | None, config: Config) -> Route:
@@ -27,13 +29,13 @@ def route(name: str, ns: str | None, config: Config) -> Route:
         upstream = by_name.get(ns.lower())
         if upstream is None:
             raise NameUnknown(f"registry {ns!r} (from ns=) is not a configured upstream", {"ns": ns[:300]})
-        return Route(upstream, _hub_name(upstream, name))
+        return Route(upstream, _hub_name(upstream, name), name)
     first, slash, rest = name.partition("/")
     if slash and first in by_name:
         upstream = by_name[first]
-        return Route(upstream, _hub_name(upstream, rest))
+        return Route(upstream, _hub_name(upstream, rest), name)
     upstream = default_upstream(config)
-    return Route(upstream, _hub_name(upstream, name))
+    return Route(upstream, _hub_name(upstream, name), name)
 
 
 def default_upstream(config: Config) -> UpstreamConfig:

@@ -41,15 +41,18 @@ def choose_victims(entries: Iterable[Entry], budget: int, protected: set[str]) -
     return victims
 
 
-def needed_by(store: FileStore, records: Iterable[TagRecord]) -> set[str]:
-    """Every digest these tag records need: their manifests and indexes, and what those refer to."""
-    needed: set[str] = set()
+def needed_by(store: FileStore, index: TagIndex, records: Iterable[TagRecord]) -> set[str]:
+    """Every digest these tag records need: their manifests and indexes, the conversions made
+    from them for old clients, and what all of those refer to."""
+    manifests: set[str] = set()
     for record in records:
-        for digest in filter(None, (record.digest, record.index_digest)):
-            needed.add(digest)
-            data = store.read(digest, touch=False)
-            if data is not None:
-                needed |= references(data)
+        manifests.update(filter(None, (record.digest, record.index_digest)))
+    manifests |= index.conversions_of(manifests)
+    needed = set(manifests)
+    for digest in manifests:
+        data = store.read(digest, touch=False)
+        if data is not None:
+            needed |= references(data)
     return needed
 
 
@@ -106,7 +109,7 @@ class Evictor:
         keep = set(self.busy())
         offline = self.unreachable()
         if offline:
-            keep |= needed_by(self.store, [r for r in self.tags.all_tags() if r.upstream in offline])
+            keep |= needed_by(self.store, self.tags, [r for r in self.tags.all_tags() if r.upstream in offline])
         return keep
 
     def run(self, budget: int | None = None) -> list[Entry]:
@@ -119,6 +122,7 @@ class Evictor:
             self.store.remove(entry.digest)
             self.tags.forget_content(entry.digest)
             self.tags.forget_manifest(entry.digest)
+            self.tags.forget_conversions({entry.digest})
             self.total -= entry.size
             if self.metrics is not None:
                 self.metrics.evictions.inc()

@@ -16,6 +16,8 @@ from collections.abc import AsyncGenerator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from proxy.errors import DigestMismatch
+from proxy.oci.digests import matches
 from proxy.oci.names import check_digest
 from proxy.sizes import CHUNK
 from proxy.storage.base import FetchFromUpstream, LocalFile, Redirect, clear_staging
@@ -86,9 +88,11 @@ class FileStore:
 
     async def save(self, digest: str, data: bytes, media_type: str = "") -> None:
         """Store small content (a manifest, a config) after checking its digest."""
+        if not matches(check_digest(digest), data, media_type):
+            raise DigestMismatch(f"content does not match {digest}")
         with self.writer(digest) as w:
             w.write(data)
-            w.commit()
+            w.commit(checked=True)
 
     async def media_type(self, digest: str) -> str | None:
         return None  # the tag index keeps manifests' media types for a local cache

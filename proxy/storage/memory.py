@@ -39,7 +39,7 @@ class MemoryStore:
         return found[0] if found else None
 
     async def save(self, digest: str, data: bytes, media_type: str = "") -> None:
-        if not matches(check_digest(digest), data):
+        if not matches(check_digest(digest), data, media_type):
             raise DigestMismatch(f"content does not match {digest}")
         self.content[digest] = (data, media_type)
 

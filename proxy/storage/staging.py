@@ -69,9 +69,14 @@ class BlobWriter:
         if self.on_added is not None:
             self.on_added(self.digest, self.written)
 
-    def commit(self) -> Path:
-        """``verify``, ``persist`` and ``announce`` in one go (small content)."""
-        self.verify()
+    def commit(self, *, checked: bool = False) -> Path:
+        """``verify``, ``persist`` and ``announce`` in one go (small content).
+
+        ``checked``: the caller verified the content against its digest already (a signed
+        schema 1 manifest, whose digest covers its payload rather than these bytes).
+        """
+        if not checked:
+            self.verify()
         final = self.persist()
         self.announce()
         return final

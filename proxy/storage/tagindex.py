@@ -29,6 +29,10 @@ CREATE INDEX IF NOT EXISTS tags_by_index ON tags (index_digest);
 CREATE TABLE IF NOT EXISTS manifests (
     digest TEXT PRIMARY KEY, media_type TEXT NOT NULL, size INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS conversions (
+    source TEXT NOT NULL, form TEXT NOT NULL, name TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL,
+    PRIMARY KEY (source, form, name, tag)
+);
 CREATE TABLE IF NOT EXISTS content (
     digest TEXT PRIMARY KEY, size INTEGER NOT NULL, last_used REAL NOT NULL
 );
@@ -125,6 +129,30 @@ class TagIndex:
 
     def forget_manifest(self, digest: str) -> None:
         self.db.execute("DELETE FROM manifests WHERE digest=?", (digest,))
+
+    # -- conversions: a manifest made for old clients, kept beside its source -------------------
+
+    def conversion(self, source: str, form: str, name: str, tag: str) -> str | None:
+        row = self.db.execute(
+            "SELECT digest FROM conversions WHERE source=? AND form=? AND name=? AND tag=?", (source, form, name, tag)
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def put_conversion(self, source: str, form: str, name: str, tag: str, digest: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO conversions VALUES (?,?,?,?,?)", (source, form, name, tag, digest))
+
+    def conversions_of(self, sources: set[str]) -> set[str]:
+        """The digests of every conversion made from these manifests."""
+        found: set[str] = set()
+        for source in sources:
+            found.update(r[0] for r in self.db.execute("SELECT digest FROM conversions WHERE source=?", (source,)))
+        return found
+
+    def forget_conversions(self, digests: set[str]) -> None:
+        """Drop the links to or from these manifests (they were removed from the store)."""
+        with self.db:
+            for digest in digests:
+                self.db.execute("DELETE FROM conversions WHERE source=? OR digest=?", (digest, digest))
 
     def delete_tags(self, records: list[TagRecord]) -> None:
         with self.db:

@@ -27,8 +27,8 @@ BAD = [
     ("GET", "/v2/library/x/blobs/sha512:abcdef", "DIGEST_INVALID"),
     ("GET", "/v2/library/x/blobs/notadigest", "DIGEST_INVALID"),
     ("GET", "/v2/" + "a" * 300 + "/manifests/latest", "NAME_INVALID"),
-    ("GET", "/v2/library/x/manifests/" + "t" * 200, "TAG_INVALID"),
-    ("GET", "/v2/library/x/manifests/-leading-dash", "TAG_INVALID"),
+    ("GET", "/v2/library/x/manifests/" + "t" * 200, "MANIFEST_UNKNOWN"),  # neither tag nor digest: 404 (conformance)
+    ("GET", "/v2/library/x/manifests/-leading-dash", "MANIFEST_UNKNOWN"),
     ("GET", "/v2/Library/X/manifests/1", "NAME_INVALID"),
     ("GET", "/v2/library//x/manifests/1", "NAME_INVALID"),
     ("GET", "/v2/library/x/tags/list?n=abc", "PAGINATION_NUMBER_INVALID"),

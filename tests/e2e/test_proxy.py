@@ -16,7 +16,14 @@ import aiohttp
 import pytest
 
 from hostinfo import HostProfile, Platform
-from proxy.oci.mediatypes import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, UPSTREAM_ACCEPT, ClientCaps
+from proxy.oci.mediatypes import (
+    DOCKER_MANIFEST,
+    DOCKER_SCHEMA1_SIGNED,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    UPSTREAM_ACCEPT,
+    ClientCaps,
+)
 from proxy.oci.resolve import resolve_loading
 from tests.conftest import Seeded, push_case, skopeo_copy
 from tests.fakeupstream import FakeUpstream
@@ -93,21 +100,24 @@ def test_index_stays_available_by_digest(seeded: Seeded, platproxy: Start) -> No
     assert case.digest_of("linux/arm64/v8") in error["message"]
 
 
-def test_old_engine_without_the_chosen_type_is_told_why(seeded: Seeded, platproxy: Start) -> None:
+def test_old_engine_gets_the_chosen_manifest_in_a_form_it_reads(seeded: Seeded, platproxy: Start) -> None:
     proxy = platproxy(seeded.registry.url, "linux/arm64")
-    status, _, body = request(proxy.port, "GET", "/v2/library/multi/manifests/1", headers={"Accept": DOCKER_MANIFEST})
-    error = json.loads(body)["errors"][0]
-    assert status == 404 and error["code"] == "MANIFEST_UNKNOWN"
-    assert error["detail"]["platform"] == "linux/arm64/v8" and error["detail"]["mediaType"] == OCI_MANIFEST
-    # a Docker manifest list is served to the same engine: the chosen entry is schema 2
+    chosen = seeded.cases["library/multi:1"].digest_of("linux/arm64/v8")
+    old = {"Accept": DOCKER_MANIFEST}
+    status, headers, body = request(proxy.port, "GET", "/v2/library/multi/manifests/1", headers=old)
+    assert status == 200 and headers["content-type"] == DOCKER_MANIFEST
+    assert headers["x-platproxy-converted-from"] == chosen and headers["x-platproxy-platform"] == "linux/arm64/v8"
+    assert headers["docker-content-digest"] == "sha256:" + hashlib.sha256(body).hexdigest() != chosen
+    # a Docker manifest list is served to the same engine: the chosen entry is schema 2 already
     status, headers, _ = request(
         proxy.port, "GET", "/v2/library/winlin/manifests/1", headers={"Accept": DOCKER_MANIFEST}
     )
     assert status == 200 and headers["content-type"] == DOCKER_MANIFEST
     assert headers["docker-content-digest"] == seeded.cases["library/winlin:1"].digest_of("linux/arm64")
-    # no Accept at all: the chosen manifest as it is
+    assert "x-platproxy-converted-from" not in headers
+    # no Accept at all (Docker 1.6-1.9): signed schema 1
     status, headers, _ = request(proxy.port, "GET", "/v2/library/multi/manifests/1")
-    assert status == 200 and headers["content-type"] == OCI_MANIFEST
+    assert status == 200 and headers["content-type"] == DOCKER_SCHEMA1_SIGNED
 
 
 def test_list_aware_clients_can_be_given_the_index(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:

@@ -118,10 +118,10 @@ class S3Store:
             return None
         async with resp["Body"] as body:
             data = await body.read()
-        if not matches(digest, data):
+        found = (data, str(resp.get("ContentType", "")).split(";")[0].strip())
+        if not matches(digest, data, found[1]):
             log.error("object in the store does not match its digest", key=self.key(digest))
             return None
-        found = (data, str(resp.get("ContentType", "")).split(";")[0].strip())
         self._remember(digest, found)
         return found
 
@@ -135,7 +135,7 @@ class S3Store:
             self._memo_bytes -= len(old)
 
     async def save(self, digest: str, data: bytes, media_type: str = "") -> None:
-        if not matches(check_digest(digest), data):
+        if not matches(check_digest(digest), data, media_type):
             raise DigestMismatch(f"content does not match {digest}")
         media_type = media_type or "application/octet-stream"
         await self.bucket.call("put_object", Key=self.key(digest), Body=data, ContentType=media_type)

@@ -21,7 +21,8 @@ import pytest
 from hostinfo import HostProfile, Platform
 from proxy.config import Config, UpstreamConfig, load_config
 from proxy.errors import ManifestUnknown, UpstreamFailed
-from proxy.oci.mediatypes import ClientCaps
+from proxy.oci.clients import classify
+from proxy.oci.mediatypes import UPSTREAM_ACCEPT
 from proxy.pull.blobs import BlobService
 from proxy.pull.fills import Fills, read_fill
 from proxy.pull.manifests import ManifestService
@@ -34,7 +35,8 @@ from tests import indexes
 from tests.fakeupstream import FakeUpstream
 
 TTL = 300.0
-CLIENT = ClientCaps(accepts=None)
+CLIENT = classify([UPSTREAM_ACCEPT])
+"""A client that reads every current format (the manifests are served as they are)."""
 
 
 class Clock:

@@ -1,12 +1,19 @@
-"""The eviction decision as a pure function."""
+"""The eviction decision as a pure function, and what a tag record protects."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from proxy.oci.descriptors import references
-from proxy.storage.budget import Entry, choose_victims
+from proxy.oci.digests import digest_of
+from proxy.oci.mediatypes import OCI_MANIFEST
+from proxy.oci.schema1 import EMPTY_TAR_DIGEST
+from proxy.storage.budget import Entry, choose_victims, needed_by
+from proxy.storage.files import FileStore
+from proxy.storage.tagindex import TagIndex, TagRecord
 
 A, B, C, D = ("sha256:" + c * 64 for c in "abcd")
 
@@ -47,3 +54,22 @@ def test_references() -> None:
     assert references(manifest) == {A, B, C}
     assert references(b'{"manifests": [{"digest": "%s"}]}' % D.encode()) == {D}
     assert references(b"not json") == set()
+    assert references(b'{"fsLayers": [{"blobSum": "%s"}, {"blobSum": "%s"}]}' % (A.encode(), B.encode())) == {A, B}
+
+
+def test_a_conversion_is_kept_with_its_source(tmp_path: Path) -> None:
+    """What a tag needs includes the manifests made from its chosen one for old engines, and the
+    blobs those name (the empty layer of a schema 1 conversion)."""
+    store, index = FileStore(tmp_path), TagIndex(tmp_path / "index.db")
+    source = b'{"config": {"digest": "%s"}, "layers": [{"digest": "%s"}]}' % (A.encode(), B.encode())
+    converted = b'{"fsLayers": [{"blobSum": "%s"}, {"blobSum": "%s"}]}' % (B.encode(), EMPTY_TAR_DIGEST.encode())
+    for data in (source, converted):
+        with store.writer(digest_of(data)) as w:
+            w.write(data)
+            w.commit()
+    index.put_conversion(digest_of(source), "schema1", "library/x", "1", digest_of(converted))
+    record = TagRecord("up", "library/x", "1", "linux/amd64", digest_of(source), OCI_MANIFEST, digest_of(source),
+                       None, "", "", "", 0.0, 0.0)  # fmt: skip
+    assert needed_by(store, index, [record]) == {digest_of(source), digest_of(converted), A, B, EMPTY_TAR_DIGEST}
+    index.forget_conversions({digest_of(source)})
+    assert needed_by(store, index, [record]) == {digest_of(source), A, B}
