@@ -80,7 +80,7 @@ class Conversions:
         if not enabled:
             self._refuse(route, tag, digest, media_type, client, platform,
                          f"conversion to {form.value} is turned off ([compat] {form.value} = false)")  # fmt: skip
-        name, for_tag = (route.name, tag) if form is Form.SCHEMA1 else ("", "")
+        name, for_tag = (route.client_name, tag) if form is Form.SCHEMA1 else ("", "")
         known = self.index.conversion(digest, form.value, name, for_tag)
         if known is not None:
             kept = await self.content.stored(known)
@@ -107,7 +107,7 @@ class Conversions:
             self._refuse(route, tag, digest, media_type, client, platform, str(exc))
         if await self.content.stored(made) is None:
             await self.content.keep(made, data, MEDIA_TYPES[form])
-        self.index.put_conversion(digest, form.value, *((route.name, tag) if form is Form.SCHEMA1 else ("", "")),
+        self.index.put_conversion(digest, form.value, *((route.client_name, tag) if form is Form.SCHEMA1 else ("", "")),
                                   made)  # fmt: skip
         if self.metrics is not None:
             self.metrics.conversions.labels(form.value).inc()
@@ -123,7 +123,7 @@ class Conversions:
         if not isinstance(config_digest, str):
             raise NotConvertible("the manifest's config has no digest")
         config = await self.content.config_blob(route, config_digest)
-        payload = build_payload(schema2, config, route.name, tag)
+        payload = build_payload(schema2, config, route.client_name, tag)
         made = digest_of(payload)
         stored = await self.content.stored(made)
         if EMPTY_TAR_DIGEST.encode() in payload and await self.content.stored(EMPTY_TAR_DIGEST) is None:

@@ -22,6 +22,10 @@ class Route:
     name: str = ""
     """The repository name as the client addressed it (what a schema 1 manifest names)."""
 
+    @property
+    def client_name(self) -> str:
+        return self.name or self.repo
+
 
 def route(name: str, ns: str | None, config: Config) -> Route:
     by_name = {n.lower(): u for u in config.upstreams for n in u.names}

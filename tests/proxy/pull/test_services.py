@@ -17,12 +17,15 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from structlog.testing import capture_logs
 
 from hostinfo import HostProfile, Platform
 from proxy.config import Config, UpstreamConfig, load_config
 from proxy.errors import ManifestUnknown, UpstreamFailed
+from proxy.metrics import Metrics
 from proxy.oci.clients import classify
-from proxy.oci.mediatypes import UPSTREAM_ACCEPT
+from proxy.oci.mediatypes import DOCKER_LIST, DOCKER_MANIFEST, DOCKER_SCHEMA1_SIGNED, UPSTREAM_ACCEPT
 from proxy.pull.blobs import BlobService
 from proxy.pull.fills import Fills, read_fill
 from proxy.pull.manifests import ManifestService
@@ -171,3 +174,28 @@ async def test_concurrent_cold_pulls_of_a_blob_fill_it_once(rig: Rig) -> None:
             break
         await asyncio.sleep(0.01)
     assert await rig.store.get(layer) == rig.upstream.blobs[layer]
+
+
+async def test_a_conversion_is_made_once_and_answers_by_its_digest(rig: Rig, tmp_path: Path) -> None:
+    """Old engines' forms are made on the first request, counted and logged once, and kept:
+    later requests and a pull by the converted digest (upstream down) get the same bytes."""
+    metrics, key = Metrics(), ec.generate_private_key(ec.SECP256R1())
+    service = ManifestService(rig.config, rig.store, TagRecords(TagIndex(tmp_path / "conv.db")),
+                              rig.manifests.upstreams, rig.manifests.host, metrics, rig.clock, lambda: key)  # fmt: skip
+    docker_1_9, docker_17_09 = classify([], "docker/1.9.1"), classify([DOCKER_MANIFEST, DOCKER_LIST], "docker/17.09.1")
+    with capture_logs() as logs:
+        first = [await service.by_tag(rig.route, "3.20", c) for c in (docker_1_9, docker_17_09)]
+        again = [await service.by_tag(rig.route, "3.20", c) for c in (docker_1_9, docker_17_09)]
+    assert [a.media_type for a in first] == [DOCKER_SCHEMA1_SIGNED, DOCKER_MANIFEST]
+    assert [(a.digest, a.data) for a in again] == [(a.digest, a.data) for a in first]
+    chosen = (await rig.manifests.by_tag(rig.route, "3.20", CLIENT)).digest
+    assert [a.converted_from for a in first] == [chosen, chosen]
+    converted = [e for e in logs if e["event"] == "converted"]
+    assert [(e["client"], e["media_type"]) for e in converted] == [("schema1", DOCKER_SCHEMA1_SIGNED),
+                                                                   ("schema2", DOCKER_MANIFEST)]  # fmt: skip
+    assert metrics.conversions.labels("schema1")._value.get() == 1
+    assert metrics.conversions.labels("schema2")._value.get() == 1
+    rig.upstream.fail_status = 503  # the upstream is down: the conversions come from the store
+    for answer in first:
+        by_digest = await service.by_digest(rig.route, answer.digest, docker_1_9)
+        assert (by_digest.data, by_digest.media_type) == (answer.data, answer.media_type)
