@@ -17,6 +17,7 @@ from proxy.config import ConfigError, load_config, upstream_from_url
 from proxy.http.app import serve
 from proxy.http.auth import Htpasswd, HtpasswdError
 from proxy.logs import configure_logging
+from proxy.pull.signing import SigningKey, SigningKeyError
 from proxy.storage.factory import backend_problem
 
 DESCRIPTION = (
@@ -67,6 +68,12 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"platproxy serve: config key store.backend: {problem}", file=sys.stderr)
         return 2
+    if config.compat.schema1:  # made (or read) now: a bad key file is a start-up error, not a 500 later
+        try:
+            SigningKey(config)()
+        except SigningKeyError as exc:
+            print(f"platproxy serve: config key compat.signing_key: {exc}", file=sys.stderr)
+            return 2
     configure_logging(args.log_level)
     print(
         f"platproxy: serving {config.listen} for {host.platform}, upstreams "

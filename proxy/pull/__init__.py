@@ -1,6 +1,7 @@
 """The pull services: which upstream serves a name (``route``), tag pulls with freshness, stale
-serving and resolution (``manifests``, ``freshness``), manifests by digest (``content``), and
-blobs with single-flight fills streamed to every waiting client (``blobs``, ``fills``).  They
+serving and resolution (``manifests``, ``freshness``), manifests by digest (``content``), the
+forms old engines read, made once and kept (``conversions``, ``signing``), and blobs with
+single-flight fills streamed to every waiting client (``blobs``, ``fills``).  They
 know stores and upstreams only through their interfaces, and nothing of HTTP.
 
 May import: hostinfo, proxy.errors, proxy.sizes, proxy.metrics,

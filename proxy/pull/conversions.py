@@ -11,6 +11,7 @@ replica that finds the digest already stored uses the stored bytes rather than s
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,8 +108,11 @@ class Conversions:
             self._refuse(route, tag, digest, media_type, client, platform, str(exc))
         if await self.content.stored(made) is None:
             await self.content.keep(made, data, MEDIA_TYPES[form])
-        self.index.put_conversion(digest, form.value, *((route.client_name, tag) if form is Form.SCHEMA1 else ("", "")),
-                                  made)  # fmt: skip
+        name, for_tag = (route.client_name, tag) if form is Form.SCHEMA1 else ("", "")
+        try:
+            self.index.put_conversion(digest, form.value, name, for_tag, made)
+        except sqlite3.Error as exc:  # a read-only cache: the conversion is still served, made again next time
+            log.warning("cannot record a conversion", digest=made, error=str(exc))
         if self.metrics is not None:
             self.metrics.conversions.labels(form.value).inc()
         log.info(

@@ -153,6 +153,12 @@ def test_flags_beat_env_beat_file(tmp_path: Path) -> None:
         (("serve", "--platform", "linux/arm/v7/z"), {}, "config key platform.override"),
         (("serve", "--upstream", "ftp://x"), {}, "--upstream ftp://x"),
         (("config", "check", "/nonexistent.toml"), {}, "cannot read config"),
+        (
+            ("serve",),
+            {"PLATPROXY_COMPAT__SIGNING_KEY": "/nonexistent/key.pem"},
+            "config key compat.signing_key: cannot read the schema 1 signing key /nonexistent/key.pem",
+        ),
+        (("serve",), {"PLATPROXY_COMPAT__SIGNING_KEY": __file__}, "is not an unencrypted PEM private key"),
     ],
 )
 def test_bad_config_is_one_line_and_exit_2(args: tuple[str, ...], env: dict[str, str], needle: str) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from proxy.oci.mediatypes import UPSTREAM_ACCEPT
+from proxy.oci.mediatypes import DOCKER_LIST, DOCKER_MANIFEST, DOCKER_SCHEMA1_SIGNED, UPSTREAM_ACCEPT
 from tests.conftest import Seeded, skopeo_copy
 from tests.fakeupstream import FakeUpstream
 from tests.indexes import Case
@@ -438,3 +438,25 @@ def test_parent_mode_also_works_in_front_of_a_plain_registry(seeded: Seeded, pla
     assert sha256((tmp_path / "out" / "manifest.json").read_bytes()) == seeded.cases["library/multi:1"].digest_of(
         "linux/arm64/v8"
     )
+
+
+def test_replicas_serve_one_conversion_for_old_engines(seeded: Seeded, platproxy: Start, rgw: Rgw,
+                                                       tmp_path: Path) -> None:  # fmt: skip
+    """A conversion lands in the bucket under its digest: another replica answers the digest from
+    there, and its own tag answer is the same bytes (schema 1 is not signed again with its key)."""
+    name = bucket(rgw)
+    first = platproxy(seeded.registry.url, "linux/amd64", s3_args(tmp_path, rgw, name))
+    second = platproxy(seeded.registry.url, "linux/amd64", s3_args(tmp_path, rgw, name))
+    old_engines = (
+        {"User-Agent": "docker/1.9.1 go/go1.4.3 os/linux arch/amd64"},
+        {"Accept": f"{DOCKER_SCHEMA1_SIGNED}, application/json, {DOCKER_MANIFEST}, {DOCKER_LIST}",
+         "User-Agent": "docker/17.09.1-ce go/go1.8.3 os/linux arch/amd64"},
+    )  # fmt: skip
+    for headers in old_engines:
+        status, made, body = request(first.port, "GET", "/v2/library/multi/manifests/1", headers=headers)
+        assert status == 200 and made["content-type"] in (DOCKER_SCHEMA1_SIGNED, DOCKER_MANIFEST)
+        digest = made["docker-content-digest"]
+        by_digest = request(second.port, "GET", f"/v2/library/multi/manifests/{digest}", headers=headers)
+        assert by_digest[0] == 200 and by_digest[2] == body
+        tagged = request(second.port, "GET", "/v2/library/multi/manifests/1", headers=headers)
+        assert (tagged[1]["docker-content-digest"], tagged[2]) == (digest, body)
