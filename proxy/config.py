@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hostinfo import HostProfile
+from hostinfo.known import KNOWN_ARCHES, VARIANTS
 from hostinfo.platform import Platform
 from hostinfo.probe import host_profile
 from proxy.oci.names import DOCKER_HUB, DOCKER_HUB_ALIASES, DOCKER_HUB_URL
@@ -169,6 +170,67 @@ class ResolveConfig(_Model):
     list_aware_clients: Literal["resolve", "index"] = "resolve"
     """What a client that accepts list/index types gets for a tag: the resolved manifest
     (the default, resolution is the point) or the index itself."""
+    user_agent: bool = True
+    """Resolve for the platform a Docker engine names in its ``User-Agent`` (``os/linux arch/arm64``)
+    when no ``[[clients]]`` rule matches; off: every such client gets this host's platform."""
+    default_variants: dict[str, str] = {"arm": "v7", "arm64": "v8", "amd64": "v1"}
+    """The variant assumed for an architecture a ``User-Agent`` names (it names none) when it is
+    not this host's; this host's own architecture always gets the detected profile."""
+    trusted_proxies: tuple[str, ...] = ()
+    """CIDRs of load balancers whose ``X-Forwarded-For`` names the client; empty: never believed."""
+
+    @field_validator("default_variants")
+    @classmethod
+    def _variants(cls, value: dict[str, str]) -> dict[str, str]:
+        for arch, variant in value.items():
+            check_platform(f"linux/{arch}/{variant}")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            _network(cidr)
+        return value
+
+
+class ClientRule(_Model):
+    """``[[clients]]``: the platform to resolve for, for clients from these addresses."""
+
+    cidr: str
+    platform: str
+    features: tuple[str, ...] = ()
+    ia32: Literal["auto", "yes", "no"] = "no"
+    aarch32: Literal["auto", "yes", "no"] = "no"
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        return str(_network(value))
+
+    @field_validator("platform")
+    @classmethod
+    def _platform(cls, value: str) -> str:
+        check_platform(value)
+        return value
+
+
+def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an address or CIDR range such as 10.3.0.0/16") from None
+
+
+def check_platform(value: str) -> Platform:
+    """A platform a rule may name: parsed, with a known architecture and a variant it has."""
+    platform = Platform.parse(value)
+    if platform.architecture not in KNOWN_ARCHES:
+        raise ValueError(f"unknown architecture {platform.architecture!r} in {value!r}")
+    pattern = VARIANTS.get(platform.architecture)
+    if platform.variant and (pattern is None or not pattern.match(platform.variant)):
+        raise ValueError(f"{platform.architecture} has no variant {platform.variant!r}")
+    return platform
 
 
 class CompatConfig(_Model):
@@ -281,6 +343,8 @@ class Config(_Model):
     cache: CacheConfig = CacheConfig()
     resolve: ResolveConfig = ResolveConfig()
     compat: CompatConfig = CompatConfig()
+    clients: tuple[ClientRule, ...] = ()
+    """``[[clients]]`` rules, first match wins: whose platform a request is resolved for."""
     limits: LimitsConfig = LimitsConfig()
     metrics: MetricsConfig = MetricsConfig()
     auth: AuthConfig = AuthConfig()

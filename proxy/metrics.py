@@ -51,6 +51,10 @@ class Metrics:
             "platproxy_resolutions", "Tags resolved from a list/index, by chosen platform and rank label",
             ["platform", "label"], registry=r,
         )  # fmt: skip
+        self.targets = Counter(
+            "platproxy_tag_targets", "Tag requests by whose platform they were resolved for "
+            "(rule, user-agent, host)", ["source"], registry=r,
+        )  # fmt: skip
         self.conversions = Counter(
             "platproxy_conversions", "Manifests converted for clients that cannot read the original, by kind "
             "(schema2, schema1)", ["kind"], registry=r,

@@ -23,6 +23,7 @@ from proxy.metrics import Metrics
 from proxy.pull.blobs import BlobService
 from proxy.pull.fills import Fills
 from proxy.pull.manifests import ManifestService
+from proxy.pull.targets import Targets
 from proxy.registry.client import Upstream
 from proxy.storage.factory import Storage, open_storage
 
@@ -51,7 +52,7 @@ def build_app(config: Config, host: HostProfile | None = None) -> web.Applicatio
             unreachable=lambda: {name for name, up in upstreams.items() if not up.reachable},
         )
         manifests = ManifestService(config, storage.store, storage.tags, upstreams, profile, metrics)
-        app[SERVICES] = Services(manifests, blobs)
+        app[SERVICES] = Services(manifests, blobs, Targets(config, profile))
         app[FILLS] = fills
         app[STORAGE] = storage
 

@@ -44,6 +44,7 @@ from proxy.pull.blobs import BlobService
 from proxy.pull.fills import FillFailed, read_fill, send_fill
 from proxy.pull.manifests import ManifestAnswer, ManifestService
 from proxy.pull.route import Route, route
+from proxy.pull.targets import Targets
 from proxy.registry.client import RESOLVE_HEADER
 from proxy.storage.base import LocalFile, Redirect, Store
 from proxy.storage.staging import Fill
@@ -62,9 +63,10 @@ CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 
 
 class Services:
-    def __init__(self, manifests: ManifestService, blobs: BlobService) -> None:
+    def __init__(self, manifests: ManifestService, blobs: BlobService, targets: Targets) -> None:
         self.manifests = manifests
         self.blobs = blobs
+        self.targets = targets
 
 
 def _json_error(exc: PlatproxyError) -> web.Response:
@@ -112,7 +114,7 @@ async def errors_middleware(
         metrics.coalesced.inc(outcome == "coalesced")
         metrics.stale.inc(outcome == "stale")
     metrics.bytes_served.labels(route_name).inc(sent)
-    extra = {k: request[k] for k in ("upstream", "platform", "rank", "converted") if k in request}
+    extra = {k: request[k] for k in ("upstream", "target", "platform", "rank", "converted") if k in request}
     log.info(
         "request", method=request.method, path=request.path[:300], status=response.status, bytes=sent,
         cache=outcome, duration_ms=round((time.monotonic() - started) * 1000, 1), **extra,
@@ -169,12 +171,18 @@ async def manifest(request: web.Request, services: Services, r: Route, reference
     client = _client(request)
     answer: ManifestAnswer
     headers: dict[str, str] = {}
+    target = services.targets.for_request(request.remote or "", request.headers.get("X-Forwarded-For", ""),
+                                          request.headers.get("User-Agent", ""))  # fmt: skip
     if is_digest(reference):
-        answer = await services.manifests.by_digest(r, check_digest(reference), client)
+        answer = await services.manifests.by_digest(r, check_digest(reference), client, target)
     elif TAG.match(reference):
         resolve = request.headers.get(RESOLVE_HEADER, "").strip().lower() != "none"
-        answer = await services.manifests.by_tag(r, reference, client, resolve=resolve)
-        headers["Vary"] = "Accept, User-Agent"  # the same tag reads differently for old engines
+        answer = await services.manifests.by_tag(r, reference, client, resolve=resolve, target=target)
+        # the same tag reads differently for old engines and for clients of other platforms
+        headers["Vary"] = "Accept, User-Agent"
+        headers["X-Platproxy-Target"] = f"{target.platform} ({target.source})"
+        request["target"] = f"{target.platform} ({target.source})"
+        request.app[METRICS].targets.labels(target.source).inc()
     else:  # the distribution-spec conformance suite expects 404 here, not 400
         raise ManifestUnknown("the reference is neither a valid tag nor a digest",
                               {"reference": reference[:300], "reason": "invalid reference"})  # fmt: skip

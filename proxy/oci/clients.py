@@ -38,6 +38,19 @@ class Engine:
         return f"{self.product}/{'.'.join(map(str, self.version))}"
 
 
+_OS = re.compile(r"(?:^|\s)os/([A-Za-z0-9_.-]+)")
+_ARCH = re.compile(r"(?:^|\s)arch/([A-Za-z0-9_.-]+)")
+
+
+def user_agent_platform(user_agent: str) -> tuple[str, str] | None:
+    """``(os, architecture)`` as a Docker engine names them (``… os/linux arch/arm64 …``, since
+    Docker 1.6; no variant), raw; ``None`` when the ``User-Agent`` names no platform."""
+    found_os, found_arch = _OS.search(user_agent or ""), _ARCH.search(user_agent or "")
+    if found_os is None or found_arch is None:
+        return None
+    return found_os[1], found_arch[1]
+
+
 def parse_user_agent(user_agent: str) -> Engine | None:
     m = _PRODUCT.search(user_agent or "")
     if m is None:

@@ -28,6 +28,7 @@ from proxy.pull.conversions import Conversions
 from proxy.pull.freshness import Action, Freshness, after_revalidation, after_upstream_error, freshness
 from proxy.pull.route import Route
 from proxy.pull.signing import SigningKey
+from proxy.pull.targets import Target, profile_key
 from proxy.registry.client import ManifestHead, Upstream
 from proxy.storage.base import Store
 from proxy.storage.records import TagRecords
@@ -87,17 +88,25 @@ class ManifestService:
         self.conversions = Conversions(config, self.content, tags.index, key, metrics, clock)
         self.upstreams = upstreams
         self.host = host
-        self.host_key = str(host.platform) + "".join(
-            f"+{k}" for k in ("ia32", "aarch32", "arm64") if getattr(host.capabilities, k)
-        )
+        self.host_key = profile_key(host)
+        self._profiles: dict[str, HostProfile] = {self.host_key: host}
+        """Every target resolved for so far, by its record key (a handful: the fleet's platforms)."""
         self.clock = clock
         self._refreshing: dict[tuple[str, str, str, str], asyncio.Task[tuple[TagRecord, str]]] = {}
 
     # -- by tag --------------------------------------------------------------------------------
 
-    async def by_tag(self, route: Route, tag: str, client: ClientCaps, *, resolve: bool = True) -> ManifestAnswer:
-        """``resolve=False``: a child proxy asks for the upstream's own answer (it resolves for its host)."""
-        host = self.host_key if resolve else UNRESOLVED
+    async def by_tag(self, route: Route, tag: str, client: ClientCaps, *, resolve: bool = True,
+                     target: Target | None = None) -> ManifestAnswer:  # fmt: skip
+        """Resolved for ``target`` (default: this host), with a record kept per target platform.
+
+        ``resolve=False``: a child proxy asks for the upstream's own answer (it resolves for its host).
+        """
+        host = self.host_key
+        if target is not None:
+            self._profiles.setdefault(target.key, target.profile)
+            host = target.key
+        host = host if resolve else UNRESOLVED
         record = self.tags.get(route.upstream.name, route.repo, tag, host)
         if record is not None and self._fresh(record):
             return await self._answer(route, tag, record, client, "hit")
@@ -168,7 +177,7 @@ class ManifestService:
             reason = "not a list" if media_type not in INDEX_TYPES else "passed on unresolved (a child resolves it)"
             return record(digest=digest, media_type=media_type, index_digest=None, platform="", label="",
                           reason=reason)  # fmt: skip
-        decision = await self.decide(route, data)
+        decision = await self.decide(route, data, host)
         chosen = decision.chosen
         if chosen is None:
             raise ManifestUnknown(
@@ -179,7 +188,7 @@ class ManifestService:
         if self.metrics is not None:
             self.metrics.resolutions.labels(str(chosen.platform), chosen.label).inc()
         log.info(
-            "resolved", repo=route.repo, tag=tag, chosen=chosen.digest, platform=str(chosen.platform),
+            "resolved", repo=route.repo, tag=tag, target=host, chosen=chosen.digest, platform=str(chosen.platform),
             label=chosen.label, candidates=len(decision.candidates), rejected=len(decision.rejected),
         )  # fmt: skip
         log.debug(
@@ -193,15 +202,17 @@ class ManifestService:
             reason=f"rank {chosen.rank} ({chosen.label}) of {len(decision.candidates)} runnable entries",
         )  # fmt: skip
 
-    async def decide(self, route: Route, index_data: bytes) -> Decision:
+    async def decide(self, route: Route, index_data: bytes, target_key: str = "") -> Decision:
+        profile = self._profiles.get(target_key, self.host)
         try:
-            return await resolve_fetching(index_data, self.host, RECORD_CLIENT, self.content.source(route))
+            return await resolve_fetching(index_data, profile, RECORD_CLIENT, self.content.source(route))
         except InvalidIndex as exc:
             raise ManifestInvalid(f"upstream index is invalid: {exc}") from None
 
     # -- by digest ------------------------------------------------------------------------------
 
-    async def by_digest(self, route: Route, digest: str, client: ClientCaps) -> ManifestAnswer:
+    async def by_digest(self, route: Route, digest: str, client: ClientCaps,
+                        target: Target | None = None) -> ManifestAnswer:  # fmt: skip
         """The bytes of ``digest``, never rewritten; an index a list-blind client names gets a 404
         saying which manifest to pull instead."""
         cached = await self.content.stored_type(digest) is not None
@@ -209,7 +220,9 @@ class ManifestService:
         media_type = await self.content.stored_type(digest) or ""
         outcome = "hit" if cached else "miss"
         if media_type in INDEX_TYPES and client.accepts and not client.accepts_index:
-            decision = await self.decide(route, data)
+            if target is not None:
+                self._profiles.setdefault(target.key, target.profile)
+            decision = await self.decide(route, data, target.key if target is not None else "")
             instead = decision.chosen
             raise ManifestUnknown(
                 "this digest is a manifest list / index and the client does not accept those; "

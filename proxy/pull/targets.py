@@ -1,0 +1,135 @@
+"""Whose platform a tag is resolved for: the client's, when platproxy can tell, else this host's.
+
+A sidecar resolves for the node it runs on; a central mirror serves engines of several
+architectures.  For each request, in order (``choose``, pure):
+
+1. a ``[[clients]]`` rule matching the client's address (first match wins), for fleets whose
+   engines say nothing useful;
+2. the platform a Docker engine names in its ``User-Agent`` (``os/linux arch/arm64``): this
+   host's own os and architecture mean this host's full detected profile (variant, features,
+   capabilities), another architecture gets the configured default variant;
+3. this host.
+
+The client's address is the connection's peer; ``X-Forwarded-For`` counts only when the peer is
+a configured trusted proxy (never a header from anyone).  A ``User-Agent`` naming a platform
+that does not exist falls through to the host and is logged.  Whatever a client sends, it only
+chooses among the entries of the index: nothing here reaches another host or the disk.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from functools import cache
+
+import structlog
+
+from hostinfo import HostProfile
+from hostinfo.normalize import normalize_arch, normalize_os
+from hostinfo.probe import host_profile
+from proxy.config import ClientRule, Config, check_platform
+from proxy.oci.clients import user_agent_platform
+
+log = structlog.get_logger("platproxy.targets")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Target:
+    """The platform one request is resolved for, and where that came from."""
+
+    profile: HostProfile
+    source: str
+    """``rule``, ``user-agent`` or ``host``."""
+    key: str
+    """The tag records' key for this target (records are kept per target platform)."""
+
+    @property
+    def platform(self) -> str:
+        return str(self.profile.platform)
+
+
+def profile_key(profile: HostProfile) -> str:
+    """What distinguishes one target's resolutions from another's: platform and capabilities."""
+    caps = profile.capabilities
+    return str(profile.platform) + "".join(f"+{k}" for k in ("ia32", "aarch32", "arm64") if getattr(caps, k))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """``choose``'s answer: a rule, a platform named by a ``User-Agent``, or the host."""
+
+    source: str
+    rule: ClientRule | None = None
+    platform: str = ""
+    ignored: str = ""
+    """A ``User-Agent`` platform that was not used, and why (for the log)."""
+
+
+def choose(address: str, user_agent: str, rules: list[tuple[Network, ClientRule]], host: HostProfile,
+           default_variants: dict[str, str], use_user_agent: bool = True) -> Choice:  # fmt: skip
+    """Pure: which source decides the platform for a client at ``address`` with ``user_agent``."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        ip = None
+    if ip is not None:
+        for network, rule in rules:
+            if ip.version == network.version and ip in network:
+                return Choice("rule", rule=rule)
+    named = user_agent_platform(user_agent) if use_user_agent else None
+    if named is None:
+        return Choice("host")
+    os_name, arch = normalize_os(named[0]), normalize_arch(named[1])[0]
+    if (os_name, arch) == (host.platform.os, host.platform.architecture):
+        return Choice("host")
+    spec = f"{os_name}/{arch}" + (f"/{default_variants[arch]}" if arch in default_variants else "")
+    try:
+        check_platform(spec)
+    except ValueError as exc:
+        return Choice("host", ignored=f"{named[0]}/{named[1]}: {exc}")
+    return Choice("user-agent", platform=spec)
+
+
+def client_address(peer: str, forwarded_for: str, trusted: list[Network]) -> str:
+    """The client's address: the peer, or, behind trusted proxies, the nearest untrusted hop."""
+    hops = [peer] + [h.strip() for h in reversed(forwarded_for.split(",")) if h.strip()] if forwarded_for else [peer]
+    for hop in hops:
+        try:
+            ip = ipaddress.ip_address(hop)
+        except ValueError:
+            return hop  # not an address: stop here, no rule will match it
+        if not any(ip.version == n.version and ip in n for n in trusted):
+            return hop
+    return hops[-1]
+
+
+class Targets:
+    """Turns a request's peer address, ``X-Forwarded-For`` and ``User-Agent`` into a ``Target``."""
+
+    def __init__(self, config: Config, host: HostProfile) -> None:
+        self.config = config
+        self.host = Target(host, "host", profile_key(host))
+        self.rules = [(ipaddress.ip_network(r.cidr), r) for r in config.clients]
+        self.trusted = [ipaddress.ip_network(c) for c in config.resolve.trusted_proxies]
+
+    def for_request(self, peer: str, forwarded_for: str, user_agent: str) -> Target:
+        address = client_address(peer, forwarded_for, self.trusted) if self.trusted else peer
+        choice = choose(address, user_agent, self.rules, self.host.profile, self.config.resolve.default_variants,
+                        self.config.resolve.user_agent)  # fmt: skip
+        if choice.ignored:
+            log.info("user-agent platform ignored", address=address, reason=choice.ignored)
+        if choice.rule is not None:
+            rule = choice.rule
+            return _target(rule.platform, rule.features, rule.ia32, rule.aarch32, "rule")
+        if choice.platform:
+            return _target(choice.platform, (), "no", "no", "user-agent")
+        return self.host
+
+
+@cache
+def _target(platform: str, features: tuple[str, ...], ia32: str, aarch32: str, source: str) -> Target:
+    """Profiles are built once per distinct description (a rule, a User-Agent's platform)."""
+    profile = host_profile(platform, features, ia32, aarch32)  # type: ignore[arg-type]
+    return Target(profile, source, profile_key(profile))

@@ -1,0 +1,79 @@
+"""Whose platform a request is resolved for (pure): rules by address, the User-Agent's platform,
+else this host; X-Forwarded-For believed only from trusted proxies."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from hostinfo import HostProfile, Platform
+from proxy.config import ClientRule, ConfigError, load_config
+from proxy.pull.targets import Targets, choose, client_address
+
+HOST = HostProfile(platform=Platform.parse("linux/amd64/v3"))
+VARIANTS = {"arm": "v7", "arm64": "v8", "amd64": "v1"}
+RULES = [(ipaddress.ip_network("10.3.0.0/16"), ClientRule(cidr="10.3.0.0/16", platform="linux/arm/v6")),
+         (ipaddress.ip_network("fd00::/8"), ClientRule(cidr="fd00::/8", platform="linux/riscv64"))]  # fmt: skip
+
+
+def docker(arch: str, os_name: str = "linux") -> str:
+    return f"docker/20.10.24 go/go1.19.8 git-commit/5d6db84 kernel/6.1.0 os/{os_name} arch/{arch}"
+
+
+@pytest.mark.parametrize(
+    ("address", "agent", "source", "platform"),
+    [
+        ("10.3.7.9", docker("arm64"), "rule", ""),  # a rule beats the User-Agent
+        ("fd00::1", "", "rule", ""),
+        ("192.0.2.1", docker("arm64"), "user-agent", "linux/arm64/v8"),
+        ("192.0.2.1", docker("arm"), "user-agent", "linux/arm/v7"),
+        ("192.0.2.1", docker("s390x"), "user-agent", "linux/s390x"),
+        ("192.0.2.1", docker("aarch64"), "user-agent", "linux/arm64/v8"),  # normalized
+        ("192.0.2.1", docker("amd64"), "host", ""),  # this host's arch: its full detected profile
+        ("192.0.2.1", docker("amd65"), "host", ""),  # a typo falls through (and is logged)
+        ("192.0.2.1", "containerd/1.6.20~ds1", "host", ""),  # names no platform
+        ("not-an-ip", docker("arm64"), "user-agent", "linux/arm64/v8"),
+    ],
+)
+def test_choose(address: str, agent: str, source: str, platform: str) -> None:
+    choice = choose(address, agent, RULES, HOST, VARIANTS)
+    assert (choice.source, choice.platform) == (source, platform)
+    assert (choice.rule is not None) == (source == "rule")
+
+
+def test_a_bad_user_agent_platform_says_why() -> None:
+    assert "amd65" in choose("192.0.2.1", docker("amd65"), [], HOST, VARIANTS).ignored
+    assert choose("192.0.2.1", docker("arm64"), [], HOST, VARIANTS, use_user_agent=False).source == "host"
+
+
+def test_forwarded_for_counts_only_behind_trusted_proxies() -> None:
+    trusted = [ipaddress.ip_network("10.0.0.0/24")]
+    assert client_address("10.0.0.5", "10.3.1.1", trusted) == "10.3.1.1"
+    assert client_address("10.0.0.5", "6.6.6.6, 10.3.1.1, 10.0.0.7", trusted) == "10.3.1.1"  # nearest untrusted
+    assert client_address("192.0.2.9", "10.3.1.1", trusted) == "192.0.2.9"  # from anyone else: ignored
+    assert client_address("10.0.0.5", "", trusted) == "10.0.0.5"
+
+
+def test_targets_keep_the_host_key_for_the_host_and_their_own_otherwise() -> None:
+    config = load_config(None, {"clients": [{"cidr": "127.0.0.2/32", "platform": "linux/arm64/v8"}]})
+    targets = Targets(config, HOST)
+    assert targets.for_request("127.0.0.1", "", docker("amd64")) is targets.host
+    rule = targets.for_request("127.0.0.2", "", docker("amd64"))
+    assert (rule.source, rule.platform, rule.key) == ("rule", "linux/arm64/v8", "linux/arm64/v8")
+    assert targets.for_request("127.0.0.3", "127.0.0.2", "").source == "host"  # no trusted proxies configured
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"clients": [{"cidr": "10.0.0.0/33", "platform": "linux/arm64"}]}, "clients.0.cidr"),
+        ({"clients": [{"cidr": "10.0.0.0/8", "platform": "linux/amd65"}]}, "unknown architecture"),
+        ({"clients": [{"cidr": "10.0.0.0/8", "platform": "linux/amd64/v7"}]}, "amd64 has no variant 'v7'"),
+        ({"resolve.default_variants": {"arm": "v9"}}, "resolve.default_variants"),
+        ({"resolve.trusted_proxies": ["nope"]}, "resolve.trusted_proxies"),
+    ],
+)
+def test_bad_rules_are_config_errors_naming_the_key(overrides: dict[str, object], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        load_config(None, overrides)
