@@ -69,11 +69,11 @@ def run_ls(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'IMAGE':<44} {'PLATFORM':<20} {'AGE':>7}  DIGEST / INDEX")
+    print(f"{'IMAGE':<44} {'RESOLVED FOR':<22} {'PLATFORM':<20} {'AGE':>7}  DIGEST / INDEX")
     for row in rows:
-        print(f"{row['image']:<44} {row['platform']:<20} {row['age_s']:>6}s  {row['digest']}")
+        print(f"{row['image']:<44} {row['host']:<22} {row['platform']:<20} {row['age_s']:>6}s  {row['digest']}")
         if row["index"]:
-            print(f"{'':<44} {'':<20} {'':>7}  from {row['index']}")
+            print(f"{'':<44} {'':<22} {'':<20} {'':>7}  from {row['index']}")
     return 0
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -91,6 +93,10 @@ def test_each_client_gets_its_own_platform(platproxy: Start, tmp_path: Path) -> 
 
         check_all()
         assert proxy.wait_for_log('"target": "linux/arm64/v8 (rule)"')
+        listing = subprocess.run([sys.executable, "-m", "proxy.cli", "cache", "--cache-dir", str(proxy.cache_dir),
+                                  "ls", "--json"], capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+        resolved_for = {row["host"] for row in json.loads(listing.stdout) if row["image"].endswith("library/fleet:1")}
+        assert {"linux/arm64/v8", "linux/arm/v7", "linux/arm/v6", "linux/s390x"} <= resolved_for
     finally:
         registry.stop()
     check_all()  # every platform's answer was kept: served with the upstream gone
