@@ -82,3 +82,18 @@ def test_bad_input_exits_2(tmp_path: Path, content: bytes | None, args: tuple[st
     assert done.returncode == 2
     assert needle in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_what_a_central_mirror_gives_a_client(layout: tuple[Path, indexes.Case], tmp_path: Path) -> None:
+    """--user-agent / --client-ip answer "what would that node get, and why" with the mirror's rules."""
+    root, case = layout
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[clients]]\ncidr = "10.3.0.0/16"\nplatform = "linux/arm64/v8"\n')
+    index = ("--index", str(root / "index.json"), "--blobs", str(root / "blobs"), "--platform", "linux/amd64")
+    by_agent = run(*index, "--user-agent", "docker/20.10.24 go/go1.19.8 os/linux arch/arm64")
+    assert by_agent.returncode == 0 and "client: resolved for linux/arm64/v8 (user-agent)" in by_agent.stdout
+    assert case.digest_of("arm64") in by_agent.stdout
+    by_rule = run(*index, "--client-ip", "10.3.2.1", "--config", str(rules), "--json")
+    assert json.loads(by_rule.stdout)["chosen"]["digest"] == case.digest_of("arm64")
+    by_host = run(*index, "--client-ip", "192.0.2.1", "--config", str(rules), "--json")
+    assert json.loads(by_host.stdout)["chosen"]["digest"] == case.digest_of("amd64")
