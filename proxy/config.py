@@ -131,11 +131,15 @@ class UpstreamConfig(_Model):
         return tuple(dict.fromkeys((self.name, *self.aliases, *extra)))
 
 
+Capability = Literal["auto", "yes", "no"]
+"""Whether a host runs 386 (``ia32``) or 32-bit arm (``aarch32``) code: detected, or told."""
+
+
 class PlatformConfig(_Model):
     override: str = ""
     features: tuple[str, ...] = ()
-    ia32: Literal["auto", "yes", "no"] = "auto"
-    aarch32: Literal["auto", "yes", "no"] = "auto"
+    ia32: Capability = "auto"
+    aarch32: Capability = "auto"
 
     @field_validator("override")
     @classmethod
@@ -200,8 +204,9 @@ class ClientRule(_Model):
     cidr: str
     platform: str
     features: tuple[str, ...] = ()
-    ia32: Literal["auto", "yes", "no"] = "no"
-    aarch32: Literal["auto", "yes", "no"] = "no"
+    ia32: Capability = "no"
+    aarch32: Capability = "no"
+    """A rule describes machines platproxy cannot probe: no cross-architecture fallback unless told."""
 
     @field_validator("cidr")
     @classmethod

@@ -27,7 +27,7 @@ import structlog
 from hostinfo import HostProfile
 from hostinfo.normalize import normalize_arch, normalize_os
 from hostinfo.probe import host_profile
-from proxy.config import ClientRule, Config, check_platform
+from proxy.config import Capability, ClientRule, Config, check_platform
 from proxy.oci.clients import user_agent_platform
 
 log = structlog.get_logger("platproxy.targets")
@@ -129,7 +129,7 @@ class Targets:
 
 
 @cache
-def _target(platform: str, features: tuple[str, ...], ia32: str, aarch32: str, source: str) -> Target:
+def _target(platform: str, features: tuple[str, ...], ia32: Capability, aarch32: Capability, source: str) -> Target:
     """Profiles are built once per distinct description (a rule, a User-Agent's platform)."""
-    profile = host_profile(platform, features, ia32, aarch32)  # type: ignore[arg-type]
+    profile = host_profile(platform, features, ia32, aarch32)
     return Target(profile, source, profile_key(profile))
