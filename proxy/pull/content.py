@@ -140,13 +140,6 @@ class ManifestContent:
         """Store a manifest platproxy made (a conversion) under its digest, checked like any other."""
         await self._store_manifest(digest, data, media_type, "platproxy")
 
-    async def keep_blob(self, digest: str, data: bytes) -> None:
-        """Store a small blob platproxy holds itself (the empty layer of schema 1 conversions)."""
-        try:
-            await self.store.save(digest, data)
-        except OSError as exc:
-            raise StorageFailed(f"blob {digest}", exc) from None
-
 
 class CachedSource:
     """``ContentSource`` for the resolver: manifests and configs through the cache, verified and kept."""

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 import structlog
 
@@ -28,7 +28,7 @@ from proxy.oci.clients import client_class
 from proxy.oci.convert import Form, NotConvertible, layer_problem, parse_manifest, plan, to_schema2
 from proxy.oci.digests import digest_of
 from proxy.oci.mediatypes import DOCKER_MANIFEST, DOCKER_SCHEMA1_SIGNED, IMAGE_TYPES, ClientCaps
-from proxy.oci.schema1 import EMPTY_TAR, EMPTY_TAR_DIGEST, build_payload
+from proxy.oci.schema1 import build_payload
 from proxy.pull.content import ManifestContent
 from proxy.pull.route import Route
 from proxy.storage.tagindex import TagIndex
@@ -39,6 +39,15 @@ if TYPE_CHECKING:
 log = structlog.get_logger("platproxy.convert")
 
 MEDIA_TYPES = {Form.SCHEMA2: DOCKER_MANIFEST, Form.SCHEMA1: DOCKER_SCHEMA1_SIGNED}
+
+
+class Key(NamedTuple):
+    """One conversion: a source manifest in one form (schema 1 also depends on name and tag)."""
+
+    source: str
+    form: Form
+    name: str
+    tag: str
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,7 @@ class Conversions:
         self.signing_key = signing_key
         self.metrics = metrics
         self.clock = clock
-        self._making: dict[tuple[str, Form, str, str], asyncio.Task[Served]] = {}
+        self._making: dict[Key, asyncio.Task[Served]] = {}
 
     async def serve(self, route: Route, tag: str, digest: str, media_type: str, client: ClientCaps,
                     platform: str = "") -> Served:  # fmt: skip
@@ -81,36 +90,37 @@ class Conversions:
         if not enabled:
             self._refuse(route, tag, digest, media_type, client, platform,
                          f"conversion to {form.value} is turned off ([compat] {form.value} = false)")  # fmt: skip
-        name, for_tag = (route.client_name, tag) if form is Form.SCHEMA1 else ("", "")
-        known = self.index.conversion(digest, form.value, name, for_tag)
+        key = Key(digest, form, route.client_name, tag) if form is Form.SCHEMA1 else Key(digest, form, "", "")
+        known = self.index.conversion(digest, form.value, key.name, key.tag)
         if known is not None:
             kept = await self.content.stored(known)
             if kept is not None:
                 return Served(kept, MEDIA_TYPES[form], known, form)
-        key = (digest, form, name, for_tag)
         task = self._making.get(key)
         if task is None:
-            task = asyncio.create_task(self._make(route, tag, digest, media_type, client, form, platform))
+            task = asyncio.create_task(self._make(route, tag, digest, media_type, client, form, platform, key))
             self._making[key] = task
             task.add_done_callback(lambda _: self._making.pop(key, None))
         return await asyncio.shield(task)
 
     async def _make(self, route: Route, tag: str, digest: str, media_type: str, client: ClientCaps, form: Form,
-                    platform: str) -> Served:  # fmt: skip
+                    platform: str, key: Key) -> Served:  # fmt: skip
+        """Convert, unless the digest is already stored (an earlier run, another replica): then
+        those bytes are the answer, so a schema 1 manifest is never signed twice."""
         source = await self.content.load(route, digest)
         try:
             schema2 = source if media_type == DOCKER_MANIFEST else to_schema2(source)
-            if form is Form.SCHEMA2:
-                data, made = schema2, digest_of(schema2)
-            else:
-                data, made = await self._schema1(route, tag, schema2)
+            unsigned = schema2 if form is Form.SCHEMA2 else await self._schema1_payload(route, tag, schema2)
         except NotConvertible as exc:
             self._refuse(route, tag, digest, media_type, client, platform, str(exc))
-        if await self.content.stored(made) is None:
+        made = digest_of(unsigned)
+        data = await self.content.stored(made)
+        if data is None:
+            signed_at = datetime.fromtimestamp(self.clock(), UTC)
+            data = unsigned if form is Form.SCHEMA2 else jws.sign(unsigned, self.signing_key(), signed_at)
             await self.content.keep(made, data, MEDIA_TYPES[form])
-        name, for_tag = (route.client_name, tag) if form is Form.SCHEMA1 else ("", "")
         try:
-            self.index.put_conversion(digest, form.value, name, for_tag, made)
+            self.index.put_conversion(digest, form.value, key.name, key.tag, made)
         except sqlite3.Error as exc:  # a read-only cache: the conversion is still served, made again next time
             log.warning("cannot record a conversion", digest=made, error=str(exc))
         if self.metrics is not None:
@@ -121,21 +131,14 @@ class Conversions:
         )  # fmt: skip
         return Served(data, MEDIA_TYPES[form], made, form)
 
-    async def _schema1(self, route: Route, tag: str, schema2: bytes) -> tuple[bytes, str]:
-        """The signed schema 1 form; the bytes already stored under its digest if there are any."""
+    async def _schema1_payload(self, route: Route, tag: str, schema2: bytes) -> bytes:
+        """The unsigned schema 1 form (its sha256 is the digest); the empty layer it may name is
+        served by the blob service on request."""
         config_digest = parse_manifest(schema2)["config"].get("digest")
         if not isinstance(config_digest, str):
             raise NotConvertible("the manifest's config has no digest")
         config = await self.content.config_blob(route, config_digest)
-        payload = build_payload(schema2, config, route.client_name, tag)
-        made = digest_of(payload)
-        stored = await self.content.stored(made)
-        if EMPTY_TAR_DIGEST.encode() in payload and await self.content.stored(EMPTY_TAR_DIGEST) is None:
-            await self.content.keep_blob(EMPTY_TAR_DIGEST, EMPTY_TAR)
-        if stored is not None:
-            return stored, made
-        now = datetime.fromtimestamp(self.clock(), UTC)
-        return jws.sign(payload, self.signing_key(), now), made
+        return build_payload(schema2, config, route.client_name, tag)
 
     def _check_layers(self, route: Route, tag: str, digest: str, media_type: str, data: bytes, client: ClientCaps,
                       platform: str) -> None:  # fmt: skip
