@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hostinfo import HostProfile
-from hostinfo.known import KNOWN_ARCHES, VARIANTS
 from hostinfo.platform import Platform
 from hostinfo.probe import host_profile
+from hostinfo.validate import platform_warnings
 from proxy.oci.names import DOCKER_HUB, DOCKER_HUB_ALIASES, DOCKER_HUB_URL
 from proxy.sizes import MAX_MANIFEST_SIZE
 
@@ -228,13 +228,12 @@ def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 
 
 def check_platform(value: str) -> Platform:
-    """A platform a rule may name: parsed, with a known architecture and a variant it has."""
+    """A platform a rule may name: parsed and normalized, and real (known os and architecture, a
+    variant that architecture has): what ``platform_warnings`` reports for an index entry is refused."""
     platform = Platform.parse(value)
-    if platform.architecture not in KNOWN_ARCHES:
-        raise ValueError(f"unknown architecture {platform.architecture!r} in {value!r}")
-    pattern = VARIANTS.get(platform.architecture)
-    if platform.variant and (pattern is None or not pattern.match(platform.variant)):
-        raise ValueError(f"{platform.architecture} has no variant {platform.variant!r}")
+    problems = platform_warnings(platform)
+    if problems:
+        raise ValueError(f"{'; '.join(problems)} in {value!r}")
     return platform
 
 

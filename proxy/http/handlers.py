@@ -180,8 +180,7 @@ async def manifest(request: web.Request, services: Services, r: Route, reference
         answer = await services.manifests.by_tag(r, reference, client, resolve=resolve, target=target)
         # the same tag reads differently for old engines and for clients of other platforms
         headers["Vary"] = "Accept, User-Agent"
-        headers["X-Platproxy-Target"] = f"{target.platform} ({target.source})"
-        request["target"] = f"{target.platform} ({target.source})"
+        headers["X-Platproxy-Target"] = request["target"] = f"{target.platform} ({target.source})"
         request.app[METRICS].targets.labels(target.source).inc()
     else:  # the distribution-spec conformance suite expects 404 here, not 400
         raise ManifestUnknown("the reference is neither a valid tag nor a digest",

@@ -102,16 +102,19 @@ class ManifestService:
 
         ``resolve=False``: a child proxy asks for the upstream's own answer (it resolves for its host).
         """
-        host = self.host_key
-        if target is not None:
-            self._profiles.setdefault(target.key, target.profile)
-            host = target.key
-        host = host if resolve else UNRESOLVED
+        host = self._key_of(target) if resolve else UNRESOLVED
         record = self.tags.get(route.upstream.name, route.repo, tag, host)
         if record is not None and self._fresh(record):
             return await self._answer(route, tag, record, client, "hit")
         record, outcome = await self._refresh_once(route, tag, host)
         return await self._answer(route, tag, record, client, outcome)
+
+    def _key_of(self, target: Target | None) -> str:
+        """The record key of ``target`` (this host's without one); its profile is remembered for ``decide``."""
+        if target is None:
+            return self.host_key
+        self._profiles.setdefault(target.key, target.profile)
+        return target.key
 
     def _fresh(self, record: TagRecord) -> bool:
         return freshness(record, self.clock(), self.config.cache.tag_ttl) is Freshness.FRESH
@@ -220,9 +223,7 @@ class ManifestService:
         media_type = await self.content.stored_type(digest) or ""
         outcome = "hit" if cached else "miss"
         if media_type in INDEX_TYPES and client.accepts and not client.accepts_index:
-            if target is not None:
-                self._profiles.setdefault(target.key, target.profile)
-            decision = await self.decide(route, data, target.key if target is not None else "")
+            decision = await self.decide(route, data, self._key_of(target))
             instead = decision.chosen
             raise ManifestUnknown(
                 "this digest is a manifest list / index and the client does not accept those; "

@@ -70,6 +70,7 @@ def test_targets_keep_the_host_key_for_the_host_and_their_own_otherwise() -> Non
         ({"clients": [{"cidr": "10.0.0.0/33", "platform": "linux/arm64"}]}, "clients.0.cidr"),
         ({"clients": [{"cidr": "10.0.0.0/8", "platform": "linux/amd65"}]}, "unknown architecture"),
         ({"clients": [{"cidr": "10.0.0.0/8", "platform": "linux/amd64/v7"}]}, "amd64 has no variant 'v7'"),
+        ({"clients": [{"cidr": "10.0.0.0/8", "platform": "lnux/arm64"}]}, "unknown os 'lnux'"),
         ({"resolve.default_variants": {"arm": "v9"}}, "resolve.default_variants"),
         ({"resolve.trusted_proxies": ["nope"]}, "resolve.trusted_proxies"),
     ],
