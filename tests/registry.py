@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -76,10 +77,22 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
+BODY_METHODS = ("POST", "PUT", "PATCH")
+
+
 def request(port: int, method: str, path: str, body: bytes | None = None,
-            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    conn.request(method, path, body=body, headers=headers or {})
+            headers: Mapping[str, str] | Iterable[tuple[str, str]] = (), source: str = "",
+            ) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+    """One request to 127.0.0.1:``port``.  ``headers`` as pairs may repeat a name (Docker sends one
+    ``Accept`` per type); ``source`` is the address to connect from (any 127.0.0.0/8 address)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60, source_address=(source, 0) if source else None)
+    pairs = list(headers.items() if isinstance(headers, Mapping) else headers)
+    if not any(k.lower() == "content-length" for k, _ in pairs) and (body is not None or method in BODY_METHODS):
+        pairs.append(("Content-Length", str(len(body or b""))))  # as http.client's request() does
+    conn.putrequest(method, path)
+    for name, value in pairs:
+        conn.putheader(name, value)
+    conn.endheaders(body)
     resp = conn.getresponse()
     data = resp.read()
     conn.close()

@@ -94,7 +94,7 @@ def choose(address: str, user_agent: str, rules: list[tuple[Network, ClientRule]
 
 def client_address(peer: str, forwarded_for: str, trusted: list[Network]) -> str:
     """The client's address: the peer, or, behind trusted proxies, the nearest untrusted hop."""
-    hops = [peer] + [h.strip() for h in reversed(forwarded_for.split(",")) if h.strip()] if forwarded_for else [peer]
+    hops = [peer, *(h.strip() for h in reversed(forwarded_for.split(",")) if h.strip())]
     for hop in hops:
         try:
             ip = ipaddress.ip_address(hop)

@@ -5,7 +5,6 @@ served again with the upstream stopped."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 from proxy.oci.mediatypes import DOCKER_SCHEMA1_SIGNED, OCI_MANIFEST
 from tests.indexes import Case
 from tests.ocibuild import image, index
-from tests.registry import Platproxy, Registry, config_args, push_case
+from tests.registry import Platproxy, Registry, config_args, push_case, request
 
 pytestmark = pytest.mark.e2e
 Start = Callable[..., Platproxy]
@@ -49,12 +48,8 @@ def docker(arch: str, version: str = "20.10.24") -> str:
 
 def ask(port: int, source: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
     """A tag request from ``source`` (any 127.0.0.0/8 address)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60, source_address=(source, 0))
-    conn.request("GET", "/v2/library/fleet/manifests/1", headers={"Accept": OCI_MANIFEST, **headers})
-    resp = conn.getresponse()
-    data = resp.read()
-    conn.close()
-    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+    return request(port, "GET", "/v2/library/fleet/manifests/1", headers={"Accept": OCI_MANIFEST, **headers},
+                   source=source)  # fmt: skip
 
 
 def test_each_client_gets_its_own_platform(platproxy: Start, tmp_path: Path) -> None:
@@ -83,13 +78,11 @@ def test_each_client_gets_its_own_platform(platproxy: Start, tmp_path: Path) -> 
             _, headers, _ = ask(proxy.port, "127.0.0.1", {"X-Forwarded-For": "127.0.0.2"})
             assert headers["docker-content-digest"] == case.digest_of("linux/amd64")
             # a list-blind Docker 1.9 on arm gets an arm manifest, converted to schema 1
-            conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=60)
-            conn.request("GET", "/v2/library/fleet/manifests/1", headers={"User-Agent": docker("arm", "1.9.1")})
-            resp = conn.getresponse()
-            body = resp.read()
-            assert resp.status == 200 and resp.getheader("Content-Type") == DOCKER_SCHEMA1_SIGNED
+            status, headers, body = request(proxy.port, "GET", "/v2/library/fleet/manifests/1",
+                                            headers={"User-Agent": docker("arm", "1.9.1")})  # fmt: skip
+            assert status == 200 and headers["content-type"] == DOCKER_SCHEMA1_SIGNED
             assert json.loads(body)["architecture"] == "arm"
-            assert resp.getheader("X-Platproxy-Converted-From") == case.digest_of("linux/arm/v7")
+            assert headers["x-platproxy-converted-from"] == case.digest_of("linux/arm/v7")
 
         check_all()
         assert proxy.wait_for_log('"target": "linux/arm64/v8 (rule)"')

@@ -7,7 +7,6 @@ the one Distribution itself makes for the same image."""
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import shutil
 import subprocess
@@ -31,7 +30,7 @@ from tests import indexes
 from tests.conftest import skopeo_copy
 from tests.indexes import Case
 from tests.ocibuild import DOCKER_LAYER, Blob, gzip_layer, image, index, zstd_layer
-from tests.registry import Platproxy, Registry, push_case
+from tests.registry import Platproxy, Registry, push_case, request
 
 pytestmark = pytest.mark.e2e
 Start = Callable[..., Platproxy]
@@ -132,17 +131,9 @@ def old(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, di
 
 def ask(port: int, method: str, path: str, accept: list[str], agent: str) -> tuple[int, dict[str, str], bytes]:
     """A request with one ``Accept`` header per entry, as Docker sends them."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    conn.putrequest(method, path, skip_accept_encoding=True)
-    for value in accept:
-        conn.putheader("Accept", value)
-    if agent:
-        conn.putheader("User-Agent", agent)
-    conn.endheaders()
-    resp = conn.getresponse()
-    data = resp.read()
-    conn.close()
-    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+    return request(
+        port, method, path, headers=[*(("Accept", a) for a in accept), *([("User-Agent", agent)] * bool(agent))]
+    )
 
 
 def pull(port: int, repo: str, tag: str, engine: str) -> tuple[dict[str, str], bytes]:
