@@ -170,6 +170,13 @@ class CacheConfig(_Model):
         return Path(base) / "platproxy"
 
 
+INDEX_TOOLS = ("cosign", "notation", "crane", "go-containerregistry", "regclient", "regctl", "oras",
+               "buildkit", "buildx")  # fmt: skip
+"""Tools that need the index (trow#77, harbor#15591, buildx#1389).  Not skopeo: its requests are
+the same for ``copy --all`` and a one-platform pull, and the pull is the common case; ``copy
+--all`` names the ``platform.all`` selector instead (or a site adds ``skopeo`` here)."""
+
+
 class ResolveConfig(_Model):
     list_aware_clients: Literal["resolve", "index"] = "resolve"
     """What a client that accepts list/index types gets for a tag: the resolved manifest
@@ -182,6 +189,17 @@ class ResolveConfig(_Model):
     not this host's; this host's own architecture always gets the detected profile."""
     trusted_proxies: tuple[str, ...] = ()
     """CIDRs of load balancers whose ``X-Forwarded-For`` names the client; empty: never believed."""
+    index_tools: tuple[str, ...] = INDEX_TOOLS
+    """``User-Agent`` products that work on the index as published (signature checks, copies,
+    builds for other platforms): their tag requests get the index when their ``Accept`` takes it."""
+
+    @field_validator("index_tools")
+    @classmethod
+    def _tools(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+                raise ValueError(f"{name!r} is not a User-Agent product name (such as cosign or buildkit)")
+        return value
 
     @field_validator("default_variants")
     @classmethod

@@ -171,15 +171,22 @@ async def manifest(request: web.Request, services: Services, r: Route, reference
     client = _client(request)
     answer: ManifestAnswer
     headers: dict[str, str] = {}
-    target = services.targets.for_request(request.remote or "", request.headers.get("X-Forwarded-For", ""),
-                                          request.headers.get("User-Agent", ""))  # fmt: skip
+    if request.headers.get(RESOLVE_HEADER, "").strip().lower() == "none":  # a child proxy resolves itself
+        target = services.targets.index("proxy")
+    else:
+        target = services.targets.for_request(
+            request.remote or "", request.headers.get("X-Forwarded-For", ""), request.headers.get("User-Agent", ""),
+            selector=r.selector, accepts_index=client.accepts_index,
+        )  # fmt: skip
     if is_digest(reference):
         answer = await services.manifests.by_digest(r, check_digest(reference), client, target)
     elif TAG.match(reference):
-        resolve = request.headers.get(RESOLVE_HEADER, "").strip().lower() != "none"
-        answer = await services.manifests.by_tag(r, reference, client, resolve=resolve, target=target)
-        # the same tag reads differently for old engines and for clients of other platforms
+        answer = await services.manifests.by_tag(r, reference, client, target)
+        # the same tag reads differently for old engines, index tools and clients of other
+        # platforms; a client's address (a [[clients]] rule) is no header: no shared cache may keep it
         headers["Vary"] = "Accept, User-Agent"
+        if services.targets.rules:
+            headers["Cache-Control"] = "private"
         headers["X-Platproxy-Target"] = request["target"] = f"{target.platform} ({target.source})"
         request.app[METRICS].targets.labels(target.source).inc()
     else:  # the distribution-spec conformance suite expects 404 here, not 400

@@ -51,6 +51,22 @@ def user_agent_platform(user_agent: str) -> tuple[str, str] | None:
     return found_os[1], found_arch[1]
 
 
+_TOKEN = re.compile(r"(?:^|[\s(;])([A-Za-z0-9][A-Za-z0-9_.-]*)/")
+
+
+def products(user_agent: str) -> frozenset[str]:
+    """The product names of a ``User-Agent`` (``cosign/v2.2.3 (linux; amd64) go-containerregistry/v0.19``
+    -> cosign, go-containerregistry), lower case: what index-tool patterns are matched against."""
+    return frozenset(m.lower() for m in _TOKEN.findall(user_agent or ""))
+
+
+def index_tool(user_agent: str, names: Iterable[str]) -> str:
+    """The first of ``names`` that is a product of ``user_agent`` (a tool that works on the index
+    as published: signature checks, copies, builds for other platforms), or ``""``."""
+    found = products(user_agent)
+    return next((n for n in names if n.lower() in found), "")
+
+
 def parse_user_agent(user_agent: str) -> Engine | None:
     m = _PRODUCT.search(user_agent or "")
     if m is None:

@@ -28,7 +28,7 @@ from proxy.pull.conversions import Conversions
 from proxy.pull.freshness import Action, Freshness, after_revalidation, after_upstream_error, freshness
 from proxy.pull.route import Route
 from proxy.pull.signing import SigningKey
-from proxy.pull.targets import Target, profile_key
+from proxy.pull.targets import UNRESOLVED, Target, profile_key
 from proxy.registry.client import ManifestHead, Upstream
 from proxy.storage.base import Store
 from proxy.storage.records import TagRecords
@@ -41,8 +41,6 @@ log = structlog.get_logger("platproxy.manifests")
 
 #: Resolution for a shared tag record must suit every client: prefer gzip over zstd twins.
 RECORD_CLIENT = ClientCaps(zstd=False)
-UNRESOLVED = "-"
-"""The host key of tag records kept for a child proxy that resolves for itself (no resolution here)."""
 
 
 @dataclass(frozen=True)
@@ -96,13 +94,10 @@ class ManifestService:
 
     # -- by tag --------------------------------------------------------------------------------
 
-    async def by_tag(self, route: Route, tag: str, client: ClientCaps, *, resolve: bool = True,
-                     target: Target | None = None) -> ManifestAnswer:  # fmt: skip
-        """Resolved for ``target`` (default: this host), with a record kept per target platform.
-
-        ``resolve=False``: a child proxy asks for the upstream's own answer (it resolves for its host).
-        """
-        host = self._key_of(target) if resolve else UNRESOLVED
+    async def by_tag(self, route: Route, tag: str, client: ClientCaps, target: Target | None = None) -> ManifestAnswer:
+        """Resolved for ``target`` (default: this host), with a record kept per target platform;
+        a target that does not resolve (an index tool, a child proxy) gets the upstream's own answer."""
+        host = self._key_of(target)
         record = self.tags.get(route.upstream.name, route.repo, tag, host)
         if record is not None and self._fresh(record):
             return await self._answer(route, tag, record, client, "hit")
@@ -113,7 +108,8 @@ class ManifestService:
         """The record key of ``target`` (this host's without one); its profile is remembered for ``decide``."""
         if target is None:
             return self.host_key
-        self._profiles.setdefault(target.key, target.profile)
+        if target.resolves:
+            self._profiles.setdefault(target.key, target.profile)
         return target.key
 
     def _fresh(self, record: TagRecord) -> bool:

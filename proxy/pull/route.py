@@ -4,14 +4,24 @@ Order: containerd's ``?ns=<registry>`` (a mirror request names the registry it s
 else a path prefix naming a configured registry (``localhost:5000/ghcr.io/o/r``); else the
 default upstream.  Docker Hub's single-component names get ``library/``.  A ``ns`` that names no
 configured upstream is refused: only configured upstreams are ever contacted.
+
+A first component ``platform.<os>.<arch>[.<variant>]`` is a selector a person can type
+(``localhost:5000/platform.linux.arm64.v8/library/alpine:3.20``): tags under it are resolved for
+that platform, whoever asks; ``platform.all`` gets the upstream's own answer (the index, for
+``skopeo copy --all``).  Component rules allow dots, and no registry's namespace starts with
+``platform.`` by accident; the rest of the name routes as usual.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from proxy.config import Config, UpstreamConfig
-from proxy.errors import NameUnknown
+from proxy.config import Config, UpstreamConfig, check_platform
+from proxy.errors import InvalidName, NameUnknown
+
+SELECTOR = "platform."
+ALL = "all"
+"""The selector that asks for the index itself."""
 
 
 @dataclass(frozen=True)
@@ -21,6 +31,8 @@ class Route:
     """The repository name at the upstream."""
     name: str = ""
     """The repository name as the client addressed it (what a schema 1 manifest names)."""
+    selector: str = ""
+    """The platform the name's selector asks for (``linux/arm64/v8``), ``all``, or empty."""
 
     @property
     def client_name(self) -> str:
@@ -28,18 +40,35 @@ class Route:
 
 
 def route(name: str, ns: str | None, config: Config) -> Route:
+    selector, rest = split_selector(name)
     by_name = {n.lower(): u for u in config.upstreams for n in u.names}
     if ns:
         upstream = by_name.get(ns.lower())
         if upstream is None:
             raise NameUnknown(f"registry {ns!r} (from ns=) is not a configured upstream", {"ns": ns[:300]})
-        return Route(upstream, _hub_name(upstream, name), name)
-    first, slash, rest = name.partition("/")
+        return Route(upstream, _hub_name(upstream, rest), name, selector)
+    first, slash, tail = rest.partition("/")
     if slash and first in by_name:
         upstream = by_name[first]
-        return Route(upstream, _hub_name(upstream, rest), name)
+        return Route(upstream, _hub_name(upstream, tail), name, selector)
     upstream = default_upstream(config)
-    return Route(upstream, _hub_name(upstream, name), name)
+    return Route(upstream, _hub_name(upstream, rest), name, selector)
+
+
+def split_selector(name: str) -> tuple[str, str]:
+    """``(selector, rest of the name)``: ``platform.linux.arm64.v8/library/x`` -> ``linux/arm64/v8``."""
+    first, slash, rest = name.partition("/")
+    if not slash or not first.startswith(SELECTOR):
+        return "", name
+    spec = first[len(SELECTOR) :]
+    if spec == ALL:
+        return ALL, rest
+    try:
+        platform = str(check_platform(spec.replace(".", "/")))
+    except ValueError as exc:
+        expected = "platform.<os>.<arch>[.<variant>] or platform.all"
+        raise InvalidName(f"platform selector {first!r}: {exc}", {"selector": first, "expected": expected}) from None
+    return platform, rest
 
 
 def default_upstream(config: Config) -> UpstreamConfig:

@@ -3,6 +3,9 @@
 A sidecar resolves for the node it runs on; a central mirror serves engines of several
 architectures.  For each request, in order (``choose``, pure):
 
+0. a platform selector in the name (``platform.linux.arm64.v8/…``, a person's explicit word), or
+   a tool that works on the index as published (``[resolve] index_tools``: cosign, BuildKit,
+   crane, …) when its ``Accept`` takes an index: the index, unresolved, whoever asks;
 1. a ``[[clients]]`` rule matching the client's address (first match wins), for fleets whose
    engines say nothing useful;
 2. the platform a Docker engine names in its ``User-Agent`` (``os/linux arch/arm64``): this
@@ -28,11 +31,15 @@ from hostinfo import HostProfile
 from hostinfo.normalize import normalize_arch, normalize_os
 from hostinfo.probe import host_profile
 from proxy.config import Capability, ClientRule, Config, check_platform
-from proxy.oci.clients import user_agent_platform
+from proxy.oci.clients import index_tool, user_agent_platform
+from proxy.pull.route import ALL
 
 log = structlog.get_logger("platproxy.targets")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+UNRESOLVED = "-"
+"""The record key of a tag's unresolved answer (the index itself: for index tools, ``platform.all``
+and a child proxy that resolves for its own host)."""
 
 
 @dataclass(frozen=True)
@@ -41,13 +48,18 @@ class Target:
 
     profile: HostProfile
     source: str
-    """``rule``, ``user-agent`` or ``host``."""
+    """``selector``, ``tool``, ``proxy``, ``rule``, ``user-agent`` or ``host``."""
     key: str
     """The tag records' key for this target (records are kept per target platform)."""
 
     @property
+    def resolves(self) -> bool:
+        """False: this client gets the index as published."""
+        return self.key != UNRESOLVED
+
+    @property
     def platform(self) -> str:
-        return str(self.profile.platform)
+        return str(self.profile.platform) if self.resolves else "index"
 
 
 def profile_key(profile: HostProfile) -> str:
@@ -63,13 +75,22 @@ class Choice:
     source: str
     rule: ClientRule | None = None
     platform: str = ""
+    """The platform to resolve for (a selector's, a ``User-Agent``'s); ``all``: the index itself."""
     ignored: str = ""
     """A ``User-Agent`` platform that was not used, and why (for the log)."""
 
 
 def choose(address: str, user_agent: str, rules: list[tuple[Network, ClientRule]], host: HostProfile,
-           default_variants: dict[str, str], use_user_agent: bool = True) -> Choice:  # fmt: skip
-    """Pure: which source decides the platform for a client at ``address`` with ``user_agent``."""
+           default_variants: dict[str, str], use_user_agent: bool = True, *, selector: str = "",
+           tool: str = "") -> Choice:  # fmt: skip
+    """Pure: which source decides the platform for a client at ``address`` with ``user_agent``.
+
+    ``selector``: the platform (or ``all``) the name selects; ``tool``: the index tool the client
+    is, when its ``Accept`` takes an index."""
+    if selector:
+        return Choice("selector", platform=selector)
+    if tool:
+        return Choice("tool", platform=ALL)
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -114,17 +135,24 @@ class Targets:
         self.rules = [(ipaddress.ip_network(r.cidr), r) for r in config.clients]
         self.trusted = [ipaddress.ip_network(c) for c in config.resolve.trusted_proxies]
 
-    def for_request(self, peer: str, forwarded_for: str, user_agent: str) -> Target:
+    def index(self, source: str) -> Target:
+        return Target(self.host.profile, source, UNRESOLVED)
+
+    def for_request(self, peer: str, forwarded_for: str, user_agent: str, *, selector: str = "",
+                    accepts_index: bool = False) -> Target:  # fmt: skip
         address = client_address(peer, forwarded_for, self.trusted) if self.trusted else peer
+        tool = index_tool(user_agent, self.config.resolve.index_tools) if accepts_index else ""
         choice = choose(address, user_agent, self.rules, self.host.profile, self.config.resolve.default_variants,
-                        self.config.resolve.user_agent)  # fmt: skip
+                        self.config.resolve.user_agent, selector=selector, tool=tool)  # fmt: skip
         if choice.ignored:
             log.info("user-agent platform ignored", address=address, reason=choice.ignored)
         if choice.rule is not None:
             rule = choice.rule
             return _target(rule.platform, rule.features, rule.ia32, rule.aarch32, "rule")
+        if choice.platform == ALL:
+            return self.index(choice.source)
         if choice.platform:
-            return _target(choice.platform, (), "no", "no", "user-agent")
+            return _target(choice.platform, (), "no", "no", choice.source)
         return self.host
 
 

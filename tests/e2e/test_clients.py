@@ -9,21 +9,18 @@ replayed instead (paths under /v2/library/..., no ns).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from proxy.oci.mediatypes import DOCKER_LIST, DOCKER_MANIFEST, DOCKER_SCHEMA1_SIGNED, OCI_INDEX, OCI_MANIFEST
+from tests.clients import containerd, ctr, image_digest, podman, storage
 from tests.conftest import Seeded
 from tests.registry import Platproxy, request
 
 pytestmark = pytest.mark.e2e
+__all__ = ["containerd", "storage"]  # fixtures
 Start = Callable[..., Platproxy]
 CLIENTS = Path(__file__).parents[2] / "deploy" / "clients"
 PLATFORM = "linux/amd64/v2"  # what platproxy resolves for in these tests; amd64 is what the clients run
@@ -49,23 +46,6 @@ def chosen(seeded: Seeded) -> str:
 # -- podman ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def storage() -> Iterator[Path]:
-    """podman's storage: a short path, since podman refuses a runroot over 50 characters."""
-    path = Path(tempfile.mkdtemp(prefix="pp-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def podman(storage: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    tool = shutil.which("podman")
-    assert tool, "podman must be installed (scripts/test.sh installs it)"
-    base = [tool, "--root", str(storage / "root"), "--runroot", str(storage / "run"), "--storage-driver", "vfs",
-            "--cgroup-manager", "cgroupfs", "--events-backend", "none"]  # fmt: skip
-    return subprocess.run([*base, *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})}, check=False)  # fmt: skip
-
-
 def test_podman_pulls_from_localhost(seeded: Seeded, hub_proxy: Platproxy, storage: Path) -> None:
     image = f"{hub_proxy.address}/library/multi:1"
     done = podman(storage, "pull", "--tls-verify=false", image)
@@ -88,55 +68,6 @@ def test_podman_registries_conf_mirror(seeded: Seeded, hub_proxy: Platproxy, sto
 
 
 # -- containerd ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def containerd(tmp_path: Path) -> Iterator[Path]:
-    """A private containerd 1.6 daemon (no CRI, native snapshotter); yields its socket."""
-    tool = shutil.which("containerd")
-    assert tool, "containerd must be installed (scripts/test.sh installs it)"
-    root = tmp_path / "ctrd"
-    root.mkdir()
-    sock = root / "containerd.sock"
-    disabled = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
-                "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs",
-                "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]  # fmt: skip
-    (root / "config.toml").write_text(
-        f'version = 2\nroot = "{root}/root"\nstate = "{root}/state"\ndisabled_plugins = {json.dumps(disabled)}\n'
-        f'[grpc]\n  address = "{sock}"\n[ttrpc]\n  address = "{sock}.ttrpc"\n[debug]\n  address = "{root}/debug.sock"\n'
-        '[metrics]\n  address = ""\n'
-    )
-    proc = subprocess.Popen([tool, "--config", str(root / "config.toml")], stdout=subprocess.DEVNULL,
-                            stderr=(root / "containerd.log").open("wb"))  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while not sock.exists():
-            assert proc.poll() is None, (root / "containerd.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "containerd did not start"
-            time.sleep(0.1)
-        yield sock
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def ctr(sock: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    tool = shutil.which("ctr")
-    assert tool
-    return subprocess.run([tool, "--address", str(sock), "-n", "test", *args], capture_output=True, text=True,
-                          timeout=300, check=False)  # fmt: skip
-
-
-def image_digest(sock: Path, name: str) -> str:
-    for line in ctr(sock, "images", "ls").stdout.splitlines()[1:]:
-        fields = line.split()
-        if fields and fields[0] == name:
-            return next(f for f in fields if f.startswith("sha256:"))
-    raise AssertionError(f"{name} not in ctr images ls")
 
 
 def test_ctr_pulls_from_localhost(seeded: Seeded, hub_proxy: Platproxy, containerd: Path) -> None:

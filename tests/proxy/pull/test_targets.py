@@ -42,6 +42,31 @@ def test_choose(address: str, agent: str, source: str, platform: str) -> None:
     assert (choice.rule is not None) == (source == "rule")
 
 
+def test_a_selector_and_an_index_tool_come_before_rules() -> None:
+    choice = choose("10.3.7.9", docker("amd64"), RULES, HOST, VARIANTS, selector="linux/arm64/v8")
+    assert (choice.source, choice.platform) == ("selector", "linux/arm64/v8")
+    assert (choose("10.3.7.9", "", RULES, HOST, VARIANTS, tool="cosign").source, "tool") == ("tool", "tool")
+    assert choose("10.3.7.9", "", RULES, HOST, VARIANTS, selector="all").platform == "all"
+
+
+@pytest.mark.parametrize(
+    ("agent", "accepts_index", "source", "platform"),
+    [
+        ("cosign/v2.2.3 (linux; amd64) go-containerregistry/v0.19.0", True, "tool", "index"),
+        ("buildkit/v0.12.5", True, "tool", "index"),
+        ("crane/v0.19.0 go-containerregistry/v0.19.0", True, "tool", "index"),
+        ("buildkit/v0.12.5", False, "rule", "linux/arm64/v8"),  # an index only if it can read one
+        ("skopeo/1.9.3", True, "rule", "linux/arm64/v8"),  # a pull as often as a copy: resolved
+        ("containerd/1.6.20~ds1", True, "rule", "linux/arm64/v8"),
+        ("cosigned/1.0", True, "rule", "linux/arm64/v8"),  # a product name, not a prefix
+    ],
+)
+def test_index_tools_get_the_index(agent: str, accepts_index: bool, source: str, platform: str) -> None:
+    config = load_config(None, {"clients": [{"cidr": "127.0.0.2/32", "platform": "linux/arm64/v8"}]})
+    target = Targets(config, HOST).for_request("127.0.0.2", "", agent, accepts_index=accepts_index)
+    assert (target.source, target.platform, target.resolves) == (source, platform, platform != "index")
+
+
 def test_a_bad_user_agent_platform_says_why() -> None:
     assert "amd65" in choose("192.0.2.1", docker("amd65"), [], HOST, VARIANTS).ignored
     assert choose("192.0.2.1", docker("arm64"), [], HOST, VARIANTS, use_user_agent=False).source == "host"
@@ -73,6 +98,7 @@ def test_targets_keep_the_host_key_for_the_host_and_their_own_otherwise() -> Non
         ({"clients": [{"cidr": "10.0.0.0/8", "platform": "lnux/arm64"}]}, "unknown os 'lnux'"),
         ({"resolve.default_variants": {"arm": "v9"}}, "resolve.default_variants"),
         ({"resolve.trusted_proxies": ["nope"]}, "resolve.trusted_proxies"),
+        ({"resolve.index_tools": ["cosign/v2"]}, "resolve.index_tools"),
     ],
 )
 def test_bad_rules_are_config_errors_naming_the_key(overrides: dict[str, object], needle: str) -> None:

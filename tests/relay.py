@@ -1,0 +1,69 @@
+"""A TCP relay that connects onward from a chosen loopback source address.
+
+Real clients (skopeo, podman, ctr, dockerd) are Go programs that cannot be told which source
+address to connect from; platproxy's ``[[clients]]`` rules match on exactly that.  The relay
+listens on 127.0.0.1 and opens each onward connection from ``source`` (any 127.0.0.0/8 address),
+so platproxy sees the client at ``source``, as it would see a node of another subnet: bytes are
+passed through untouched (plain HTTP or TLS alike), nothing is parsed or added.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from types import TracebackType
+
+
+class Relay:
+    def __init__(self, target_port: int, source: str) -> None:
+        self.target_port = target_port
+        self.source = source
+        self.port = 0
+        self.connections = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Relay:
+        self._thread.start()
+        assert self._ready.wait(10), "the relay did not start"
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+        server.close()
+        self._loop.close()
+
+    async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.target_port, local_addr=(self.source, 0))
+        except OSError:
+            client_writer.close()
+            return
+        await asyncio.gather(_pipe(client_reader, writer), _pipe(reader, client_writer))
+        for w in (writer, client_writer):
+            w.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """One direction; its end is passed on as a half-close (the other direction goes on)."""
+    with contextlib.suppress(OSError):
+        while data := await reader.read(1 << 16):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
