@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from proxy.oci.mediatypes import DOCKER_LIST, DOCKER_MANIFEST, DOCKER_SCHEMA1_SIGNED, UPSTREAM_ACCEPT
+from proxy.oci.mediatypes import DOCKER_LIST, DOCKER_MANIFEST, DOCKER_SCHEMA1_SIGNED, OCI_MANIFEST, UPSTREAM_ACCEPT
 from tests.conftest import Seeded, skopeo_copy
 from tests.fakeupstream import FakeUpstream
 from tests.indexes import Case
@@ -460,3 +460,30 @@ def test_replicas_serve_one_conversion_for_old_engines(seeded: Seeded, platproxy
         assert by_digest[0] == 200 and by_digest[2] == body
         tagged = request(second.port, "GET", "/v2/library/multi/manifests/1", headers=headers)
         assert (tagged[1]["docker-content-digest"], tagged[2]) == (digest, body)
+
+
+def test_replicas_share_each_platforms_record_without_overwriting(
+    seeded: Seeded, platproxy: Start, rgw: Rgw, tmp_path: Path
+) -> None:
+    """Two replicas of a central mirror, clients of two platforms (a rule names 127.0.0.2 arm64):
+    each platform's tag record is made once, in the bucket, and read by the other replica."""
+    case = fresh_case([{"architecture": "amd64", "os": "linux"}, {"architecture": "arm64", "os": "linux"}], 1)
+    push_case(seeded.registry, "library/twoplat:1", case)
+    name = bucket(rgw)
+    rule = '[[clients]]\ncidr = "127.0.0.2/32"\nplatform = "linux/arm64/v8"\n'
+    replicas = [platproxy(seeded.registry.url, "linux/amd64", s3_args(tmp_path, rgw, name, rule)) for _ in range(2)]
+    expected = {"127.0.0.1": case.digest_of("linux/amd64"), "127.0.0.2": case.digest_of("linux/arm64")}
+
+    def ask(replica: Platproxy, source: str) -> str:
+        status, headers, body = request(replica.port, "GET", "/v2/library/twoplat/manifests/1",
+                                        headers={"Accept": OCI_MANIFEST}, source=source)  # fmt: skip
+        assert status == 200, body
+        return headers["docker-content-digest"]
+
+    assert ask(replicas[0], "127.0.0.1") == expected["127.0.0.1"]
+    assert ask(replicas[1], "127.0.0.2") == expected["127.0.0.2"]
+    asked = seeded.registry.requests_for("/v2/library/twoplat/manifests/", "GET")
+    for replica in replicas:  # both answers from both replicas, from the shared records
+        for source, digest in expected.items():
+            assert ask(replica, source) == digest, (replica.port, source)
+    assert seeded.registry.requests_for("/v2/library/twoplat/manifests/", "GET") == asked
