@@ -285,6 +285,30 @@ class AuthConfig(_Model):
     htpasswd: str = ""
     """An htpasswd file of bcrypt hashes; empty: no client authentication (sidecars on loopback)."""
     realm: str = "platproxy"
+    allow_plain_http: bool = False
+    """Accept passwords over plain HTTP on a non-loopback listen address (never the default:
+    configure ``[tls]``, or terminate TLS in front and set this)."""
+
+
+class TlsConfig(_Model):
+    """TLS on the client listener (``[metrics] listen`` stays plain: keep it internal)."""
+
+    cert: str = ""
+    """PEM: the server certificate followed by its chain."""
+    key: str = ""
+    """PEM: its private key."""
+    client_ca: str = ""
+    """PEM CA bundle: when set, clients must present a certificate it signed (mutual TLS)."""
+    reload_interval: Duration = Field(default=30.0, gt=0)
+    """How often the files are checked for a rotation (new connections then get the new pair)."""
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if bool(self.cert) != bool(self.key):
+            raise ValueError("tls.cert and tls.key go together: set both or neither")
+        if self.client_ca and not self.cert:
+            raise ValueError("tls.client_ca needs tls.cert and tls.key")
+        return self
 
 
 class LimitsConfig(_Model):
@@ -370,6 +394,7 @@ class Config(_Model):
     limits: LimitsConfig = LimitsConfig()
     metrics: MetricsConfig = MetricsConfig()
     auth: AuthConfig = AuthConfig()
+    tls: TlsConfig = TlsConfig()
     store: StoreConfig = StoreConfig()
 
     @field_validator("listen")
@@ -387,6 +412,20 @@ class Config(_Model):
         if self.default_upstream and self.default_upstream not in {u.name for u in self.upstreams}:
             raise ValueError(f"default_upstream {self.default_upstream!r} is not the name of an upstream")
         return self
+
+    @model_validator(mode="after")
+    def _no_passwords_in_clear(self) -> Config:
+        clear = self.auth.htpasswd and not self.tls.cert and not self.auth.allow_plain_http
+        if clear and not is_loopback(self.listen_host):
+            raise ValueError(
+                f"auth.htpasswd on {self.listen} without [tls] would take passwords in clear over the "
+                "network: set tls.cert and tls.key, or auth.allow_plain_http = true when TLS ends in front"
+            )
+        return self
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls.cert else "http"
 
     @property
     def listen_host(self) -> str:

@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -39,14 +40,16 @@ def free_port() -> int:
 
 
 def wait_http(
-    port: int, path: str = "/v2/", timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None
-) -> None:
+    port: int, path: str = "/v2/", timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> None:  # fmt: skip
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before answering on port {port}")
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn = (http.client.HTTPSConnection("127.0.0.1", port, timeout=2, context=tls) if tls
+                    else http.client.HTTPConnection("127.0.0.1", port, timeout=2))  # fmt: skip
             conn.request("GET", path)
             conn.getresponse().read()
             conn.close()
@@ -206,6 +209,8 @@ class Platproxy:
     log_path: Path | None = None
     log_dir: Path | None = None
     """Where the log goes (default: beside the cache directory)."""
+    tls: ssl.SSLContext | None = None
+    """The client side of a TLS listener (``[tls]`` in the config ``extra`` names)."""
 
     @property
     def address(self) -> str:
@@ -221,7 +226,7 @@ class Platproxy:
         self.log_path = (self.log_dir or self.cache_dir.parent) / f"platproxy-{self.port}.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log_path.open("ab"), env=env)
-        wait_http(self.port, proc=self.proc)
+        wait_http(self.port, proc=self.proc, tls=self.tls)
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:

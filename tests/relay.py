@@ -67,3 +67,30 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             await writer.drain()
         if writer.can_write_eof():
             writer.write_eof()
+
+
+class ConnectProxy(Relay):
+    """An HTTP ``CONNECT`` proxy that knows one name: ``CONNECT <name>:<port>`` reaches
+    127.0.0.1:<port>, anything else is refused.  dockerd treats every registry that resolves to
+    a loopback address as insecure (no certificate checks, no ``certs.d``); a name it cannot
+    resolve, reached through its ``HTTPS_PROXY``, is checked like a remote registry's."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(0, "127.0.0.1")
+        self.name = name
+        self.tunnels: list[str] = []
+
+    async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        head = await client_reader.readuntil(b"\r\n\r\n")
+        method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+        host, _, port = target.rpartition(":")
+        if method != "CONNECT" or host != self.name or not port.isdigit():
+            client_writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+            client_writer.close()
+            return
+        self.tunnels.append(target)
+        reader, writer = await asyncio.open_connection("127.0.0.1", int(port))
+        client_writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await asyncio.gather(_pipe(client_reader, writer), _pipe(reader, client_writer))
+        for w in (writer, client_writer):
+            w.close()

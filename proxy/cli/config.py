@@ -9,6 +9,8 @@ from pathlib import Path
 
 from proxy.cli.common import subcommand
 from proxy.config import ConfigError, load_config, masked
+from proxy.http.auth import Htpasswd, HtpasswdError
+from proxy.http.tls import TlsError, check
 
 DESCRIPTION = "Validate a configuration and print the effective one, secrets masked."
 
@@ -25,6 +27,16 @@ def run_check(args: argparse.Namespace) -> int:
         config = load_config(args.file)
     except ConfigError as exc:
         print(f"platproxy config: {exc}", file=sys.stderr)
+        return 2
+    try:  # the files the config names, checked as serve checks them
+        check(config.tls)
+        if config.auth.htpasswd:
+            Htpasswd(Path(config.auth.htpasswd))
+    except TlsError as exc:
+        print(f"platproxy config: config key {exc}", file=sys.stderr)
+        return 2
+    except HtpasswdError as exc:
+        print(f"platproxy config: config key auth.htpasswd: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(masked(config), indent=2))
     return 0

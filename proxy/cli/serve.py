@@ -16,6 +16,7 @@ from typing import Any
 from proxy.config import ConfigError, load_config, upstream_from_url
 from proxy.http.app import serve
 from proxy.http.auth import Htpasswd, HtpasswdError
+from proxy.http.tls import TlsError, check
 from proxy.logs import configure_logging
 from proxy.pull.signing import SigningKey, SigningKeyError
 from proxy.storage.factory import backend_problem
@@ -64,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
         except HtpasswdError as exc:
             print(f"platproxy serve: config key auth.htpasswd: {exc}", file=sys.stderr)
             return 2
+    try:
+        check(config.tls)
+    except TlsError as exc:
+        print(f"platproxy serve: config key {exc}", file=sys.stderr)
+        return 2
     problem = backend_problem(config)
     if problem:
         print(f"platproxy serve: config key store.backend: {problem}", file=sys.stderr)
@@ -76,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
     configure_logging(args.log_level)
     print(
-        f"platproxy: serving {config.listen} for {host.platform}, upstreams "
+        f"platproxy: serving {config.scheme}://{config.listen} for {host.platform}, upstreams "
         f"{', '.join(u.name + '=' + u.url for u in config.upstreams)}, cache {config.cache.path()}",
         file=sys.stderr,
     )

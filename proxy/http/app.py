@@ -19,6 +19,7 @@ from proxy.http import health
 from proxy.http.auth import Htpasswd, auth_middleware
 from proxy.http.guard import guard
 from proxy.http.handlers import CONFIG, METRICS, SERVICES, Services, dispatch, errors_middleware
+from proxy.http.tls import CertificateWatcher, server_context
 from proxy.metrics import Metrics
 from proxy.pull.blobs import BlobService
 from proxy.pull.fills import Fills
@@ -112,7 +113,9 @@ async def serve(config: Config, host: HostProfile) -> None:
     await runners[0].setup()
     guard(runners[0], config.limits.header_timeout)
     raise_open_files_limit()
-    sites = [web.TCPSite(runners[0], config.listen_host, config.listen_port, backlog=LISTEN_BACKLOG)]
+    ssl_context = server_context(config.tls) if config.tls.cert else None
+    sites = [web.TCPSite(runners[0], config.listen_host, config.listen_port, backlog=LISTEN_BACKLOG,
+                         ssl_context=ssl_context)]  # fmt: skip
     if config.metrics.listen:
         ops = web.AppRunner(build_ops_app(app), access_log=None)
         await ops.setup()
@@ -124,10 +127,15 @@ async def serve(config: Config, host: HostProfile) -> None:
     loop.set_exception_handler(_log_loop_error)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    watcher: asyncio.Task[None] | None = None
     try:
         for site in sites:
             await site.start()
+        if ssl_context is not None:
+            watcher = asyncio.create_task(CertificateWatcher(ssl_context, config.tls).run())
         await stop.wait()
     finally:
+        if watcher is not None:
+            watcher.cancel()
         for runner in reversed(runners):
             await runner.cleanup()

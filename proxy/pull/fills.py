@@ -127,6 +127,8 @@ async def send_fill(fill: Fill, transport: asyncio.Transport, start: int, end: i
     Python once per client is what limits a busy mirror.  Raises ``NotImplementedError`` before
     sending anything where the transport cannot sendfile (the caller then uses ``read_fill``).
     """
+    if transport.get_extra_info("sslcontext") is not None:  # TLS: the bytes pass through Python anyway
+        raise NotImplementedError("sendfile over TLS")
     loop = asyncio.get_running_loop()
     fd = fill.open_reader()
     try:
