@@ -102,6 +102,9 @@ class UpstreamConfig(_Model):
     password: str = Field(default="", repr=False)
     insecure_http: bool = False
     """Allow plain HTTP to a host that is not loopback (never the default)."""
+    ca: str = ""
+    """A PEM CA bundle trusted for this upstream, besides the system's (a tier with a private CA);
+    verification itself is never turned off."""
     parent: bool = False
     """The URL is another mirror (a regional platproxy): requests name this registry with ``?ns=``,
     and tags are asked for unresolved, so that this proxy resolves them for its own host."""

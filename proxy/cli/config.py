@@ -10,7 +10,7 @@ from pathlib import Path
 from proxy.cli.common import subcommand
 from proxy.config import ConfigError, load_config, masked
 from proxy.http.auth import Htpasswd, HtpasswdError
-from proxy.http.tls import TlsError, check
+from proxy.http.tls import TlsError, check_files
 
 DESCRIPTION = "Validate a configuration and print the effective one, secrets masked."
 
@@ -29,7 +29,7 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"platproxy config: {exc}", file=sys.stderr)
         return 2
     try:  # the files the config names, checked as serve checks them
-        check(config.tls)
+        check_files(config)
         if config.auth.htpasswd:
             Htpasswd(Path(config.auth.htpasswd))
     except TlsError as exc:

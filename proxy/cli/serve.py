@@ -16,7 +16,7 @@ from typing import Any
 from proxy.config import ConfigError, load_config, upstream_from_url
 from proxy.http.app import serve
 from proxy.http.auth import Htpasswd, HtpasswdError
-from proxy.http.tls import TlsError, check
+from proxy.http.tls import TlsError, check_files
 from proxy.logs import configure_logging
 from proxy.pull.signing import SigningKey, SigningKeyError
 from proxy.storage.factory import backend_problem
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"platproxy serve: config key auth.htpasswd: {exc}", file=sys.stderr)
             return 2
     try:
-        check(config.tls)
+        check_files(config)
     except TlsError as exc:
         print(f"platproxy serve: config key {exc}", file=sys.stderr)
         return 2

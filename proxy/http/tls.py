@@ -24,7 +24,7 @@ from pathlib import Path
 
 import structlog
 
-from proxy.config import TlsConfig
+from proxy.config import Config, TlsConfig
 
 log = structlog.get_logger("platproxy.tls")
 
@@ -91,6 +91,17 @@ def check(tls: TlsConfig, now: datetime.datetime | None = None) -> None:
     now = now or datetime.datetime.now(datetime.UTC)
     if expires <= now:
         raise TlsError(f"tls.cert {tls.cert}: the certificate expired on {expires:%Y-%m-%d %H:%M} UTC")
+
+
+def check_files(config: Config) -> None:
+    """The listener's pair and every upstream's ``ca``: what ``serve`` and ``config check`` refuse."""
+    check(config.tls)
+    for i, upstream in enumerate(config.upstreams):
+        if upstream.ca:
+            try:
+                ssl.create_default_context().load_verify_locations(cafile=upstream.ca)
+            except (OSError, ssl.SSLError) as exc:
+                raise TlsError(f"upstreams.{i}.ca {upstream.ca}: {_reason(exc)}") from None
 
 
 def signature(paths: list[str]) -> Signature:

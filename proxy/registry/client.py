@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -90,7 +91,13 @@ class Upstream:
             timeout = aiohttp.ClientTimeout(
                 total=None, sock_connect=self._limits.connect_timeout, sock_read=self._limits.read_timeout
             )
-            self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False, trust_env=False)
+            connector = None
+            if self.config.ca:  # the system's CAs and this one (checked at start: serve refuses a bad file)
+                context = ssl.create_default_context()
+                context.load_verify_locations(cafile=self.config.ca)
+                connector = aiohttp.TCPConnector(ssl=context)
+            self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False, trust_env=False,
+                                                  connector=connector)  # fmt: skip
         return self._session
 
     async def close(self) -> None:

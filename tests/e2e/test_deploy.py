@@ -46,4 +46,7 @@ def test_mirror_tier_config_is_valid_and_takes_its_keys_from_the_environment(tmp
     for variable in env:  # the names the Deployment sets are the names the config reads
         assert f"name: {variable}" in text
     assert "replicas: 3" in text and "path: /readyz" in text
+    tls = Path(config.tls.cert).parent  # TLS from cert-manager's Secret, mounted where the config reads it
+    assert config.tls.key.startswith(str(tls)) and f"mountPath: {tls}" in text
+    assert "secretName: platproxy-mirror-tls" in text and text.count("platproxy-mirror-tls") == 2
     assert "ARG EXTRAS" in (DEPLOY / "Containerfile").read_text()

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from proxy.oci.mediatypes import OCI_MANIFEST
 from tests.clients import containerd, ctr, engine_root, image_digest, podman, start_engine, stop_engine, storage
 from tests.conftest import Seeded
-from tests.registry import Platproxy, config_args, free_port
+from tests.registry import Platproxy, config_args, free_port, request
 from tests.relay import ConnectProxy
 from tests.tlsfiles import TestCA, serial_of
 
@@ -210,3 +211,21 @@ def test_bad_tls_setups_are_refused_before_start(tmp_path: Path) -> None:
                         ["config", "check", str(config)]):  # fmt: skip
             done = run_cli(*command)
             assert done.returncode == 2 and needle in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_child_reaches_a_tls_tier_with_its_ca(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:
+    ca = TestCA(tmp_path / "ca")
+    tier = start_tls(seeded, tmp_path, ca, tls_config(ca), ca.client_context())
+    try:
+        upstream = (f'[[upstream]]\nname = "{seeded.registry.address}"\nurl = "https://{tier.address}"\nparent = true\n'
+                    f'ca = "{ca.path}"\n')  # fmt: skip
+        child = platproxy("", "linux/arm64", config_args(tmp_path, upstream))
+        status, headers, _ = request(child.port, "GET", f"/v2/{IMAGE.replace(':', '/manifests/')}",
+                                     headers={"Accept": OCI_MANIFEST})  # fmt: skip
+        assert status == 200 and headers["docker-content-digest"] == seeded.cases[IMAGE].digest_of("linux/arm64/v8")
+        bad = tmp_path / "bad.toml"
+        bad.write_text(upstream.replace(str(ca.path), str(tmp_path / "missing.pem")))
+        done = run_cli("config", "check", str(bad))
+        assert done.returncode == 2 and "upstreams.0.ca" in done.stderr, done.stderr
+    finally:
+        tier.stop()
