@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hostinfo import HostProfile, PlatformError
 from hostinfo.cli import add_capability_arguments
 from hostinfo.probe import host_profile
 from proxy.errors import PlatproxyError
 from proxy.oci.names import ImageRef
+
+if TYPE_CHECKING:
+    from proxy.pull.targets import Target
 
 
 class UsageError(ValueError):
@@ -50,3 +54,26 @@ def host_from_args(args: argparse.Namespace) -> HostProfile:
         return host_profile(args.platform, features, args.ia32, args.aarch32)
     except PlatformError as exc:
         raise UsageError(f"bad --platform: {exc}") from None
+
+
+def add_client_arguments(parser: argparse.ArgumentParser) -> None:
+    """A client of a central mirror, described as the mirror sees it (``resolve``, ``platforms``)."""
+    parser.add_argument("--user-agent", default="",
+                        help="answer as a central mirror would for a client sending this User-Agent")  # fmt: skip
+    parser.add_argument("--client-ip", default="", help="... and connecting from this address ([[clients]] rules)")
+    parser.add_argument("--config", type=Path, help="TOML config holding the [[clients]] rules and [resolve] settings")
+
+
+def client_target(args: argparse.Namespace, host: HostProfile | None = None) -> Target:
+    """What a central mirror resolves for the client ``args`` describe: a rule, an index tool, its
+    User-Agent's platform, or the host (``host``, else the config's, else this machine)."""
+    from proxy.config import ConfigError, load_config  # only for this form: the plain one starts faster
+    from proxy.pull.targets import Targets
+
+    try:
+        config = load_config(args.config)
+        return Targets(config, host or config.platform.profile()).for_request(
+            args.client_ip, "", args.user_agent, accepts_index=True
+        )
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None

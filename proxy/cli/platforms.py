@@ -14,13 +14,14 @@ from typing import Any
 
 from hostinfo import Platform, PlatformError, normalize
 from hostinfo.validate import platform_warnings
-from proxy.cli.common import UsageError, fail, image_ref
+from proxy.cli.common import UsageError, add_client_arguments, client_target, fail, image_ref
 from proxy.errors import UpstreamError
 from proxy.oci.descriptors import entry_kind
-from proxy.oci.mediatypes import INDEX_TYPES
+from proxy.oci.mediatypes import INDEX_TYPES, ClientCaps
 from proxy.oci.names import ImageRef
-from proxy.oci.resolve import InvalidIndex, parse_index
-from proxy.registry.client import Upstream, upstream_for_registry
+from proxy.oci.resolve import InvalidIndex, parse_index, resolve_fetching
+from proxy.pull.targets import Target
+from proxy.registry.client import Upstream, UpstreamSource, upstream_for_registry
 from proxy.sizes import MAX_MANIFEST_SIZE
 
 DESCRIPTION = (
@@ -33,12 +34,14 @@ MAX_NESTING = 3
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", help="alpine, alpine:3.20, ghcr.io/o/r:tag, name@sha256:...")
+    add_client_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the entries as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        rows = asyncio.run(_platforms(image_ref(args.image)))
+        target = client_target(args) if args.user_agent or args.client_ip or args.config else None
+        rows = asyncio.run(_platforms(image_ref(args.image), target))
     except UsageError as exc:
         return fail("platforms", str(exc))
     except (UpstreamError, InvalidIndex) as exc:
@@ -46,16 +49,21 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
+    if target is not None:
+        print(f"client: {'gets the index as published' if not target.resolves else 'resolved for ' + target.platform}"
+              f" ({target.source}); its entry is marked *")  # fmt: skip
     print(f"{'PLATFORM':<34} {'KIND':<12} DIGEST")
     for row in rows:
-        indent = "  " * row.get("depth", 0)
+        indent = "  " * row.get("depth", 0) + ("* " if row.get("chosen") else "")
         print(f"{indent + row['platform']:<34} {row['kind']:<12} {row['digest']}")
         for warning in row["warnings"]:
             print(f"{'':<34} {'warning':<12} {warning}")
     return 0
 
 
-async def _platforms(ref: ImageRef) -> list[dict[str, Any]]:
+async def _platforms(ref: ImageRef, target: Target | None = None) -> list[dict[str, Any]]:
+    """The index's entries; with ``target``, the one a central mirror would give that client is
+    marked ``chosen`` (nothing is, for a client that gets the index as published)."""
     up = upstream_for_registry(ref.registry)
     rows: list[dict[str, Any]] = []
     try:
@@ -64,6 +72,10 @@ async def _platforms(ref: ImageRef) -> list[dict[str, Any]]:
             return [{"platform": "(single manifest)", "digest": "", "mediaType": media_type, "kind": "image",
                      "warnings": []}]  # fmt: skip
         await _walk(up, ref.name, parse_index(data), rows, depth=0)
+        if target is not None and target.resolves:
+            decision = await resolve_fetching(data, target.profile, ClientCaps(), UpstreamSource(up, ref.name))
+            for row in rows:
+                row["chosen"] = decision.chosen is not None and row["digest"] == decision.chosen.digest
     finally:
         await up.close()
     return rows

@@ -3,9 +3,11 @@
 It works against a running server (``--server``, default http://127.0.0.1:5000) rather than on
 the cache directory, so everything it warms goes through the same verification, single-flight
 fills and disk budget as a real pull.  Without ``--platform`` it pulls what the server resolves
-for its own host.  With platforms (a parent mirror warming for a mixed fleet) it takes the index
-the server kept, resolves it locally for each platform with the same resolver, and pulls each
-chosen manifest and its blobs, every blob at most once across platforms and images.
+for its own host.  With platforms (a central mirror warming for a mixed fleet) it asks for each
+tag through the platform selector (``platform.linux.arm64.v8/<name>``), so the server resolves it
+as it will for that platform's clients and keeps the tag record under the same key a client of
+that platform (a Docker ``User-Agent``, a ``[[clients]]`` rule without features) will look up;
+then it pulls the chosen manifest's blobs, every blob at most once across platforms and images.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from typing import Any
 import aiohttp
 from tqdm import tqdm
 
-from hostinfo import HostProfile, Platform, PlatformError
+from proxy.config import check_platform
 from proxy.errors import PlatproxyError
-from proxy.oci.mediatypes import INDEX_TYPES, UPSTREAM_ACCEPT, ClientCaps
+from proxy.oci.mediatypes import UPSTREAM_ACCEPT
 from proxy.oci.names import ImageRef
-from proxy.oci.resolve import InvalidIndex, resolve_fetching
+from proxy.oci.resolve import InvalidIndex
+from proxy.pull.route import SELECTOR
 
 DESCRIPTION = (
     "Pull images through a running platproxy so that later pulls are cache hits: what the server resolves "
@@ -81,11 +84,6 @@ class Prefetcher:
                     self.progress.update(len(chunk))
         result.blobs += 1
 
-    async def small_blob(self, ref: ImageRef, digest: str) -> bytes | None:
-        """A config blob read whole (resolution reads it for entries without a platform)."""
-        async with self.session.get(self._url(ref, "blobs", digest)) as r:
-            return await r.read() if r.status == 200 else None
-
     async def image(self, ref: ImageRef, manifest: bytes, platform: str, digest: str) -> Result:
         result = Result(f"{ref.registry}/{ref.name}:{ref.reference}", platform, digest)
         doc = json.loads(manifest)
@@ -100,40 +98,24 @@ class Prefetcher:
         return result
 
     async def prefetch(self, ref: ImageRef, platforms: list[str]) -> list[Result]:
-        body, media_type, headers = await self.manifest(ref, ref.reference)
-        index_digest = headers.get("X-Platproxy-Resolved-From")
-        if not platforms or (not index_digest and media_type not in INDEX_TYPES):
-            label = headers.get("X-Platproxy-Platform", "(the server's host)" if index_digest else "(not a list)")
+        if not platforms:
+            body, _, headers = await self.manifest(ref, ref.reference)
+            resolved = headers.get("X-Platproxy-Resolved-From")
+            label = headers.get("X-Platproxy-Platform", "(the server's host)" if resolved else "(not a list)")
             return [await self.image(ref, body, label, headers.get("Docker-Content-Digest", ""))]
-        index_body = body if media_type in INDEX_TYPES else (await self.manifest(ref, str(index_digest)))[0]
         results = []
         for spec in platforms:
-            host = HostProfile(platform=Platform.parse(spec))
-            decision = await resolve_fetching(index_body, host, ClientCaps(), ServerSource(self, ref))
-            if decision.chosen is None:
-                results.append(Result(f"{ref.registry}/{ref.name}:{ref.reference}", str(host.platform), "",
-                                      errors=["nothing in the index runs on this platform"]))  # fmt: skip
+            selected = ImageRef(ref.registry, f"{SELECTOR}{spec.replace('/', '.')}/{ref.name}", ref.reference)
+            try:
+                body, _, headers = await self.manifest(selected, ref.reference)
+            except PrefetchError as exc:
+                results.append(Result(f"{ref.registry}/{ref.name}:{ref.reference}", spec, "", errors=[str(exc)]))
                 continue
-            manifest, _, _ = await self.manifest(ref, decision.chosen.digest)
-            results.append(await self.image(ref, manifest, str(decision.chosen.platform), decision.chosen.digest))
+            result = await self.image(selected, body, headers.get("X-Platproxy-Platform", spec),
+                                      headers.get("Docker-Content-Digest", ""))  # fmt: skip
+            result.image = f"{ref.registry}/{ref.name}:{ref.reference}"
+            results.append(result)
         return results
-
-
-class ServerSource:
-    """The resolver's ``ContentSource``: manifests and configs from the running platproxy."""
-
-    def __init__(self, prefetcher: Prefetcher, ref: ImageRef) -> None:
-        self.prefetcher = prefetcher
-        self.ref = ref
-
-    async def manifest(self, digest: str) -> bytes | None:
-        try:
-            return (await self.prefetcher.manifest(self.ref, digest))[0]
-        except PrefetchError:
-            return None
-
-    async def blob(self, digest: str) -> bytes | None:
-        return await self.prefetcher.small_blob(self.ref, digest)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -166,10 +148,13 @@ async def _run(args: argparse.Namespace) -> list[Result]:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        for spec in args.platform:
-            Platform.parse(spec)
+        args.platform = [str(check_platform(spec)) for spec in args.platform]  # normalized, as the server does
+    except ValueError as exc:
+        print(f"platproxy prefetch: --platform: {exc}", file=sys.stderr)
+        return 2
+    try:
         results = asyncio.run(_run(args))
-    except (PlatformError, PlatproxyError) as exc:
+    except PlatproxyError as exc:
         print(f"platproxy prefetch: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 2
     except (PrefetchError, InvalidIndex, aiohttp.ClientError, OSError) as exc:

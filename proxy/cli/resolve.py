@@ -14,7 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hostinfo import HostProfile
-from proxy.cli.common import UsageError, add_host_arguments, fail, host_from_args, image_ref
+from proxy.cli.common import (
+    UsageError,
+    add_client_arguments,
+    add_host_arguments,
+    client_target,
+    fail,
+    host_from_args,
+    image_ref,
+)
 from proxy.errors import UpstreamError
 from proxy.oci.mediatypes import INDEX_TYPES, ClientCaps
 from proxy.oci.names import ImageRef
@@ -37,10 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--blobs", type=Path, help="an OCI layout's blobs/ folder (DIR/sha256/<hex>), for entries without platforms"
     )
     add_host_arguments(parser)
-    parser.add_argument("--user-agent", default="",
-                        help="resolve as a central mirror would for a client sending this User-Agent")  # fmt: skip
-    parser.add_argument("--client-ip", default="", help="... and connecting from this address ([[clients]] rules)")
-    parser.add_argument("--config", type=Path, help="TOML config holding the [[clients]] rules and [resolve] settings")
+    add_client_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the decision as JSON")
 
 
@@ -50,7 +55,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         host = host_from_args(args)
         if args.user_agent or args.client_ip:
-            host = _client_host(args, host)
+            target = client_target(args, host)
+            if not target.resolves:
+                note = f"client: gets the index as published ({target.source}: a tool that works on the index)"
+                print(json.dumps({"chosen": None, "index": True, "note": note}) if args.json else note)
+                return 0
+            if not args.json:
+                print(f"client: resolved for {target.platform} ({target.source})")
+            host = target.profile
         if args.index is not None:
             decision: Decision | tuple[str, str] = _offline(args.index, args.blobs, host)
         else:
@@ -66,21 +78,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print_decision(decision, args.json)
     return 0 if decision.chosen else 1
-
-
-def _client_host(args: argparse.Namespace, host: HostProfile) -> HostProfile:
-    """What a central mirror resolves for that client: a rule, its User-Agent's platform, or ``host``."""
-    from proxy.config import ConfigError, load_config  # only for this form: the plain one starts faster
-    from proxy.pull.targets import Targets
-
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
-    target = Targets(config, host).for_request(args.client_ip, "", args.user_agent)
-    if not args.json:
-        print(f"client: resolved for {target.platform} ({target.source})")
-    return target.profile
 
 
 def _offline(index: Path, blobs: Path | None, host: HostProfile) -> Decision:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.oci.mediatypes import UPSTREAM_ACCEPT
+from proxy.oci.mediatypes import OCI_MANIFEST, UPSTREAM_ACCEPT
 from tests.conftest import Seeded, push_case, skopeo_copy
 from tests.fakeupstream import FakeUpstream
 from tests.registry import Platproxy, Registry, config_args, free_port, request
@@ -189,6 +189,17 @@ def test_prefetch_two_platforms_fetches_each_blob_once_and_nothing_else(seeded: 
     assert wanted_blobs <= cached
     again = cli("prefetch", image, "--server", f"http://{proxy.address}")
     assert again.returncode == 0 and "linux/amd64/v1" in again.stdout and "blobs=2" in again.stdout
+    # what was warmed is what those platforms' clients ask for: their tag requests are record hits
+    asked = seeded.registry.requests_for("/v2/library/multi/manifests/")
+    for arch, entry in (("arm64", wanted[0]), ("arm", wanted[1])):
+        agent = f"docker/20.10.24 go/go1.19.8 os/linux arch/{arch}"
+        status, headers, _ = request(proxy.port, "GET", "/v2/library/multi/manifests/1",
+                                     headers={"User-Agent": agent, "Accept": OCI_MANIFEST})  # fmt: skip
+        assert (status, headers["x-platproxy-cache"]) == (200, "hit"), arch
+        assert headers["docker-content-digest"] == entry.manifest.digest
+    assert seeded.registry.requests_for("/v2/library/multi/manifests/") == asked
+    bad = cli("prefetch", image, "--platform", "linux/amd65", "--server", f"http://{proxy.address}")
+    assert bad.returncode == 2 and "amd65" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_client_auth_with_htpasswd(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:

@@ -364,6 +364,15 @@ def test_online_resolve_and_platforms(seeded: Seeded) -> None:
     assert all(r["warnings"] == [] for r in levels)
     assert cli("platforms", "Bad Name!").returncode == 2
     assert cli("resolve").returncode == 2
+    # the same client descriptions as resolve: the entry that client would get is marked
+    arm64 = "docker/20.10.24 go/go1.19.8 os/linux arch/arm64"
+    marked = json.loads(cli("platforms", image, "--user-agent", arm64, "--json").stdout)
+    assert [r["digest"] for r in marked if r.get("chosen")] == [expected(seeded, "library/multi:1", "linux/arm64/v8")]
+    shown = cli("platforms", image, "--user-agent", arm64)
+    assert "client: resolved for linux/arm64/v8 (user-agent)" in shown.stdout and "* linux/arm64/v8" in shown.stdout
+    tool = cli("platforms", image, "--user-agent", "cosign/v2.2.3 (linux; amd64)")
+    assert "gets the index as published (tool)" in tool.stdout and "* " not in tool.stdout
+    assert "index as published" in cli("resolve", image, "--user-agent", "buildkit/v0.12.5").stdout
 
 
 @pytest.mark.faults
