@@ -123,12 +123,19 @@ class PlatproxyServer(Server):
 
     root: Path
     upstream: str
+    config: str = ""
+    """TOML for ``--config`` (client rules), empty: none."""
     cache: Path = field(init=False)
 
     def start(self) -> PlatproxyServer:
         self.cache = self.root / f"cache-{time.monotonic_ns()}"
+        extra = []
+        if self.config:
+            path = self.root / f"config-{time.monotonic_ns()}.toml"
+            path.write_text(self.config)
+            extra = ["--config", str(path)]
         self.launch([sys.executable, "-m", "proxy.cli", "serve", "--listen", self.address, "--upstream", self.upstream,
-                     "--cache-dir", str(self.cache), "--log-level", "warning"])  # fmt: skip
+                     "--cache-dir", str(self.cache), "--log-level", "warning", *extra])  # fmt: skip
         return self
 
 
@@ -173,6 +180,17 @@ http {{
 # -- load generators -------------------------------------------------------------------------------
 
 
+DOCKER_ARM64_AGENT = ("docker/20.10.24+dfsg1 go/go1.19.8 git-commit/5d6db84 kernel/6.1.0 os/linux arch/arm64 "
+                      "UpstreamClient(Docker-Client/20.10.24+dfsg1 \\(linux\\))")  # fmt: skip
+FLEET_RULES = "".join(
+    f'[[clients]]\ncidr = "{cidr}"\nplatform = "{platform}"\n'
+    for cidr, platform in (
+        ("10.1.0.0/16", "linux/arm/v7"),
+        ("10.2.0.0/16", "linux/arm64/v8"),
+        ("fd00::/8", "linux/s390x"),
+    )
+)
+"""Three rules none of the bench's clients match: each request walks them all, then its User-Agent decides."""
 DOCKER_17_AGENT = "docker/17.09.1-ce go/go1.8.3 git-commit/19e2cf6 kernel/4.9.0 os/linux arch/amd64"
 DOCKER_17_ACCEPT = ", ".join([DOCKER_SCHEMA1_SIGNED, "application/json", DOCKER_MANIFEST, DOCKER_LIST])
 
@@ -267,9 +285,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # cached request rates and latency -------------------------------------------------------
         dist = DistributionProxy(dist_root, upstream.url).start()
         pp = PlatproxyServer(pp_root, upstream.url).start()
-        servers += [dist, pp]
+        fleet = PlatproxyServer(pp_root, upstream.url, FLEET_RULES).start()  # a central mirror for a mixed fleet
+        servers += [dist, pp, fleet]
         record("startup to first 200 on /v2/ (s)", "distribution", dist.startup)
         record("startup to first 200 on /v2/ (s)", "platproxy", pp.startup)
+        status, answer, _ = request(fleet.port, "GET", f"/v2/{SMALL.replace(':', '/manifests/')}",
+                                    headers={"Accept": UPSTREAM_ACCEPT, "User-Agent": DOCKER_ARM64_AGENT})  # fmt: skip
+        assert status == 200 and answer["x-platproxy-target"] == "linux/arm64/v8 (user-agent)", answer  # its record
         for server in (dist, pp):
             skopeo_pull(server.address, SMALL, work / "warm")
             skopeo_pull(server.address, LARGE, work / "warm")
@@ -291,6 +313,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                accept=DOCKER_17_ACCEPT, agent=DOCKER_17_AGENT)  # fmt: skip
             record("manifest by tag, cached, converted for Docker 17.09, c=64 (req/s)", "platproxy", converted)
             record("converted / unconverted tag rate (x)", "platproxy", converted / results[
+                "manifest by tag, cached, c=64 (req/s)"]["platproxy"][-1])  # fmt: skip
+            # a central mirror with 3 client rules, for an arm64 Docker engine (rules walked, its
+            # User-Agent parsed): compared with the plain rate just measured
+            by_agent, _ = wrk(f"http://{fleet.address}/v2/library/small/manifests/1", args.seconds,
+                              agent=DOCKER_ARM64_AGENT)  # fmt: skip
+            record("manifest by tag, cached, 3 client rules + User-Agent, c=64 (req/s)", "platproxy", by_agent)
+            record("3 rules + User-Agent / plain tag rate (x)", "platproxy", by_agent / results[
                 "manifest by tag, cached, c=64 (req/s)"]["platproxy"][-1])  # fmt: skip
             for who, server in (("distribution", dist), ("platproxy", pp), ("nginx", nginx)):
                 rps, p99 = wrk(f"http://{server.address}/v2/library/small/manifests/{digest}", args.seconds)

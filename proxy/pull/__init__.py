@@ -1,4 +1,5 @@
-"""The pull services: which upstream serves a name (``route``), tag pulls with freshness, stale
+"""The pull services: which upstream serves a name and which platform it selects (``route``),
+whose platform a request is resolved for (``targets``), tag pulls with freshness, stale
 serving and resolution (``manifests``, ``freshness``), manifests by digest (``content``), the
 forms old engines read, made once and kept (``conversions``, ``signing``), and blobs with
 single-flight fills streamed to every waiting client (``blobs``, ``fills``).  They

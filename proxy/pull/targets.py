@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 import structlog
 
@@ -37,6 +37,7 @@ from proxy.pull.route import ALL
 log = structlog.get_logger("platproxy.targets")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+MEMO_SIZE = 8192
 UNRESOLVED = "-"
 """The record key of a tag's unresolved answer (the index itself: for index tools, ``platform.all``
 and a child proxy that resolves for its own host)."""
@@ -134,6 +135,9 @@ class Targets:
         self.host = Target(host, "host", profile_key(host))
         self.rules = [(ipaddress.ip_network(r.cidr), r) for r in config.clients]
         self.trusted = [ipaddress.ip_network(c) for c in config.resolve.trusted_proxies]
+        # A fleet is a few thousand (address, User-Agent) pairs asking again and again: each is
+        # decided once (and an ignored User-Agent platform logged once), not on every request.
+        self._decide = lru_cache(maxsize=MEMO_SIZE)(self._decide_uncached)
 
     def index(self, source: str) -> Target:
         return Target(self.host.profile, source, UNRESOLVED)
@@ -141,6 +145,9 @@ class Targets:
     def for_request(self, peer: str, forwarded_for: str, user_agent: str, *, selector: str = "",
                     accepts_index: bool = False) -> Target:  # fmt: skip
         address = client_address(peer, forwarded_for, self.trusted) if self.trusted else peer
+        return self._decide(address, user_agent, selector, accepts_index)
+
+    def _decide_uncached(self, address: str, user_agent: str, selector: str, accepts_index: bool) -> Target:
         tool = index_tool(user_agent, self.config.resolve.index_tools) if accepts_index else ""
         choice = choose(address, user_agent, self.rules, self.host.profile, self.config.resolve.default_variants,
                         self.config.resolve.user_agent, selector=selector, tool=tool)  # fmt: skip

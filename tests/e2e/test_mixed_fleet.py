@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from proxy.oci.mediatypes import DOCKER_SCHEMA1_SIGNED, OCI_MANIFEST
+from tests.conftest import Seeded
 from tests.indexes import Case
 from tests.ocibuild import image, index
 from tests.registry import Platproxy, Registry, config_args, push_case, request
@@ -108,3 +109,22 @@ def test_forwarded_for_counts_behind_a_trusted_proxy(platproxy: Start, tmp_path:
         assert headers["docker-content-digest"] == case.digest_of("linux/amd64")
     finally:
         registry.stop()
+
+
+@pytest.mark.parametrize(("host", "entry"), [("linux/amd64/v3", "v3"), ("linux/amd64/v4", "v3"),
+                                             ("linux/amd64/v2", "v2"), ("", "")])  # fmt: skip
+def test_docker_on_this_hosts_architecture_gets_what_it_got_before(
+    seeded: Seeded, platproxy: Start, tmp_path: Path, host: str, entry: str
+) -> None:
+    """An ``arch/amd64`` User-Agent on an amd64 host means this host's detected profile (its level),
+    never the ``amd64 -> v1`` default variant: the same answer as a client that names nothing."""
+    proxy = platproxy(seeded.registry.url, host, config_args(tmp_path, RULES))
+    answers = set()
+    for agent in ("", docker("amd64"), docker("x86_64"), "containerd/1.6.20~ds1"):
+        status, headers, _ = request(proxy.port, "GET", "/v2/library/levels/manifests/1",
+                                     headers={"Accept": OCI_MANIFEST, "User-Agent": agent})  # fmt: skip
+        assert status == 200
+        answers.add((headers["docker-content-digest"], headers["x-platproxy-target"].split(" (")[1]))
+    assert len(answers) == 1 and next(iter(answers))[1] == "host)"
+    if entry:  # a pinned host level; "" is this machine's own detection, whatever it is
+        assert next(iter(answers))[0] == seeded.cases["library/levels:1"].digest_of(entry)
