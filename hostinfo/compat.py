@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hostinfo.binfmt import Emulated
 from hostinfo.detect import HostDetails
 from hostinfo.platform import Platform, normalize
 from hostinfo.windows import windows_closeness, windows_verdict
@@ -28,6 +29,9 @@ class Capabilities:
     """arm64 host can run 32-bit arm binaries (AArch32 at EL0 plus ``CONFIG_COMPAT``)."""
     arm64: bool = False
     """arm/v8 userland on an arm64 kernel may run arm64 images (opt-in only)."""
+    emulation: bool = False
+    """Usable binfmt_misc (QEMU) handlers may run other architectures, ranked after everything
+    native (``[platform] emulation = "fallback"``; off by default: never silently)."""
     sources: dict[str, str] = field(default_factory=dict)
 
 
@@ -39,6 +43,8 @@ class HostProfile:
     """Normalized; ``features`` are the CPU flags, ``os_features`` the host's OS features."""
     details: HostDetails = field(default_factory=HostDetails)
     capabilities: Capabilities = field(default_factory=Capabilities)
+    emulated: tuple[Emulated, ...] = ()
+    """What binfmt_misc handlers execute (usable or not, with the reason), whatever the policy."""
 
 
 @dataclass(frozen=True)
@@ -84,8 +90,26 @@ FEATURE_ALIASES: dict[str, str] = {
 }
 
 
+EMULATED_VARIANTS = {"arm": ("v7", "v6", "v5"), "arm64": ("v8",)}
+"""QEMU's arm emulates every 32-bit level; its aarch64 the v8 baseline images are built for."""
+
+
 def preference_vector(host: HostProfile) -> list[Step]:
-    """The ordered list of platforms this host runs, most preferred first."""
+    """The ordered list of platforms this host runs, most preferred first: native, lower levels,
+    gated cross-architecture fallbacks, then (only with emulation on) emulated platforms."""
+    steps = _native_vector(host)
+    if host.capabilities.emulation:
+        have = {s.architecture for s in steps}
+        for e in host.emulated:
+            arch = e.platform.architecture
+            if e.usable and arch not in have:
+                have.add(arch)
+                for variant in EMULATED_VARIANTS.get(arch, (e.platform.variant,)):
+                    steps.append(Step(host.platform.os, arch, variant, "emulated"))
+    return steps
+
+
+def _native_vector(host: HostProfile) -> list[Step]:
     p = host.platform
     caps = host.capabilities
 
@@ -179,6 +203,14 @@ def compare(host: HostProfile, candidate: Platform) -> Rank | Rejection:
 
 
 def _why_not_runnable(host: HostProfile, c: Platform, vector: list[Step]) -> str:
+    why = _why_not_natively(host, c, vector)
+    could = next((e for e in host.emulated if e.usable and e.platform.architecture == c.architecture), None)
+    if could is not None and not host.capabilities.emulation:
+        why += f'; runnable with emulation = "fallback" (binfmt_misc handler {could.handler})'
+    return why
+
+
+def _why_not_natively(host: HostProfile, c: Platform, vector: list[Step]) -> str:
     hp = host.platform
     runs = ", ".join(str(s) for s in vector)
     if hp.architecture == "arm64" and c.architecture == "arm" and not host.capabilities.aarch32:

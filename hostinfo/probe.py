@@ -14,6 +14,9 @@ The ELF is written to an anonymous ``memfd`` and executed from there: no file is
 If ``/proc/sys/fs/binfmt_misc`` has an enabled ``qemu-arm``/``qemu-i386`` handler, a successful
 run may be emulation, so the answer is no (native execution unproven) and the source says so.
 When detecting from given files rather than the live system, ``auto`` means no.
+
+Emulated platforms: every handler file in ``/proc/sys/fs/binfmt_misc`` (or a given directory,
+for what-if questions) is parsed by ``binfmt``; a missing or unmounted directory means none.
 """
 
 from __future__ import annotations
@@ -22,14 +25,17 @@ import errno
 import os
 import struct
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
+from hostinfo.binfmt import Emulated, HandlerError, emulated, parse_handler
 from hostinfo.compat import Capabilities, HostProfile
 from hostinfo.detect import detect
 from hostinfo.platform import Platform
 
 Setting = Literal["auto", "yes", "no"]
+Emulation = Literal["off", "fallback"]
 
 _BINFMT = Path("/proc/sys/fs/binfmt_misc")
 _AARCH32_SYSFS = Path("/sys/devices/system/cpu/aarch32_el0")
@@ -152,16 +158,45 @@ def capabilities(
     )  # fmt: skip
 
 
+def read_emulated(directory: Path = _BINFMT, os_name: str = "linux") -> tuple[Emulated, ...]:
+    """The platforms binfmt_misc handlers in ``directory`` execute; none when it is absent."""
+    try:
+        names = sorted(p for p in directory.iterdir() if p.is_file() and p.name not in ("register", "status"))
+        status = (directory / "status").read_text().strip() if (directory / "status").exists() else "enabled"
+    except OSError:
+        return ()
+    handlers = []
+    for path in names:
+        try:
+            handlers.append(parse_handler(path.name, path.read_text(errors="replace")))
+        except (OSError, HandlerError):
+            continue  # not an ELF handler (an extension match, an unreadable entry): nothing to emulate
+    return tuple(emulated(handlers, status == "enabled", os_name))
+
+
 def host_profile(
-    override: str = "", features: tuple[str, ...] = (), ia32: Setting = "auto", aarch32: Setting = "auto"
-) -> HostProfile:
-    """The host to resolve for: the given platform (with its features), else the live system."""
+    override: str = "", features: tuple[str, ...] = (), ia32: Setting = "auto", aarch32: Setting = "auto",
+    emulation: Emulation = "off", binfmt_dir: str = "",
+) -> HostProfile:  # fmt: skip
+    """The host to resolve for: the given platform (with its features), else the live system.
+
+    Handlers are read from ``binfmt_dir`` when given, else from the live system when detecting it
+    (an override describes another machine, whose handlers are unknown)."""
     if override:
         platform = Platform.parse(override, features)
-        return HostProfile(platform=platform, capabilities=capabilities(platform, ia32, aarch32, live=False))
-    found = detect(*read_live())
-    return HostProfile(
-        platform=found.platform,
-        details=found.details,
-        capabilities=capabilities(found.platform, ia32, aarch32, live=True),
-    )
+        profile = HostProfile(platform=platform, capabilities=capabilities(platform, ia32, aarch32, live=False))
+    else:
+        found = detect(*read_live())
+        profile = HostProfile(
+            platform=found.platform,
+            details=found.details,
+            capabilities=capabilities(found.platform, ia32, aarch32, live=True),
+        )
+    if binfmt_dir or not override:
+        handlers = read_emulated(Path(binfmt_dir) if binfmt_dir else _BINFMT, profile.platform.os)
+        caps = replace(profile.capabilities, emulation=emulation == "fallback")
+        if caps.emulation:
+            usable = sum(e.usable for e in handlers)
+            caps.sources["emulation"] = f"setting: emulation=fallback, {usable} usable handlers"
+        profile = replace(profile, emulated=handlers, capabilities=caps)
+    return profile
