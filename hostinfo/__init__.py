@@ -5,7 +5,8 @@ One small module per idea, pure functions deciding and I/O at the edge (``probe`
 ``x86``/``arm``/``details`` (variant and finer facts), ``detect`` (combining them),
 ``compat`` (the preference vector and ``compare``), ``windows`` (os.version rules),
 ``known`` (every table of real platform values), ``validate`` (warnings about descriptor
-platforms that are not real ones) and ``binfmt`` (what QEMU user-emulation handlers execute); ``report`` and ``cli`` print it all.
+platforms that are not real ones) and ``binfmt`` (what QEMU user-emulation handlers
+execute); ``report`` and ``cli`` print it all.
 
 May import: nothing of proxy.
 """

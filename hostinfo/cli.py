@@ -10,11 +10,12 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from hostinfo.cpuinfo import CpuInfoError
 from hostinfo.detect import HostInfoError, detect
-from hostinfo.probe import capabilities, read_live
+from hostinfo.probe import capabilities, read_emulated, read_live
 from hostinfo.report import host_report
 
 DESCRIPTION = (
@@ -39,6 +40,10 @@ def add_capability_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="can this arm64 host run 32-bit arm binaries? auto: ask CPU and kernel (default)",
     )
+    parser.add_argument("--emulation", choices=("off", "fallback"), default="off",
+                        help="fallback: rank what binfmt_misc (QEMU) handlers run after all native")  # fmt: skip
+    parser.add_argument("--binfmt-dir", default="",
+                        help="read handlers from this folder, not /proc/sys/fs/binfmt_misc (what-if)")  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,11 +82,18 @@ def run(args: argparse.Namespace) -> int:
     except (HostInfoError, CpuInfoError) as exc:
         print(f"hostinfo: {exc}", file=sys.stderr)
         return 2
-    report = host_report(found, caps)
+    live = args.cpuinfo is None
+    handlers = read_emulated(Path(args.binfmt_dir), found.platform.os) if args.binfmt_dir else ()
+    if live and not args.binfmt_dir:
+        handlers = read_emulated(os_name=found.platform.os)
+    caps = replace(caps, emulation=args.emulation == "fallback")
+    report = host_report(found, caps, handlers)
     if args.format == "text":
         print(report["platform"])
         for step in report["runs"]:
             print(f"{step['platform']}\t{step['label']}")
+        for e in report["emulated"]:
+            print(f"{e['platform']}\temulated, {'usable' if e['usable'] else 'not usable'}: {e['reason']}")
     else:
         print(json.dumps(report, indent=2))
     return 0

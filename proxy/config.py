@@ -143,6 +143,11 @@ class PlatformConfig(_Model):
     features: tuple[str, ...] = ()
     ia32: Capability = "auto"
     aarch32: Capability = "auto"
+    emulation: Literal["off", "fallback"] = "off"
+    """``fallback``: platforms usable binfmt_misc (QEMU) handlers run rank after every native
+    entry, labelled ``emulated``; off by default (never silently)."""
+    binfmt_dir: str = ""
+    """Read handlers from here instead of /proc/sys/fs/binfmt_misc (tests, what-if)."""
 
     @field_validator("override")
     @classmethod
@@ -153,7 +158,7 @@ class PlatformConfig(_Model):
 
     def profile(self) -> HostProfile:
         """The host to resolve for: this one as detected, or the override, with these capabilities."""
-        return host_profile(self.override, self.features, self.ia32, self.aarch32)
+        return host_profile(self.override, self.features, self.ia32, self.aarch32, self.emulation, self.binfmt_dir)
 
 
 class CacheConfig(_Model):

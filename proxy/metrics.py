@@ -51,9 +51,13 @@ class Metrics:
             "platproxy_resolutions", "Tags resolved from a list/index, by chosen platform and rank label",
             ["platform", "label"], registry=r,
         )  # fmt: skip
+        self.emulated = Counter(
+            "platproxy_emulated_resolutions", "Tags resolved to a platform only emulation (binfmt_misc) runs",
+            registry=r,
+        )  # fmt: skip
         self.targets = Counter(
             "platproxy_tag_targets", "Tag requests by whose platform they were resolved for "
-            "(rule, user-agent, host)", ["source"], registry=r,
+            "(selector, tool, proxy, rule, user-agent, host)", ["source"], registry=r,
         )  # fmt: skip
         self.conversions = Counter(
             "platproxy_conversions", "Manifests converted for clients that cannot read the original, by kind "

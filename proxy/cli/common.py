@@ -51,7 +51,7 @@ def host_from_args(args: argparse.Namespace) -> HostProfile:
     if features and not args.platform:
         raise UsageError("--features goes with --platform (the detected host has its own)")
     try:
-        return host_profile(args.platform, features, args.ia32, args.aarch32)
+        return host_profile(args.platform, features, args.ia32, args.aarch32, args.emulation, args.binfmt_dir)
     except PlatformError as exc:
         raise UsageError(f"bad --platform: {exc}") from None
 

@@ -186,6 +186,7 @@ class ManifestService:
         await self.content.load(route, chosen.digest)  # cache the chosen manifest before advertising it
         if self.metrics is not None:
             self.metrics.resolutions.labels(str(chosen.platform), chosen.label).inc()
+            self.metrics.emulated.inc(chosen.label == "emulated")
         log.info(
             "resolved", repo=route.repo, tag=tag, target=host, chosen=chosen.digest, platform=str(chosen.platform),
             label=chosen.label, candidates=len(decision.candidates), rejected=len(decision.rejected),
