@@ -107,3 +107,9 @@ def test_fallback_ranks_emulated_entries_after_every_native_one(
     assert done.returncode == 0, done.stderr
     chosen = json.loads(done.stdout)["chosen"]
     assert (chosen["digest"], chosen["label"]) == (foreign.digest_of("linux/arm64/v8"), "emulated")
+    rows = subprocess.run([sys.executable, "-m", "proxy.cli", "platforms", f"{registry.address}/library/foreign:1",
+                           "--emulation", "fallback", "--binfmt-dir", str(handlers), "--json"],
+                          capture_output=True, text=True, timeout=60, check=True).stdout  # fmt: skip
+    if json.loads(subprocess.run([sys.executable, "-m", "proxy.cli", "hostinfo"], capture_output=True, text=True,
+                                 timeout=60, check=True).stdout)["architecture"] == "amd64":  # fmt: skip
+        assert [r["digest"] for r in json.loads(rows) if r.get("chosen")] == [foreign.digest_of("linux/arm64/v8")]
