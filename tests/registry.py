@@ -83,6 +83,12 @@ def peak_rss_mib(pid: int) -> float:
 BODY_METHODS = ("POST", "PUT", "PATCH")
 
 
+def cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``platproxy ARGS`` as a user runs it, output captured, the exit status left to the test."""
+    return subprocess.run([sys.executable, "-m", "proxy.cli", *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})}, check=False)  # fmt: skip
+
+
 def request(port: int, method: str, path: str, body: bytes | None = None,
             headers: Mapping[str, str] | Iterable[tuple[str, str]] = (), source: str = "",
             ) -> tuple[int, dict[str, str], bytes]:  # fmt: skip

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from proxy.oci.mediatypes import OCI_MANIFEST
 from tests.indexes import Case
 from tests.ocibuild import image, index
-from tests.registry import Platproxy, Registry, config_args, push_case, request
+from tests.registry import Platproxy, Registry, cli, config_args, push_case, request
 
 pytestmark = pytest.mark.e2e
 Start = Callable[..., Platproxy]
@@ -48,14 +47,13 @@ def aarch64_handler() -> Iterator[str]:
 
 
 def test_hostinfo_reports_a_registered_handler(aarch64_handler: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "proxy.cli", "hostinfo"], capture_output=True, text=True,
-                          timeout=60, check=True)  # fmt: skip
-    report = json.loads(done.stdout)
+    report = json.loads(cli("hostinfo").stdout)
     [entry] = [e for e in report["emulated"] if e["handler"] == aarch64_handler]
     assert entry["platform"] == "linux/arm64/v8" and entry["usable"] is True
     assert report["capabilities"]["emulation"] is False  # detected, not used: off by default
-    text = subprocess.run([sys.executable, "-m", "proxy.cli", "hostinfo", "--format", "text", "--emulation",
-                           "fallback"], capture_output=True, text=True, timeout=60, check=True).stdout  # fmt: skip
+    shown = cli("hostinfo", "--format", "text", "--emulation", "fallback")
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout
     if report["architecture"] != "arm64":
         assert "linux/arm64/v8\temulated" in text
 
@@ -101,15 +99,14 @@ def test_fallback_ranks_emulated_entries_after_every_native_one(
     off = platproxy(registry.url, "linux/amd64", config_args(tmp_path, f'[platform]\nbinfmt_dir = "{handlers}"\n'))
     status, _, body = ask(off, "foreign")
     assert status == 404 and b'emulation = \\"fallback\\"' in body and b"qemu-aarch64" in body
-    done = subprocess.run([sys.executable, "-m", "proxy.cli", "resolve", f"{registry.address}/library/foreign:1",
-                           "--platform", "linux/amd64", "--emulation", "fallback", "--binfmt-dir", str(handlers),
-                           "--json"], capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    done = cli("resolve", f"{registry.address}/library/foreign:1", "--platform", "linux/amd64", "--emulation",
+               "fallback", "--binfmt-dir", str(handlers), "--json")  # fmt: skip
     assert done.returncode == 0, done.stderr
     chosen = json.loads(done.stdout)["chosen"]
     assert (chosen["digest"], chosen["label"]) == (foreign.digest_of("linux/arm64/v8"), "emulated")
-    rows = subprocess.run([sys.executable, "-m", "proxy.cli", "platforms", f"{registry.address}/library/foreign:1",
-                           "--emulation", "fallback", "--binfmt-dir", str(handlers), "--json"],
-                          capture_output=True, text=True, timeout=60, check=True).stdout  # fmt: skip
-    if json.loads(subprocess.run([sys.executable, "-m", "proxy.cli", "hostinfo"], capture_output=True, text=True,
-                                 timeout=60, check=True).stdout)["architecture"] == "amd64":  # fmt: skip
+    listed = cli("platforms", f"{registry.address}/library/foreign:1", "--emulation", "fallback", "--binfmt-dir",
+                 str(handlers), "--json")  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    rows = listed.stdout
+    if json.loads(cli("hostinfo").stdout)["architecture"] == "amd64":
         assert [r["digest"] for r in json.loads(rows) if r.get("chosen")] == [foreign.digest_of("linux/arm64/v8")]

@@ -6,8 +6,6 @@ served again with the upstream stopped."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from proxy.oci.mediatypes import DOCKER_SCHEMA1_SIGNED, OCI_MANIFEST
 from tests.conftest import Seeded
 from tests.indexes import Case
 from tests.ocibuild import image, index
-from tests.registry import Platproxy, Registry, config_args, push_case, request
+from tests.registry import Platproxy, Registry, cli, config_args, push_case, request
 
 pytestmark = pytest.mark.e2e
 Start = Callable[..., Platproxy]
@@ -87,8 +85,8 @@ def test_each_client_gets_its_own_platform(platproxy: Start, tmp_path: Path) -> 
 
         check_all()
         assert proxy.wait_for_log('"target": "linux/arm64/v8 (rule)"')
-        listing = subprocess.run([sys.executable, "-m", "proxy.cli", "cache", "--cache-dir", str(proxy.cache_dir),
-                                  "ls", "--json"], capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+        listing = cli("cache", "--cache-dir", str(proxy.cache_dir), "ls", "--json")
+        assert listing.returncode == 0, listing.stderr
         resolved_for = {row["host"] for row in json.loads(listing.stdout) if row["image"].endswith("library/fleet:1")}
         assert {"linux/arm64/v8", "linux/arm/v7", "linux/arm/v6", "linux/s390x"} <= resolved_for
     finally:

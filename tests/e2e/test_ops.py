@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +14,7 @@ import pytest
 from proxy.oci.mediatypes import OCI_MANIFEST, UPSTREAM_ACCEPT
 from tests.conftest import Seeded, push_case, skopeo_copy
 from tests.fakeupstream import FakeUpstream
-from tests.registry import Platproxy, Registry, config_args, free_port, request
+from tests.registry import Platproxy, Registry, cli, config_args, free_port, request
 
 pytestmark = pytest.mark.e2e
 Start = Callable[..., Platproxy]
@@ -111,11 +109,6 @@ def test_ops_endpoints_move_to_their_own_port(seeded: Seeded, platproxy: Start, 
     assert b"platproxy_requests_total" in request(ops_port, "GET", "/metrics")[2]
     assert request(proxy.port, "GET", "/metrics")[0] == 404
     assert request(proxy.port, "GET", "/v2/")[0] == 200
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "proxy.cli", *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **(env or {})})  # fmt: skip
 
 
 def test_flags_beat_env_beat_file(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from proxy.oci.mediatypes import (
 from proxy.oci.resolve import resolve_loading
 from tests.conftest import Seeded, push_case, skopeo_copy
 from tests.fakeupstream import FakeUpstream
-from tests.registry import Platproxy, Registry, config_args, request, wait_http
+from tests.registry import Platproxy, Registry, cli, config_args, request, wait_http
 
 pytestmark = pytest.mark.e2e
 Start = Callable[..., Platproxy]
@@ -343,10 +343,6 @@ def test_serve_with_no_arguments_uses_the_embedded_defaults(tmp_path: Path) -> N
         proc.terminate()
         _, err = proc.communicate(timeout=10)
     assert b"upstreams docker.io=https://registry-1.docker.io" in err
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "proxy.cli", *args], capture_output=True, text=True, timeout=60)
 
 
 def test_online_resolve_and_platforms(seeded: Seeded) -> None:

@@ -12,7 +12,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 from proxy.oci.mediatypes import OCI_MANIFEST
 from tests.clients import containerd, ctr, engine_root, image_digest, podman, start_engine, stop_engine, storage
 from tests.conftest import Seeded
-from tests.registry import Platproxy, config_args, free_port, request
+from tests.registry import Platproxy, cli, config_args, free_port, request
 from tests.relay import ConnectProxy
 from tests.tlsfiles import TestCA, serial_of
 
@@ -180,11 +179,6 @@ def test_replaced_certificates_reach_new_connections_while_a_pull_completes(seed
         proxy.stop()
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "proxy.cli", *args], capture_output=True, text=True, timeout=60,
-                          check=False)  # fmt: skip
-
-
 def test_bad_tls_setups_are_refused_before_start(tmp_path: Path) -> None:
     ca = TestCA(tmp_path / "ca")
     htpasswd = tmp_path / "htpasswd"
@@ -192,7 +186,7 @@ def test_bad_tls_setups_are_refused_before_start(tmp_path: Path) -> None:
     plain = tmp_path / "plain.toml"
     plain.write_text(f'listen = "0.0.0.0:{free_port()}"\n[auth]\nhtpasswd = "{htpasswd}"\n')
     for command in (["serve", "--config", str(plain)], ["config", "check", str(plain)]):
-        done = run_cli(*command)
+        done = cli(*command)
         assert done.returncode == 2 and "in clear" in done.stderr and "Traceback" not in done.stderr, done.stderr
     with socket.socket() as s:  # nothing was bound
         s.bind(("0.0.0.0", int(plain.read_text().split(":")[1].split('"')[0])))
@@ -209,7 +203,7 @@ def test_bad_tls_setups_are_refused_before_start(tmp_path: Path) -> None:
         config.write_text(text)
         for command in (["serve", "--config", str(config), "--listen", f"127.0.0.1:{free_port()}"],
                         ["config", "check", str(config)]):  # fmt: skip
-            done = run_cli(*command)
+            done = cli(*command)
             assert done.returncode == 2 and needle in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
@@ -225,7 +219,7 @@ def test_a_child_reaches_a_tls_tier_with_its_ca(seeded: Seeded, platproxy: Start
         assert status == 200 and headers["docker-content-digest"] == seeded.cases[IMAGE].digest_of("linux/arm64/v8")
         bad = tmp_path / "bad.toml"
         bad.write_text(upstream.replace(str(ca.path), str(tmp_path / "missing.pem")))
-        done = run_cli("config", "check", str(bad))
+        done = cli("config", "check", str(bad))
         assert done.returncode == 2 and "upstreams.0.ca" in done.stderr, done.stderr
     finally:
         tier.stop()
