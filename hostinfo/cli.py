@@ -10,12 +10,11 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from hostinfo.cpuinfo import CpuInfoError
 from hostinfo.detect import HostInfoError, detect
-from hostinfo.probe import capabilities, read_emulated, read_live
+from hostinfo.probe import capabilities, read_live, with_emulation
 from hostinfo.report import host_report
 
 DESCRIPTION = (
@@ -82,11 +81,8 @@ def run(args: argparse.Namespace) -> int:
     except (HostInfoError, CpuInfoError) as exc:
         print(f"hostinfo: {exc}", file=sys.stderr)
         return 2
-    live = args.cpuinfo is None
-    handlers = read_emulated(Path(args.binfmt_dir), found.platform.os) if args.binfmt_dir else ()
-    if live and not args.binfmt_dir:
-        handlers = read_emulated(os_name=found.platform.os)
-    caps = replace(caps, emulation=args.emulation == "fallback")
+    caps, handlers = with_emulation(caps, found.platform.os, args.emulation, args.binfmt_dir,
+                                    live=args.cpuinfo is None)  # fmt: skip
     report = host_report(found, caps, handlers)
     if args.format == "text":
         print(report["platform"])

@@ -174,6 +174,21 @@ def read_emulated(directory: Path = _BINFMT, os_name: str = "linux") -> tuple[Em
     return tuple(emulated(handlers, status == "enabled", os_name))
 
 
+def with_emulation(
+    caps: Capabilities, os_name: str, emulation: Emulation, binfmt_dir: str, live: bool
+) -> tuple[Capabilities, tuple[Emulated, ...]]:
+    """The emulation policy on ``caps``, and the handlers: from ``binfmt_dir`` when given, else
+    the live system's when detecting it (another machine's handlers are unknown: none)."""
+    on = emulation == "fallback"
+    if not binfmt_dir and not live:
+        return replace(caps, emulation=on), ()
+    handlers = read_emulated(Path(binfmt_dir) if binfmt_dir else _BINFMT, os_name)
+    sources = dict(caps.sources)
+    if on:
+        sources["emulation"] = f"setting: emulation=fallback, {sum(e.usable for e in handlers)} usable handlers"
+    return replace(caps, emulation=on, sources=sources), handlers
+
+
 def host_profile(
     override: str = "", features: tuple[str, ...] = (), ia32: Setting = "auto", aarch32: Setting = "auto",
     emulation: Emulation = "off", binfmt_dir: str = "",
@@ -192,11 +207,7 @@ def host_profile(
             details=found.details,
             capabilities=capabilities(found.platform, ia32, aarch32, live=True),
         )
-    if binfmt_dir or not override:
-        handlers = read_emulated(Path(binfmt_dir) if binfmt_dir else _BINFMT, profile.platform.os)
-        caps = replace(profile.capabilities, emulation=emulation == "fallback")
-        if caps.emulation:
-            usable = sum(e.usable for e in handlers)
-            caps.sources["emulation"] = f"setting: emulation=fallback, {usable} usable handlers"
-        profile = replace(profile, emulated=handlers, capabilities=caps)
+    caps, handlers = with_emulation(profile.capabilities, profile.platform.os, emulation, binfmt_dir,
+                                    live=not override)  # fmt: skip
+    profile = replace(profile, emulated=handlers, capabilities=caps)
     return profile

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from hostinfo import Platform, PlatformError, normalize
+from hostinfo.cli import add_capability_arguments
 from hostinfo.probe import host_profile
 from hostinfo.validate import platform_warnings
 from proxy.cli.common import UsageError, add_client_arguments, client_target, fail, image_ref
@@ -36,9 +37,7 @@ MAX_NESTING = 3
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", help="alpine, alpine:3.20, ghcr.io/o/r:tag, name@sha256:...")
     add_client_arguments(parser)
-    parser.add_argument("--emulation", choices=("off", "fallback"), default="off",
-                        help="mark the entry this host gets with binfmt_misc emulation as a fallback")  # fmt: skip
-    parser.add_argument("--binfmt-dir", default="", help="read handlers from this folder (what-if)")
+    add_capability_arguments(parser)  # --ia32, --aarch32, --emulation, --binfmt-dir: the entry this host gets
     parser.add_argument("--json", action="store_true", help="print the entries as JSON")
 
 
@@ -46,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         target = None
         if args.user_agent or args.client_ip or args.config or args.emulation != "off" or args.binfmt_dir:
-            host = host_profile("", (), "auto", "auto", args.emulation, args.binfmt_dir)
+            host = host_profile("", (), args.ia32, args.aarch32, args.emulation, args.binfmt_dir)
             target = client_target(args, host)
         rows = asyncio.run(_platforms(image_ref(args.image), target))
     except UsageError as exc:
