@@ -14,6 +14,7 @@ from proxy.errors import PlatproxyError
 from proxy.oci.names import ImageRef
 
 if TYPE_CHECKING:
+    from proxy.config import Config
     from proxy.pull.targets import Target
 
 
@@ -77,3 +78,20 @@ def client_target(args: argparse.Namespace, host: HostProfile | None = None) -> 
         )
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+
+
+def file_problem(config: Config) -> str:
+    """What is wrong with the files the config names (htpasswd, TLS pair, upstream CAs), as one
+    ``config key …`` line, or ``""``: ``serve`` and ``config check`` refuse the same things."""
+    from proxy.http.auth import Htpasswd, HtpasswdError  # only for these two commands
+    from proxy.http.tls import TlsError, check_files
+
+    try:
+        if config.auth.htpasswd:
+            Htpasswd(Path(config.auth.htpasswd))
+        check_files(config)
+    except HtpasswdError as exc:
+        return f"config key auth.htpasswd: {exc}"
+    except TlsError as exc:
+        return f"config key {exc}"
+    return ""

@@ -7,10 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from proxy.cli.common import subcommand
+from proxy.cli.common import file_problem, subcommand
 from proxy.config import ConfigError, load_config, masked
-from proxy.http.auth import Htpasswd, HtpasswdError
-from proxy.http.tls import TlsError, check_files
 
 DESCRIPTION = "Validate a configuration and print the effective one, secrets masked."
 
@@ -28,15 +26,9 @@ def run_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"platproxy config: {exc}", file=sys.stderr)
         return 2
-    try:  # the files the config names, checked as serve checks them
-        check_files(config)
-        if config.auth.htpasswd:
-            Htpasswd(Path(config.auth.htpasswd))
-    except TlsError as exc:
-        print(f"platproxy config: config key {exc}", file=sys.stderr)
-        return 2
-    except HtpasswdError as exc:
-        print(f"platproxy config: config key auth.htpasswd: {exc}", file=sys.stderr)
+    problem = file_problem(config)  # the files the config names, checked as serve checks them
+    if problem:
+        print(f"platproxy config: {problem}", file=sys.stderr)
         return 2
     print(json.dumps(masked(config), indent=2))
     return 0

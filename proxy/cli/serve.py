@@ -13,10 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from proxy.cli.common import file_problem
 from proxy.config import ConfigError, load_config, upstream_from_url
 from proxy.http.app import serve
-from proxy.http.auth import Htpasswd, HtpasswdError
-from proxy.http.tls import TlsError, check_files
 from proxy.logs import configure_logging
 from proxy.pull.signing import SigningKey, SigningKeyError
 from proxy.storage.factory import backend_problem
@@ -59,16 +58,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"platproxy serve: {exc}", file=sys.stderr)
         return 2
-    if config.auth.htpasswd:
-        try:
-            Htpasswd(Path(config.auth.htpasswd))
-        except HtpasswdError as exc:
-            print(f"platproxy serve: config key auth.htpasswd: {exc}", file=sys.stderr)
-            return 2
-    try:
-        check_files(config)
-    except TlsError as exc:
-        print(f"platproxy serve: config key {exc}", file=sys.stderr)
+    problem = file_problem(config)
+    if problem:
+        print(f"platproxy serve: {problem}", file=sys.stderr)
         return 2
     problem = backend_problem(config)
     if problem:

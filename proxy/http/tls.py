@@ -19,7 +19,6 @@ import contextlib
 import datetime
 import os
 import ssl
-from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -82,15 +81,17 @@ def not_after(cert: str) -> datetime.datetime:
         raise TlsError(f"tls.cert {cert}: not a PEM certificate ({exc})") from None
 
 
-def check(tls: TlsConfig, now: datetime.datetime | None = None) -> None:
-    """Raise ``TlsError`` when the listener could not serve with these files."""
+def check(tls: TlsConfig, now: datetime.datetime | None = None) -> datetime.datetime | None:
+    """The certificate's expiry (None without TLS); ``TlsError`` when the listener could not
+    serve with these files."""
     if not tls.cert:
-        return
+        return None
     expires = not_after(tls.cert)
     server_context(tls)
     now = now or datetime.datetime.now(datetime.UTC)
     if expires <= now:
         raise TlsError(f"tls.cert {tls.cert}: the certificate expired on {expires:%Y-%m-%d %H:%M} UTC")
+    return expires
 
 
 def check_files(config: Config) -> None:
@@ -120,13 +121,11 @@ def signature(paths: list[str]) -> Signature:
 class CertificateWatcher:
     """Polls the certificate and key files; puts a new, valid pair into the live context."""
 
-    def __init__(self, ctx: ssl.SSLContext, tls: TlsConfig, on_reload: Callable[[], None] | None = None) -> None:
+    def __init__(self, ctx: ssl.SSLContext, tls: TlsConfig) -> None:
         self.ctx = ctx
         self.tls = tls
         self.paths = [tls.cert, tls.key]
         self.seen = signature(self.paths)
-        self.on_reload = on_reload
-        self.reloads = 0
 
     def poll(self) -> bool:
         """One check; True when a new pair was put in place."""
@@ -134,16 +133,13 @@ class CertificateWatcher:
         if now == self.seen:
             return False
         try:
-            check(self.tls)  # a scratch context first: the live one never gets a half-rotated pair
+            expires = check(self.tls)  # a scratch context first: the live one never gets a half-rotated pair
         except TlsError as exc:
             log.warning("new certificate not loaded; keeping the current one", error=str(exc))
             return False  # seen is not updated: the next poll tries again (the key may follow)
         _load_pair(self.ctx, self.tls)
         self.seen = now
-        self.reloads += 1
-        log.info("certificate reloaded", cert=self.tls.cert, expires=f"{not_after(self.tls.cert):%Y-%m-%d}")
-        if self.on_reload is not None:
-            self.on_reload()
+        log.info("certificate reloaded", cert=self.tls.cert, expires=f"{expires:%Y-%m-%d}")
         return True
 
     async def run(self) -> None:
