@@ -23,7 +23,7 @@ _OS_ALIASES: dict[str, str] = {"macos": "darwin"}
 
 #: ``uname -m`` and descriptor aliases that name an architecture *and* a variant.
 #: A value of ``None`` for the variant means "keep the variant given beside it".
-_ARCH_ALIASES: dict[str, tuple[str, str | None]] = {
+ARCH_ALIASES: dict[str, tuple[str, str | None]] = {
     "x86_64": ("amd64", None),
     "x86-64": ("amd64", None),
     "x64": ("amd64", None),
@@ -73,7 +73,7 @@ def normalize_arch(architecture: str, variant: str = "") -> tuple[str, str]:
     """
     arch = architecture.strip().lower()
     var = variant.strip().lower()
-    canonical, forced = _ARCH_ALIASES.get(arch, (arch, None))
+    canonical, forced = ARCH_ALIASES.get(arch, (arch, None))
     if forced is not None and (forced == "" or var == ""):
         var = forced
     return canonical, _normalize_variant(canonical, var)

@@ -46,7 +46,7 @@ class Platform:
     @classmethod
     def parse(cls, specifier: str, features: tuple[str, ...] = ()) -> Platform:
         """Parse a specifier such as ``linux/arm/v7`` into a normalized platform."""
-        return normalize(_parse_raw(specifier, features))
+        return normalize(parse_raw(specifier, features))
 
     @classmethod
     def from_descriptor(cls, platform: Any) -> Platform:
@@ -107,7 +107,7 @@ def format_platform(platform: Platform) -> str:
     return "/".join(parts)
 
 
-def _parse_raw(specifier: str, features: tuple[str, ...]) -> Platform:
+def parse_raw(specifier: str, features: tuple[str, ...]) -> Platform:
     text = specifier.strip()
     if not text:
         raise PlatformError("empty platform string; expected e.g. linux/arm64 or linux/arm/v7")

@@ -33,6 +33,7 @@ from hostinfo.binfmt import Emulated, HandlerError, emulated, parse_handler
 from hostinfo.compat import Capabilities, HostProfile
 from hostinfo.detect import detect
 from hostinfo.platform import Platform
+from hostinfo.validate import require_real
 
 Setting = Literal["auto", "yes", "no"]
 Emulation = Literal["off", "fallback"]
@@ -198,7 +199,7 @@ def host_profile(
     Handlers are read from ``binfmt_dir`` when given, else from the live system when detecting it
     (an override describes another machine, whose handlers are unknown)."""
     if override:
-        platform = Platform.parse(override, features)
+        platform = require_real(override, features)  # a typo here would change every answer
         profile = HostProfile(platform=platform, capabilities=capabilities(platform, ia32, aarch32, live=False))
     else:
         found = detect(*read_live())

@@ -9,6 +9,7 @@ May import: hostinfo, proxy.oci, proxy.sizes.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import os
@@ -16,20 +17,30 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from hostinfo import HostProfile
 from hostinfo.platform import Platform
 from hostinfo.probe import host_profile
-from hostinfo.validate import platform_warnings
+from hostinfo.validate import require_real
 from proxy.oci.names import DOCKER_HUB, DOCKER_HUB_ALIASES, DOCKER_HUB_URL
 from proxy.sizes import MAX_MANIFEST_SIZE
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?$", re.IGNORECASE)
+_N = TypeVar("_N", int, float)
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _SIZES = {
     "b": 1,
@@ -50,6 +61,8 @@ class ConfigError(ValueError):
 
 def _duration(value: Any) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"{value} is negative: a duration is 0 or more (30s, 5m, 1h or seconds)")
         return float(value)
     m = _DURATION.match(str(value).strip()) if isinstance(value, str) else None
     if m is None:
@@ -59,6 +72,8 @@ def _duration(value: Any) -> float:
 
 def _size(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"{value} is negative: a size is 0 or more (4MiB, 20GiB or bytes)")
         return value
     m = _SIZE.match(str(value).strip()) if isinstance(value, str) else None
     if m is None:
@@ -66,8 +81,19 @@ def _size(value: Any) -> int:
     return int(float(m.group(1)) * _SIZES[(m.group(2) or "b").lower()])
 
 
+def _positive(value: _N) -> _N:
+    if value <= 0:
+        raise ValueError("must be more than 0")
+    return value
+
+
 Duration = Annotated[float, BeforeValidator(_duration)]
+"""0 or more: 0 is meaningful where the key says so (``tag_ttl = 0``: always revalidate)."""
 Size = Annotated[int, BeforeValidator(_size)]
+"""0 or more: 0 is meaningful where the key says so (``max_size = 0``: no budget)."""
+Interval = Annotated[float, BeforeValidator(_duration), AfterValidator(_positive)]
+"""A timeout or period: 0 would mean never waiting (or spinning), so it is refused."""
+Limit = Annotated[int, BeforeValidator(_size), AfterValidator(_positive)]
 
 
 def _host_port(value: str) -> str:
@@ -93,7 +119,7 @@ def is_loopback(host: str) -> bool:
 class UpstreamConfig(_Model):
     """One upstream registry."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9.:_-]+$")
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9.:_\[\]-]+$")
     """The registry host clients name (``docker.io``, ``ghcr.io``): the path prefix and ``?ns=``."""
     url: str
     aliases: tuple[str, ...] = ()
@@ -115,6 +141,13 @@ class UpstreamConfig(_Model):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("expected an http:// or https:// URL with a host")
+        path = parts.path.rstrip("/")
+        if path or parts.query or parts.fragment:
+            # Refused, not stripped: the registry API lives at /v2/ of the host, which platproxy
+            # adds; with a path every pull would 404 on /v2/v2/... while the host still answers.
+            drop = "/v2/: platproxy adds it" if path == "/v2" else "the path: the registry API is at the host's /v2/"
+            raise ValueError(f"{value!r} has a path; give the registry's root ({parts.scheme}://{parts.netloc}) "
+                             f"and drop {drop}")  # fmt: skip
         return value.rstrip("/")
 
     @model_validator(mode="after")
@@ -153,7 +186,7 @@ class PlatformConfig(_Model):
     @classmethod
     def _platform(cls, value: str) -> str:
         if value:
-            Platform.parse(value)  # PlatformError is a ValueError: reported with the key
+            check_platform(value)  # PlatformError is a ValueError: reported with the key
         return value
 
     def profile(self) -> HostProfile:
@@ -163,7 +196,8 @@ class PlatformConfig(_Model):
 
 class CacheConfig(_Model):
     dir: str = ""
-    """Empty: ``$XDG_CACHE_HOME/platproxy`` (``~/.cache/platproxy``)."""
+    """Empty: ``$CACHE_DIRECTORY`` (systemd's ``CacheDirectory=``), else
+    ``$XDG_CACHE_HOME/platproxy`` (``~/.cache/platproxy``): defaults that a file's ``dir`` beats."""
     tag_ttl: Duration = 300.0
     """A cached tag younger than this is served without asking the upstream."""
     serve_stale_on_not_found: bool = True
@@ -174,6 +208,9 @@ class CacheConfig(_Model):
     def path(self) -> Path:
         if self.dir:
             return Path(self.dir).expanduser()
+        systemd = os.environ.get("CACHE_DIRECTORY", "").split(":")[0]
+        if systemd:
+            return Path(systemd)
         base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         return Path(base) / "platproxy"
 
@@ -254,13 +291,9 @@ def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 
 
 def check_platform(value: str) -> Platform:
-    """A platform a rule may name: parsed and normalized, and real (known os and architecture, a
-    variant that architecture has): what ``platform_warnings`` reports for an index entry is refused."""
-    platform = Platform.parse(value)
-    problems = platform_warnings(platform)
-    if problems:
-        raise ValueError(f"{'; '.join(problems)} in {value!r}")
-    return platform
+    """A platform an operator names (a rule, an override, a flag): parsed, normalized and real
+    (``hostinfo.validate.require_real``; ``PlatformError`` is a ``ValueError``)."""
+    return require_real(value)
 
 
 class CompatConfig(_Model):
@@ -307,7 +340,7 @@ class TlsConfig(_Model):
     """PEM: its private key."""
     client_ca: str = ""
     """PEM CA bundle: when set, clients must present a certificate it signed (mutual TLS)."""
-    reload_interval: Duration = Field(default=30.0, gt=0)
+    reload_interval: Interval = 30.0
     """How often the files are checked for a rotation (new connections then get the new pair)."""
 
     @model_validator(mode="after")
@@ -320,13 +353,13 @@ class TlsConfig(_Model):
 
 
 class LimitsConfig(_Model):
-    max_manifest_size: Size = MAX_MANIFEST_SIZE
-    connect_timeout: Duration = 10.0
-    read_timeout: Duration = 60.0
+    max_manifest_size: Limit = MAX_MANIFEST_SIZE
+    connect_timeout: Interval = 10.0
+    read_timeout: Interval = 60.0
     """Longest wait for the next bytes from an upstream."""
-    header_timeout: Duration = 30.0
+    header_timeout: Interval = 30.0
     """Longest a client may take to send a request's headers (slowloris protection)."""
-    idle_timeout: Duration = 75.0
+    idle_timeout: Interval = 75.0
     """How long an idle client connection is kept open (aiohttp's default is an hour)."""
     max_upstream_fetches: int = Field(default=32, ge=1, le=10000)
     """Requests in flight to one upstream at once (a blob counts until its body is read)."""
@@ -349,10 +382,10 @@ class S3Config(_Model):
     verify_tls: bool = True
     redirect: bool = False
     """Answer cached blob GETs with a 307 to a presigned URL (clients must reach the store)."""
-    presign_ttl: Duration = 300.0
-    lease_ttl: Duration = 30.0
+    presign_ttl: Interval = 300.0
+    lease_ttl: Interval = 30.0
     """A fill's lease lasts this long unless renewed; a replica that died blocks others at most this long."""
-    poll_interval: Duration = 0.25
+    poll_interval: Interval = 0.25
     """How often a replica waiting on another's fill looks for the finished blob (backing off to 8x)."""
     part_size: Size = 16 * 2**20
     """Multipart upload part size (S3's minimum is 5 MiB); smaller blobs go in one PUT."""
@@ -449,16 +482,23 @@ SECRET_KEYS = frozenset({"password", "secret_key"})
 
 
 def load_config(
-    path: Path | None = None, overrides: dict[str, Any] | None = None, env: Mapping[str, str] | None = None
+    path: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    origins: dict[str, str] | None = None,
 ) -> Config:
     """Defaults < the TOML file < ``PLATPROXY_*`` environment < ``overrides`` (flags).
 
     Environment keys use ``__`` between levels and list indexes as numbers:
     ``PLATPROXY_CACHE__TAG_TTL=1h``, ``PLATPROXY_UPSTREAMS__0__PASSWORD=...``; values are read
-    as JSON when they parse as JSON (``true``, ``3``, ``["a"]``), else as strings.
+    as JSON when they parse as JSON (``true``, ``3``, ``["a"]``), else as strings.  ``origins``,
+    when given, is filled with each dotted key set by the environment or a flag and its source
+    (``config check`` and the start-up line show them: a variable in a unit file silently beating
+    the file is the classic surprise).
     """
     data: dict[str, Any] = Config().model_dump(mode="json")
-    origins: dict[str, str] = {}
+    origins = origins if origins is not None else {}
+    file_data: dict[str, Any] = {}
     if path is not None:
         try:
             file_data = tomllib.loads(path.read_text())
@@ -473,14 +513,26 @@ def load_config(
         if key.startswith(ENV_PREFIX) and len(key) > len(ENV_PREFIX):
             dotted = ".".join(key[len(ENV_PREFIX) :].lower().split("__"))
             _set(data, dotted, _env_value(raw), key)
-            origins[dotted] = key
+            origins[dotted] = key + _over_the_file(file_data, dotted)
     for dotted, value in (overrides or {}).items():
         _set(data, dotted, value, f"--{dotted.rpartition('.')[2].replace('_', '-')}")
-        origins[dotted] = "a command-line flag"
+        origins[dotted] = "a command-line flag" + _over_the_file(file_data, dotted)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, origins)) from None
+
+
+def _over_the_file(file_data: dict[str, Any], dotted: str) -> str:
+    value: Any = file_data
+    for part in dotted.split("."):
+        if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            return ""
+    return f", over the file's {json.dumps(value)}"
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -522,9 +574,35 @@ def _describe(exc: ValidationError, origins: dict[str, str] | None = None) -> st
     first = exc.errors()[0]
     key = ".".join(str(p) for p in first["loc"]) or "(top level)"
     message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        return _unknown_key(first["loc"], origins or {})
     origin = next((f" (from {src})" for k, src in (origins or {}).items() if key == k or key.startswith(k + ".")), "")
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"config key {key}{origin}: {message}{more}"
+
+
+def _unknown_key(loc: tuple[int | str, ...], origins: dict[str, str]) -> str:
+    """``unknown key `foo` in [cache] (known: dir, tag_ttl, …)``: the section as the file spells it."""
+    model: type[BaseModel] = Config
+    section: list[str] = []
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            section[-1] = f"{section[-1]} #{part + 1}"
+            continue
+        annotation = model.model_fields[part].annotation
+        inner = get_args(annotation)[0] if get_origin(annotation) is tuple else annotation
+        model = inner if isinstance(inner, type) and issubclass(inner, BaseModel) else model
+        section.append(FILE_NAMES.get(part, part))
+    where = f"[{'.'.join(section)}]" if section else "the top level"
+    dotted = ".".join(str(p) for p in loc)
+    origin = next((f" (from {src})" for k, src in origins.items() if dotted == k or dotted.startswith(k + ".")), "")
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    hint = f"; did you mean `{close[0]}`?" if close else ""
+    return f"unknown key `{loc[-1]}` in {where}{origin}{hint} (known: {', '.join(model.model_fields)})"
+
+
+FILE_NAMES = {"upstreams": "upstream"}
+"""Sections whose TOML name differs from the model's (``[[upstream]]`` is ``upstreams``)."""
 
 
 def masked(config: Config) -> dict[str, Any]:
@@ -541,11 +619,14 @@ def masked(config: Config) -> dict[str, Any]:
 
 
 def upstream_from_url(url: str) -> UpstreamConfig:
-    """``--upstream URL``: one upstream named after the URL's host (Docker Hub if it is Hub)."""
+    """``--upstream URL``: one upstream named after the URL's host and port (Docker Hub if it is
+    Hub; an IPv6 address keeps its brackets, ``[::1]:5001``, as a registry host is written)."""
     try:
         parts = urlsplit(url)
-        host = parts.netloc
+        host = parts.netloc.rpartition("@")[2]
         name = DOCKER_HUB if parts.hostname in DOCKER_HUB_ALIASES else host
-        return UpstreamConfig(name=name, url=url)
-    except (ValidationError, ValueError) as exc:
-        raise ConfigError(f"--upstream {url}: {_describe(exc) if isinstance(exc, ValidationError) else exc}") from None
+        return UpstreamConfig(name=name or "-", url=url)
+    except ValidationError as exc:
+        raise ConfigError(f"--upstream {url}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+    except ValueError as exc:
+        raise ConfigError(f"--upstream {url}: {exc}") from None

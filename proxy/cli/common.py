@@ -80,12 +80,22 @@ def client_target(args: argparse.Namespace, host: HostProfile | None = None) -> 
         raise UsageError(str(exc)) from None
 
 
+def origin_lines(origins: dict[str, str]) -> list[str]:
+    """One line per value that came from the environment or a flag rather than the file."""
+    return [f"{key} from {source}" for key, source in sorted(origins.items())]
+
+
 def file_problem(config: Config) -> str:
-    """What is wrong with the files the config names (htpasswd, TLS pair, upstream CAs), as one
-    ``config key …`` line, or ``""``: ``serve`` and ``config check`` refuse the same things."""
+    """What is wrong with the files the config names (the cache directory, htpasswd, TLS pair,
+    upstream CAs), as one ``config key …`` line, or ``""``: ``serve`` and ``config check`` refuse
+    the same things."""
     from proxy.http.auth import Htpasswd, HtpasswdError  # only for these two commands
     from proxy.http.tls import TlsError, check_files
+    from proxy.storage.factory import cache_dir_problem
 
+    problem = cache_dir_problem(config.cache.path())
+    if problem:
+        return f"config key cache.dir: {problem}"
     try:
         if config.auth.htpasswd:
             Htpasswd(Path(config.auth.htpasswd))

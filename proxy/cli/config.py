@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from proxy.cli.common import file_problem, subcommand
+from proxy.cli.common import file_problem, origin_lines, subcommand
 from proxy.config import ConfigError, load_config, masked
 
 DESCRIPTION = "Validate a configuration and print the effective one, secrets masked."
@@ -17,12 +17,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="config_command", required=True)
     check = subcommand(sub, "check", "validate FILE (and PLATPROXY_* variables); print the effective config")
     check.add_argument("file", nargs="?", type=Path, help="TOML config file (default: embedded defaults only)")
+    check.add_argument("--config", type=Path, dest="config_file", help="the same, as serve spells it")
     check.set_defaults(action=run_check)
 
 
 def run_check(args: argparse.Namespace) -> int:
+    if args.file and args.config_file and args.file != args.config_file:
+        print("platproxy config: give the file once (FILE or --config)", file=sys.stderr)
+        return 2
+    origins: dict[str, str] = {}
     try:
-        config = load_config(args.file)
+        config = load_config(args.file or args.config_file, origins=origins)
     except ConfigError as exc:
         print(f"platproxy config: {exc}", file=sys.stderr)
         return 2
@@ -31,6 +36,8 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"platproxy config: {problem}", file=sys.stderr)
         return 2
     print(json.dumps(masked(config), indent=2))
+    for line in origin_lines(origins):
+        print(f"platproxy config: {line}", file=sys.stderr)
     return 0
 
 

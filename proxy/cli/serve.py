@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from proxy.cli.common import file_problem
+from proxy.cli.common import file_problem, origin_lines
 from proxy.config import ConfigError, load_config, upstream_from_url
-from proxy.http.app import serve
+from proxy.http.app import StartError, serve
 from proxy.logs import configure_logging
 from proxy.pull.signing import SigningKey, SigningKeyError
 from proxy.storage.factory import backend_problem
@@ -43,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     if args.listen:
         overrides["listen"] = args.listen
     if args.cache_dir:
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         if args.upstream:
             overrides["upstreams"] = [upstream_from_url(u).model_dump() for u in args.upstream]
             overrides["default_upstream"] = ""
-        config = load_config(args.config, overrides)
+        config = load_config(args.config, overrides, origins=origins)
         host = config.platform.profile()
     except ConfigError as exc:
         print(f"platproxy serve: {exc}", file=sys.stderr)
@@ -73,14 +74,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"platproxy serve: config key compat.signing_key: {exc}", file=sys.stderr)
             return 2
     configure_logging(args.log_level)
-    print(
+    banner = (
         f"platproxy: serving {config.scheme}://{config.listen} for {host.platform}, upstreams "
-        f"{', '.join(u.name + '=' + u.url for u in config.upstreams)}, cache {config.cache.path()}",
-        file=sys.stderr,
+        f"{', '.join(u.name + '=' + u.url for u in config.upstreams)}, cache {config.cache.path()}"
+        + "".join(f"\nplatproxy: {line}" for line in origin_lines(origins))
     )
     try:
-        asyncio.run(serve(config, host))
-    except OSError as exc:
-        print(f"platproxy serve: cannot listen on {config.listen}: {exc.strerror or exc}", file=sys.stderr)
+        asyncio.run(serve(config, host, on_ready=lambda: print(banner, file=sys.stderr, flush=True)))
+    except StartError as exc:
+        print(f"platproxy serve: {exc}", file=sys.stderr)
         return 2
     return 0

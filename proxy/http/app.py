@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import resource
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from aiohttp.typedefs import Middleware
 from hostinfo import HostProfile
 from proxy.config import Config
 from proxy.http import health
-from proxy.http.auth import Htpasswd, auth_middleware
+from proxy.http.auth import Htpasswd, HtpasswdError, auth_middleware
 from proxy.http.guard import guard
 from proxy.http.handlers import CONFIG, METRICS, SERVICES, Services, dispatch, errors_middleware
 from proxy.http.tls import CertificateWatcher, server_context
@@ -30,13 +31,17 @@ from proxy.storage.factory import Storage, open_storage
 
 FILLS: web.AppKey[Fills] = web.AppKey("fills", Fills)
 STORAGE: web.AppKey[Storage] = web.AppKey("storage", Storage)
+HTPASSWD: web.AppKey[Htpasswd] = web.AppKey("htpasswd", Htpasswd)
 
 
 def build_app(config: Config, host: HostProfile | None = None) -> web.Application:
     middlewares: list[Middleware] = [errors_middleware]
-    if config.auth.htpasswd:
-        middlewares.append(auth_middleware(Htpasswd(Path(config.auth.htpasswd)), config.auth.realm))
+    htpasswd = Htpasswd(Path(config.auth.htpasswd)) if config.auth.htpasswd else None
+    if htpasswd is not None:
+        middlewares.append(auth_middleware(htpasswd, config.auth.realm))
     app = web.Application(middlewares=middlewares, client_max_size=1024)
+    if htpasswd is not None:
+        app[HTPASSWD] = htpasswd
     metrics = Metrics()
     app[CONFIG] = config
     app[METRICS] = metrics
@@ -101,41 +106,88 @@ def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) ->
     )  # fmt: skip
 
 
-async def serve(config: Config, host: HostProfile) -> None:
-    """Run until SIGINT/SIGTERM, then close connections and upstream sessions."""
+class StartError(RuntimeError):
+    """The server could not start: the message names what (the cache directory, the address)."""
+
+
+async def serve(config: Config, host: HostProfile, on_ready: Callable[[], None] = lambda: None) -> None:
+    """Run until SIGINT/SIGTERM, then close connections and upstream sessions.
+
+    ``on_ready`` runs once every socket is bound (the banner: it must not claim an address that
+    is taken).  SIGHUP re-reads what can change under a running server (the htpasswd file, the
+    TLS pair) and says so; everything else in the config needs a restart, and the log says that
+    too, rather than exiting (systemd's ``Restart=on-failure`` would not bring it back)."""
     app = build_app(config, host)
+    log = structlog.get_logger("platproxy")
     # Header lines up to 64 KiB reach platproxy's own checks (an OCI error body) instead of
     # aiohttp's plain-text 400 at its 8 KiB default; longer ones still get that 400.
     runners = [
         web.AppRunner(app, access_log=None, max_line_size=65536, max_field_size=65536,
                       keepalive_timeout=config.limits.idle_timeout)
     ]  # fmt: skip
-    await runners[0].setup()
+    try:
+        await runners[0].setup()  # opens the cache
+    except OSError as exc:
+        raise StartError(f"cache directory {config.cache.path()}: {exc.strerror or exc}") from None
     guard(runners[0], config.limits.header_timeout)
     raise_open_files_limit()
     ssl_context = server_context(config.tls) if config.tls.cert else None
-    sites = [web.TCPSite(runners[0], config.listen_host, config.listen_port, backlog=LISTEN_BACKLOG,
-                         ssl_context=ssl_context)]  # fmt: skip
+    sites = [(config.listen, web.TCPSite(runners[0], config.listen_host, config.listen_port, backlog=LISTEN_BACKLOG,
+                                         ssl_context=ssl_context))]  # fmt: skip
     if config.metrics.listen:
         ops = web.AppRunner(build_ops_app(app), access_log=None)
         await ops.setup()
         runners.append(ops)
         host_part, _, port = config.metrics.listen.rpartition(":")
-        sites.append(web.TCPSite(ops, host_part.strip("[]"), int(port)))
+        sites.append((config.metrics.listen, web.TCPSite(ops, host_part.strip("[]"), int(port))))
     stop = asyncio.Event()
+    received: list[str] = []
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_log_loop_error)
+
+    def stopping(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    watcher: asyncio.Task[None] | None = None
+        loop.add_signal_handler(sig, stopping, sig)
+    watcher = CertificateWatcher(ssl_context, config.tls) if ssl_context is not None else None
+    loop.add_signal_handler(signal.SIGHUP, lambda: reload(app, watcher))
+    watching: asyncio.Task[None] | None = None
     try:
-        for site in sites:
-            await site.start()
-        if ssl_context is not None:
-            watcher = asyncio.create_task(CertificateWatcher(ssl_context, config.tls).run())
-        await stop.wait()
-    finally:
+        for address, site in sites:
+            try:
+                await site.start()
+            except OSError as exc:
+                raise StartError(f"cannot listen on {address}: {exc.strerror or exc}") from None
         if watcher is not None:
-            watcher.cancel()
+            watching = asyncio.create_task(watcher.run())
+        on_ready()
+        await stop.wait()
+        log.info("stopping", signal=received[0] if received else "", draining="open requests end, then exit")
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+        if watching is not None:
+            watching.cancel()
         for runner in reversed(runners):
             await runner.cleanup()
+    log.info("stopped")
+
+
+def reload(app: web.Application, watcher: CertificateWatcher | None) -> None:
+    """SIGHUP: re-read the htpasswd file and the TLS pair now (both are also re-read when they
+    change); a bad new file is logged and the current one kept."""
+    log = structlog.get_logger("platproxy")
+    done = []
+    htpasswd: Htpasswd | None = app.get(HTPASSWD)
+    if htpasswd is not None:
+        try:
+            htpasswd.reload(force=True)
+            done.append(f"htpasswd ({len(htpasswd.users)} users)")
+        except HtpasswdError as exc:
+            done.append("htpasswd (not reloaded, the current one kept)")
+            log.warning("SIGHUP: htpasswd not reloaded; keeping the current one", error=str(exc))
+    if watcher is not None:
+        done.append("certificate (new pair loaded)" if watcher.poll() else "certificate (unchanged)")
+    log.info("SIGHUP", reread=", ".join(done) or "nothing (no htpasswd, no TLS)",
+             other_settings="take effect on restart")  # fmt: skip

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import bcrypt
+import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
@@ -55,18 +56,28 @@ class Htpasswd:
         self._good: dict[tuple[str, bytes], float] = {}
         self.reload()
 
-    def reload(self) -> None:
+    def reload(self, force: bool = False) -> None:
+        """Read the file if it changed (or ``force``); a bad file raises and changes nothing."""
         try:
             mtime = self.path.stat().st_mtime
-            if mtime != self._mtime:
+            if force or mtime != self._mtime:
+                self._mtime = mtime  # a bad version is reported once, not on every request
                 self.users = parse_htpasswd(self.path.read_text(), str(self.path))
-                self._mtime = mtime
                 self._good.clear()
         except OSError as exc:
             raise HtpasswdError(f"cannot read {self.path}: {exc.strerror or exc}") from None
 
+    def refresh(self) -> None:
+        """On a request: pick up a changed file; a broken one is logged and the current users kept
+        (an editor's half-written save must not lock everyone out)."""
+        try:
+            self.reload()
+        except HtpasswdError as exc:
+            structlog.get_logger("platproxy").warning("htpasswd not reloaded; keeping the current one",
+                                                      error=str(exc))  # fmt: skip
+
     async def check(self, user: str, password: str) -> bool:
-        self.reload()
+        self.refresh()
         hashed = self.users.get(user)
         if hashed is None:
             return False

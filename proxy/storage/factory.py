@@ -9,6 +9,7 @@ aiobotocore is imported only when an S3 store is opened.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,30 @@ from proxy.storage.files import FileStore
 from proxy.storage.records import TagRecords
 from proxy.storage.s3.bucket import s3_client_missing
 from proxy.storage.tagindex import TagIndex
+
+
+def cache_dir_problem(root: Path) -> str:
+    """Why ``root`` cannot hold the cache (empty: it can), found before anything is opened in it.
+
+    Checked with the process's own permissions (``os.access``, which honours read-only mounts):
+    an existing directory must be readable, writable and searchable; a missing one must be
+    creatable, under a writable directory.  Nothing is created here (``config check`` calls it)."""
+    path = root.absolute()
+    if path.exists():
+        if not path.is_dir():
+            return f"{root} is not a directory"
+        if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+            mode = "read-only" if os.access(path, os.R_OK | os.X_OK) else "not readable"
+            return f"{root} is {mode} for this process (it needs to read and write there)"
+        return ""
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{root} cannot be made: {parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{root} does not exist and cannot be made: {parent} is not writable for this process"
+    return ""
 
 
 def backend_problem(config: Config) -> str:

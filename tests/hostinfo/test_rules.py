@@ -8,6 +8,7 @@ from hostinfo import HostProfile, Platform, PlatformError, compare, detect, pref
 from hostinfo.compat import Capabilities, Rank, Rejection
 from hostinfo.detect import HostDetails, HostInfoError
 from hostinfo.normalize import normalize_arch
+from hostinfo.validate import require_real
 
 
 @pytest.mark.parametrize(
@@ -230,3 +231,29 @@ def test_mips_byte_order() -> None:
 def test_unknown_machine_is_an_error(machine: str) -> None:
     with pytest.raises(HostInfoError):
         detect("Linux", machine, "flags : fpu\n", "little")
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        ("linux/amd65", "linux/amd64"),
+        ("linux/amd64/v7", "linux/amd64"),
+        ("linux/arm/v9", "linux/arm"),
+        ("lnux/arm64", "linux/arm64"),
+        ("linux/armv7", "linux/arm/v7"),
+        ("linux/riscv64/rva23", "linux/riscv64"),
+        ("linux/aarch65/v8", "linux/arm64/v8"),
+    ],
+)
+def test_a_typed_platform_that_does_not_exist_is_refused_with_a_suggestion(typed: str, meant: str) -> None:
+    with pytest.raises(PlatformError, match=rf"in '{typed}' \(did you mean '{meant}'\?\)"):
+        require_real(typed)
+
+
+@pytest.mark.parametrize(
+    ("typed", "canonical"),
+    [("linux/aarch64", "linux/arm64/v8"), ("linux/x86_64", "linux/amd64/v1"), ("linux/armhf", "linux/arm/v7"),
+     ("windows(10.0.17763)/amd64", "windows(10.0.17763)/amd64/v1"), ("linux/ppc64le/power9", "linux/ppc64le/power9")],
+)  # fmt: skip
+def test_aliases_are_real_platforms(typed: str, canonical: str) -> None:
+    assert str(require_real(typed)) == canonical
