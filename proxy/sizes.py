@@ -18,3 +18,13 @@ MAX_REFERRERS_SIZE = 4 * MiB
 """Largest referrers index passed through."""
 CHUNK = 256 * 1024
 """Unit of streaming reads and writes (upstream bodies, staging files, bucket objects)."""
+
+
+def human(size: int) -> str:
+    """``1.5 MiB``: a size for people (tables, log lines); scripts get bytes."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")

@@ -11,12 +11,16 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from proxy.cli.common import subcommand
 from proxy.config import ConfigError, _size, load_config
 from proxy.errors import PlatproxyError
+from proxy.oci.descriptors import references
 from proxy.oci.names import ImageRef
+from proxy.sizes import human
 from proxy.storage.budget import Evictor, needed_by
 from proxy.storage.files import FileStore
 from proxy.storage.tagindex import TagIndex, TagRecord
@@ -27,11 +31,9 @@ TMP_GRACE = 86400.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="TOML config (for cache.dir and cache.max_size)")
-    parser.add_argument("--cache-dir", help="the cache directory (overrides the config)")
+    _where(parser, None)
     sub = parser.add_subparsers(dest="cache_command", required=True)
-    ls = subcommand(sub, "ls", "cached tags with their resolution record")
-    ls.add_argument("--json", action="store_true", help="print the records as JSON")
+    ls = subcommand(sub, "ls", "cached tags: what each resolved to, its rank label and size")
     ls.set_defaults(action=run_ls)
     gc = subcommand(sub, "gc", "drop stale temporary files, reconcile, evict down to the budget")
     gc.add_argument("--max-size", help="budget to evict down to (default: cache.max_size)")
@@ -39,9 +41,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rm = subcommand(sub, "rm", "forget IMAGE (all its tags, or the one named) and content nothing else uses")
     rm.add_argument("image", help="e.g. alpine, alpine:3.20, ghcr.io/o/r:tag")
     rm.set_defaults(action=run_rm)
+    for command in (ls, gc, rm):  # the options go before or after the subcommand, as in serve
+        _where(command, argparse.SUPPRESS)
+        command.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                             help="print JSON for scripts instead of a table")  # fmt: skip
+    parser.set_defaults(json=False)
 
 
-def _open(args: argparse.Namespace) -> tuple[FileStore, TagIndex, int]:
+def _where(parser: argparse.ArgumentParser, default: str | None) -> None:
+    parser.add_argument("--config", type=Path, default=default, help="TOML config (for cache.dir and cache.max_size)")
+    parser.add_argument("--cache-dir", default=default, help="the cache directory (overrides the config)")
+
+
+def _open(args: argparse.Namespace) -> tuple[Path, FileStore, TagIndex, int]:
     overrides = {"cache.dir": args.cache_dir} if args.cache_dir else {}
     config = load_config(args.config, overrides)
     if config.store.backend != "filesystem":
@@ -52,38 +64,57 @@ def _open(args: argparse.Namespace) -> tuple[FileStore, TagIndex, int]:
     root = config.cache.path()
     if not (root / "index.db").exists():
         raise ConfigError(f"no platproxy cache at {root}")
-    return FileStore(root, clean_tmp=False), TagIndex(root / "index.db"), config.cache.max_size
+    return root, FileStore(root, clean_tmp=False), TagIndex(root / "index.db"), config.cache.max_size
 
 
 def run_ls(args: argparse.Namespace) -> int:
     try:
-        _, tags, _ = _open(args)
+        root, store, tags, _ = _open(args)
     except ConfigError as exc:
         return _fail("ls", str(exc))
     now = time.time()
-    rows = [
-        {"image": f"{r.upstream}/{r.repo}:{r.tag}", "platform": r.platform or "(not a list)", "label": r.label,
-         "digest": r.digest, "index": r.index_digest, "age_s": round(now - r.fetched_at), "host": r.host}
-        for r in tags.all_tags()
-    ]  # fmt: skip
+    rows: list[dict[str, Any]] = []
+    for r in tags.all_tags():
+        size, complete = _image_size(store, r)
+        rows.append({"image": f"{r.upstream}/{r.repo}:{r.tag}", "resolved_for": r.host,
+                     "platform": r.platform or "(not a list)", "label": r.label, "size": size, "complete": complete,
+                     "digest": r.digest, "index": r.index_digest, "age_s": round(now - r.fetched_at)})  # fmt: skip
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"cache": str(root), "tags": rows}, indent=2))
         return 0
-    print(f"{'IMAGE':<44} {'RESOLVED FOR':<22} {'PLATFORM':<20} {'AGE':>7}  DIGEST / INDEX")
+    print(f"cache {root}: {len(rows)} tag record(s), {human(tags.content_total())} stored")
+    table: list[tuple[str, ...]] = [
+        ("IMAGE", "RESOLVED FOR", "PLATFORM", "RANK LABEL", "SIZE", "AGE", "DIGEST / INDEX")
+    ]
     for row in rows:
-        print(f"{row['image']:<44} {row['host']:<22} {row['platform']:<20} {row['age_s']:>6}s  {row['digest']}")
+        shown = human(row["size"]) + ("" if row["complete"] else " (partial)")
+        table.append((row["image"], row["resolved_for"], row["platform"], row["label"] or "-", shown,
+                      f"{row['age_s']}s", row["digest"]))  # fmt: skip
         if row["index"]:
-            print(f"{'':<44} {'':<22} {'':<20} {'':>7}  from {row['index']}")
+            table.append(("", "", "", "", "", "", f"from {row['index']}"))
+    _print_table(table)
     return 0
+
+
+def _image_size(store: FileStore, record: TagRecord) -> tuple[int, bool]:
+    """The bytes of the image a tag answers with (manifest, config, layers) held here, and whether
+    all of them are."""
+    data = store.read(record.digest, touch=False)
+    digests = {record.digest, *(references(data) if data is not None else ())}
+    sizes = [store.size(d) for d in digests]
+    return sum(s or 0 for s in sizes), data is not None and None not in sizes
 
 
 def run_gc(args: argparse.Namespace) -> int:
     try:
-        store, tags, budget = _open(args)
-        if args.max_size:
-            budget = _size(args.max_size)
-    except (ConfigError, ValueError) as exc:
+        root, store, tags, budget = _open(args)
+    except ConfigError as exc:
         return _fail("gc", str(exc))
+    if args.max_size:
+        try:
+            budget = _size(args.max_size)
+        except ValueError as exc:
+            return _fail("gc", f"--max-size {args.max_size}: {exc}")
     removed_tmp = 0
     for leftover in store.tmp.iterdir():
         if time.time() - leftover.stat().st_mtime > TMP_GRACE:
@@ -91,14 +122,25 @@ def run_gc(args: argparse.Namespace) -> int:
             removed_tmp += 1
     evictor = Evictor(store, tags, budget, busy=set, unreachable=set)
     victims = evictor.run() if budget else []
-    print(json.dumps({"temporary_files_removed": removed_tmp, "evicted": len(victims),
-                      "evicted_bytes": sum(v.size for v in victims), "total_bytes": evictor.total}))  # fmt: skip
+    freed = sum(v.size for v in victims)
+    result = {"cache": str(root), "budget_bytes": budget, "temporary_files_removed": removed_tmp,
+              "evicted": len(victims), "evicted_bytes": freed, "total_bytes": evictor.total,
+              "tags_dropped": [_name(r) for r in evictor.dropped]}  # fmt: skip
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"cache {root}: budget {human(budget) if budget else 'none (no eviction)'}")
+    _print_table([("EVICTED", "FREED", "NOW STORED", "TEMPORARY FILES REMOVED", "TAG RECORDS DROPPED"),
+                  (str(len(victims)), human(freed), human(evictor.total), str(removed_tmp),
+                   str(len(evictor.dropped)))])  # fmt: skip
+    for record in evictor.dropped:
+        print(f"dropped {_name(record)} (its content was evicted; the next pull fetches it again)")
     return 0
 
 
 def run_rm(args: argparse.Namespace) -> int:
     try:
-        store, tags, _ = _open(args)
+        root, store, tags, _ = _open(args)
         ref = ImageRef.parse(args.image)
     except ConfigError as exc:
         return _fail("rm", str(exc))
@@ -107,17 +149,36 @@ def run_rm(args: argparse.Namespace) -> int:
     tag_given = ":" in args.image.rpartition("/")[2]
     doomed = [r for r in tags.all_tags() if _matches(r, ref, tag_given)]
     if not doomed:
-        return _fail("rm", f"nothing cached for {args.image}")
+        return _fail("rm", f"nothing cached for {args.image} in {root}")
     keep = needed_by(store, tags, [r for r in tags.all_tags() if r not in doomed])
     gone = needed_by(store, tags, doomed) - keep
+    freed = sum(store.size(d) or 0 for d in gone)
     tags.delete_tags(doomed)
     for digest in gone:
         store.remove(digest)
         tags.forget_content(digest)
         tags.forget_manifest(digest)
     tags.forget_conversions(gone)
-    print(json.dumps({"tags_removed": [f"{r.upstream}/{r.repo}:{r.tag}" for r in doomed], "files_removed": len(gone)}))
+    names = sorted({_name(r) for r in doomed})
+    if args.json:
+        print(json.dumps({"cache": str(root), "tags_removed": names, "files_removed": len(gone), "freed_bytes": freed},
+                         indent=2))  # fmt: skip
+        return 0
+    print(f"cache {root}:")
+    _print_table([("TAG RECORDS REMOVED", "FILES REMOVED", "FREED"), (str(len(doomed)), str(len(gone)), human(freed))])
+    for name in names:
+        print(f"removed {name}")
     return 0
+
+
+def _name(record: TagRecord) -> str:
+    return f"{record.upstream}/{record.repo}:{record.tag}"
+
+
+def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 def _matches(record: TagRecord, ref: ImageRef, tag_given: bool) -> bool:

@@ -147,8 +147,8 @@ class ManifestService:
                 await self.tags.revalidated(record, now)
                 return record, "revalidated"
             if action is Action.SERVE_STALE:
-                log.warning("serving stale tag", upstream=up.name, repo=route.repo, tag=tag, error=str(answer))
-                return record, "stale"
+                error = answer if isinstance(answer, UpstreamError) else UpstreamError(up.name, 404, str(answer))
+                return await self._stale(route, tag, record, error), "stale"
             if action is Action.GONE:
                 raise ManifestUnknown("tag no longer exists upstream", {"tag": tag})
         try:
@@ -157,13 +157,22 @@ class ManifestService:
             )
         except UpstreamError as exc:
             if record is not None and after_upstream_error(exc, stale_on_404) is Action.SERVE_STALE:
-                log.warning("serving stale tag", upstream=up.name, repo=route.repo, tag=tag, error=exc.message)
-                return record, "stale"
+                return await self._stale(route, tag, record, exc), "stale"
             raise UpstreamFailed(exc, Subject.MANIFEST, f"{route.repo}:{tag}") from None
         digest = await self.content.keep_fetched_by_tag(data, media_type, header_digest, up.name)
         record = await self._record(route, tag, host, digest, media_type, data, now)
         await self.tags.keep(record)
         return record, "miss"
+
+    async def _stale(self, route: Route, tag: str, record: TagRecord, error: UpstreamError) -> TagRecord:
+        """The record, to serve while the upstream fails, if what it names is still here; the log
+        says which of the two the client got."""
+        where = {"upstream": route.upstream.name, "repo": route.repo, "tag": tag, "error": error.message}
+        if await self.content.stored(record.digest) is None:  # the file, not the index's word for it
+            log.warning("stale tag not served: its manifest is no longer cached", answer="503", **where)
+            raise UpstreamFailed(error, Subject.MANIFEST, f"{route.repo}:{tag}")
+        log.warning("serving stale tag", digest=record.digest, **where)
+        return record
 
     async def _record(
         self, route: Route, tag: str, host: str, digest: str, media_type: str, data: bytes, now: float
@@ -179,6 +188,8 @@ class ManifestService:
         decision = await self.decide(route, data, host)
         chosen = decision.chosen
         if chosen is None:
+            log.info("nothing in the index runs here", repo=route.repo, tag=tag, target=host, answer="404",
+                     verdicts=[f"{r.platform}: {r.reason}" for r in decision.rejected])  # fmt: skip
             raise ManifestUnknown(
                 f"no manifest in {route.repo}:{tag} runs on {decision.host}",
                 decision.no_match_detail(),

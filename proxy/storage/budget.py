@@ -76,6 +76,9 @@ class Evictor:
         self.metrics = metrics
         self.clock = clock
         self.pending: dict[str, float] = {}
+        self.dropped: list[TagRecord] = []
+        """The tag records the last eviction dropped with their content."""
+        self._refs: dict[str, set[str]] = {}
         try:
             self.total = self.reconcile()
         except sqlite3.Error as exc:  # a read-only cache: count what is there, change nothing
@@ -115,6 +118,7 @@ class Evictor:
     def run(self, budget: int | None = None) -> list[Entry]:
         """Evict down to ``budget`` (default: the configured one); returns what was removed."""
         limit = self.budget if budget is None else budget
+        self.dropped = []
         self.tags.touch_content(self.pending)
         self.pending = {}
         victims = choose_victims(self.tags.content_entries(), limit, self.protected())
@@ -128,9 +132,31 @@ class Evictor:
                 self.metrics.evictions.inc()
                 self.metrics.evicted_bytes.inc(entry.size)
         if victims:
-            log.info("evicted", count=len(victims), bytes=sum(v.size for v in victims), total=self.total, budget=limit)
+            self.dropped = self.drop_records_needing({v.digest for v in victims})
+            log.info("evicted", count=len(victims), bytes=sum(v.size for v in victims), total=self.total, budget=limit,
+                     tags_dropped=len(self.dropped))  # fmt: skip
         self._gauge(self.total)
         return victims
+
+    def drop_records_needing(self, gone: set[str]) -> list[TagRecord]:
+        """Tag records that needed any of ``gone`` (their manifest, its index, config or layers)
+        are dropped with it: a record must not outlive its content (it would be listed as cached,
+        and offered as a stale answer that cannot be served).  The next pull asks afresh."""
+        doomed = [r for r in self.tags.all_tags() if self._needs(r) & gone]
+        for digest in gone:
+            self._refs.pop(digest, None)
+        if doomed:
+            self.tags.delete_tags(doomed)
+        return doomed
+
+    def _needs(self, record: TagRecord) -> set[str]:
+        refs = self._refs.get(record.digest)
+        if refs is None:  # a manifest never changes under its digest: read each once
+            data = self.store.read(record.digest, touch=False)
+            refs = references(data) if data is not None else set()
+            if data is not None:
+                self._refs[record.digest] = refs
+        return {record.digest, *filter(None, [record.index_digest]), *refs}
 
     def _gauge(self, total: int) -> None:
         if self.metrics is not None:

@@ -117,25 +117,75 @@ def test_cache_ls_gc_rm(seeded: Seeded, platproxy: Start, tmp_path: Path) -> Non
     proxy = platproxy(seeded.registry.url, "linux/arm64")
     for image in ("multi", "levels"):
         assert skopeo_copy(f"{proxy.address}/library/{image}:1", tmp_path / image).returncode == 0
-    listing = json.loads(cache_cli("--cache-dir", str(proxy.cache_dir), "ls", "--json").stdout)
-    by_image = {row["image"].split("/", 1)[1]: row for row in listing}
+    where = ("--cache-dir", str(proxy.cache_dir))
+    listing = json.loads(cache_cli("ls", *where, "--json").stdout)  # options after the subcommand, as in serve
+    before_subcommand = json.loads(cache_cli(*where, "ls", "--json").stdout)
+    assert [dict(r, age_s=0) for r in listing["tags"]] == [dict(r, age_s=0) for r in before_subcommand["tags"]]
+    assert listing["cache"] == str(proxy.cache_dir)
+    by_image = {row["image"].split("/", 1)[1]: row for row in listing["tags"]}
     multi = by_image["library/multi:1"]
-    assert multi["platform"] == "linux/arm64/v8" and multi["label"] == "native"
-    assert multi["digest"] == seeded.cases["library/multi:1"].digest_of("linux/arm64/v8")
-    assert multi["index"] == seeded.cases["library/multi:1"].top.digest and multi["age_s"] >= 0
-    assert "library/levels:1" in by_image
-    text = cache_cli("--cache-dir", str(proxy.cache_dir), "ls").stdout
-    assert "linux/arm64/v8" in text and "from sha256:" in text
-    before = set(stored(proxy))
-    done = cache_cli("--cache-dir", str(proxy.cache_dir), "rm", f"127.0.0.1:{seeded.registry.port}/library/multi:1")
-    assert done.returncode == 0, done.stderr
-    after = set(stored(proxy))
-    removed = before - after
     arm = seeded.cases["library/multi:1"].images["linux/arm64/v8"]
+    assert multi["platform"] == "linux/arm64/v8" and multi["label"] == "native"
+    assert multi["digest"] == arm.manifest.digest
+    assert multi["index"] == seeded.cases["library/multi:1"].top.digest and multi["age_s"] >= 0
+    assert multi["size"] == sum(len(b.data) for b in (arm.manifest, arm.config, *arm.layers)) and multi["complete"]
+    assert "library/levels:1" in by_image
+    text = cache_cli("ls", *where).stdout
+    assert text.startswith(f"cache {proxy.cache_dir}: 2 tag record(s), ")
+    assert "RANK LABEL" in text and "native" in text and "linux/arm64/v8" in text and "from sha256:" in text
+    assert "[" not in text and "{" not in text
+    before = set(stored(proxy))
+    done = cache_cli("rm", *where, f"127.0.0.1:{seeded.registry.port}/library/multi:1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"cache {proxy.cache_dir}:") and "removed " in done.stdout and "{" not in done.stdout
+    removed = before - set(stored(proxy))
     assert {arm.manifest.digest, arm.config.digest, *(layer.digest for layer in arm.layers)} <= removed
     assert not {b.digest for b in seeded.cases["library/levels:1"].blobs} & removed
-    assert "library/multi:1" not in cache_cli("--cache-dir", str(proxy.cache_dir), "ls").stdout
-    done = cache_cli("--cache-dir", str(proxy.cache_dir), "gc", "--max-size", "1")
-    assert done.returncode == 0 and json.loads(done.stdout)["total_bytes"] <= 1
+    assert "library/multi:1" not in cache_cli("ls", *where).stdout
+    done = cache_cli("gc", *where, "--max-size", "1", "--json")
+    result = json.loads(done.stdout)
+    assert done.returncode == 0 and result["total_bytes"] <= 1 and result["cache"] == str(proxy.cache_dir)
+    assert [name.split("/", 1)[1] for name in result["tags_dropped"]] == ["library/levels:1"]
+    assert json.loads(cache_cli("ls", *where, "--json").stdout)["tags"] == []  # no record outlives its content
     assert cache_cli("--cache-dir", str(tmp_path / "nothing-here"), "ls").returncode == 2
-    assert cache_cli("--cache-dir", str(proxy.cache_dir), "rm", "Bad Name").returncode == 2
+    bad = cache_cli("rm", *where, "Bad Name")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert cache_cli("gc", *where, "--max-size", "-5").stderr.startswith("platproxy cache gc: --max-size -5: expected a size")
+
+
+def test_after_gc_an_offline_tag_is_refused_and_the_log_says_so(seeded: Seeded, platproxy: Start,
+                                                                  tmp_path: Path) -> None:  # fmt: skip
+    registry = Registry(tmp_path / "reg").start()
+    push_case(registry, "library/multi:1", seeded.cases["library/multi:1"])
+    try:
+        proxy = platproxy(registry.url, "linux/arm64", config_args(tmp_path, "[cache]\ntag_ttl = 0\n"))
+        assert skopeo_copy(f"{proxy.address}/library/multi:1", tmp_path / "a").returncode == 0
+        done = cache_cli("gc", "--cache-dir", str(proxy.cache_dir), "--max-size", "1")
+        assert done.returncode == 0 and "TAG RECORDS DROPPED" in done.stdout
+        assert "dropped 127.0.0.1:" in done.stdout and "library/multi:1 (its content was evicted" in done.stdout
+        registry.stop()
+        status, _, body = request(proxy.port, "GET", "/v2/library/multi/manifests/1")
+        assert status == 503 and json.loads(body)["errors"][0]["code"] == "UNAVAILABLE"
+        assert "serving stale tag" not in proxy.log()  # the record went with its content: nothing claims a serve
+    finally:
+        registry.stop()
+
+
+def test_a_stale_record_whose_manifest_vanished_is_logged_as_not_served(seeded: Seeded, platproxy: Start,
+                                                                          tmp_path: Path) -> None:  # fmt: skip
+    registry = Registry(tmp_path / "reg").start()
+    push_case(registry, "library/multi:1", seeded.cases["library/multi:1"])
+    try:
+        proxy = platproxy(registry.url, "linux/arm64", config_args(tmp_path, "[cache]\ntag_ttl = 0\n"))
+        oci = {"Accept": "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"}
+        assert request(proxy.port, "GET", "/v2/library/multi/manifests/1", headers=oci)[0] == 200
+        chosen = seeded.cases["library/multi:1"].digest_of("linux/arm64/v8")
+        algorithm, encoded = chosen.split(":")
+        (proxy.cache_dir / "blobs" / algorithm / encoded[:2] / encoded).unlink()  # lost behind its back
+        registry.stop()
+        status, _, _ = request(proxy.port, "GET", "/v2/library/multi/manifests/1", headers=oci)
+        assert status == 503, proxy.log()[-3000:]
+        assert proxy.wait_for_log("stale tag not served: its manifest is no longer cached") == 1
+        assert "serving stale tag" not in proxy.log()
+    finally:
+        registry.stop()

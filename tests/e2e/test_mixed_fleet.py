@@ -87,7 +87,8 @@ def test_each_client_gets_its_own_platform(platproxy: Start, tmp_path: Path) -> 
         assert proxy.wait_for_log('"target": "linux/arm64/v8 (rule)"')
         listing = cli("cache", "--cache-dir", str(proxy.cache_dir), "ls", "--json")
         assert listing.returncode == 0, listing.stderr
-        resolved_for = {row["host"] for row in json.loads(listing.stdout) if row["image"].endswith("library/fleet:1")}
+        rows = json.loads(listing.stdout)["tags"]
+        resolved_for = {row["resolved_for"] for row in rows if row["image"].endswith("library/fleet:1")}
         assert {"linux/arm64/v8", "linux/arm/v7", "linux/arm/v6", "linux/s390x"} <= resolved_for
     finally:
         registry.stop()
