@@ -18,6 +18,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from tqdm import tqdm
@@ -25,9 +26,10 @@ from tqdm import tqdm
 from proxy.config import check_platform
 from proxy.errors import PlatproxyError
 from proxy.oci.mediatypes import UPSTREAM_ACCEPT
-from proxy.oci.names import ImageRef
+from proxy.oci.names import ImageRef, is_digest
 from proxy.oci.resolve import InvalidIndex
 from proxy.pull.route import SELECTOR
+from proxy.sizes import human
 
 DESCRIPTION = (
     "Pull images through a running platproxy so that later pulls are cache hits: what the server resolves "
@@ -44,11 +46,43 @@ class PrefetchError(Exception):
 @dataclass
 class Result:
     image: str
+    """``registry/name:tag`` (or ``@digest``), as the user can pass it again."""
     platform: str
-    manifest: str
-    blobs: int = 0
-    bytes: int = 0
+    manifest: str = ""
+    fetched: int = 0
+    """Blobs the server had to fetch from the upstream for this (it did not hold them)."""
+    fetched_bytes: int = 0
+    hits: int = 0
+    """Blobs the server already held."""
+    hit_bytes: int = 0
     errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def line(self) -> str:
+        if not self.ok:
+            return f"failed  {self.image}  {self.platform}: {'; '.join(self.errors)}"
+        return (f"ok      {self.image}  {self.platform}  {self.manifest}  fetched {self.fetched} blob(s), "
+                f"{human(self.fetched_bytes)}; already cached {self.hits}, {human(self.hit_bytes)}")  # fmt: skip
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "ok": self.ok}
+
+
+def display(ref: ImageRef) -> str:
+    """``docker.io/library/alpine:3.20`` or ``…@sha256:…``: how the image is named back to the user."""
+    return f"{ref.registry}/{ref.name}{'@' if is_digest(ref.reference) else ':'}{ref.reference}"
+
+
+def error_text(status: int, body: bytes) -> str:
+    """``404 MANIFEST_UNKNOWN: manifest unknown``: the first OCI error of a body, never the raw JSON."""
+    try:
+        first = json.loads(body)["errors"][0]
+        return f"{status} {first['code']}: {first['message']}"
+    except (ValueError, KeyError, IndexError, TypeError):
+        return f"{status} {body[:120].decode(errors='replace').strip()}".strip()
 
 
 class Prefetcher:
@@ -65,9 +99,7 @@ class Prefetcher:
         async with self.session.get(self._url(ref, "manifests", reference), headers={"Accept": UPSTREAM_ACCEPT}) as r:
             body = await r.read()
             if r.status != 200:
-                raise PrefetchError(
-                    f"{ref.registry}/{ref.name}@{reference}: {r.status} {body[:300].decode(errors='replace')}"
-                )
+                raise PrefetchError(error_text(r.status, body))
             return body, r.headers.get("Content-Type", ""), dict(r.headers)
 
     async def blob(self, ref: ImageRef, digest: str, size: int, result: Result) -> None:
@@ -76,16 +108,20 @@ class Prefetcher:
         self.done.add(digest)
         async with self.session.get(self._url(ref, "blobs", digest)) as r:
             if r.status != 200:
-                result.errors.append(f"blob {digest}: {r.status}")
+                result.errors.append(f"blob {digest}: {error_text(r.status, await r.read())}")
                 return
+            got = 0
             async for chunk in r.content.iter_chunked(CHUNK):
-                result.bytes += len(chunk)
+                got += len(chunk)
                 if self.progress is not None:
                     self.progress.update(len(chunk))
-        result.blobs += 1
+        if r.headers.get("X-Platproxy-Cache", "").startswith("hit"):
+            result.hits, result.hit_bytes = result.hits + 1, result.hit_bytes + got
+        else:
+            result.fetched, result.fetched_bytes = result.fetched + 1, result.fetched_bytes + got
 
-    async def image(self, ref: ImageRef, manifest: bytes, platform: str, digest: str) -> Result:
-        result = Result(f"{ref.registry}/{ref.name}:{ref.reference}", platform, digest)
+    async def image(self, ref: ImageRef, manifest: bytes, platform: str, digest: str, image: str) -> Result:
+        result = Result(image, platform, digest)
         doc = json.loads(manifest)
         descriptors = [doc.get("config", {}), *doc.get("layers", [])]
         if self.progress is not None:
@@ -98,30 +134,31 @@ class Prefetcher:
         return result
 
     async def prefetch(self, ref: ImageRef, platforms: list[str]) -> list[Result]:
-        if not platforms:
-            body, _, headers = await self.manifest(ref, ref.reference)
-            resolved = headers.get("X-Platproxy-Resolved-From")
-            label = headers.get("X-Platproxy-Platform", "(the server's host)" if resolved else "(not a list)")
-            return [await self.image(ref, body, label, headers.get("Docker-Content-Digest", ""))]
+        """One result per platform (one for the server's host without platforms); a refusal is a
+        failed result, not an exception: the other images and platforms go on."""
+        image = display(ref)
         results = []
-        for spec in platforms:
-            selected = ImageRef(ref.registry, f"{SELECTOR}{spec.replace('/', '.')}/{ref.name}", ref.reference)
+        for spec in platforms or [""]:
+            asked = (
+                ImageRef(ref.registry, f"{SELECTOR}{spec.replace('/', '.')}/{ref.name}", ref.reference) if spec else ref
+            )
             try:
-                body, _, headers = await self.manifest(selected, ref.reference)
+                body, _, headers = await self.manifest(asked, ref.reference)
             except PrefetchError as exc:
-                results.append(Result(f"{ref.registry}/{ref.name}:{ref.reference}", spec, "", errors=[str(exc)]))
+                results.append(Result(image, spec or "(the server's host)", errors=[str(exc)]))
                 continue
-            result = await self.image(selected, body, headers.get("X-Platproxy-Platform", spec),
-                                      headers.get("Docker-Content-Digest", ""))  # fmt: skip
-            result.image = f"{ref.registry}/{ref.name}:{ref.reference}"
-            results.append(result)
+            resolved = headers.get("X-Platproxy-Resolved-From")
+            label = (
+                headers.get("X-Platproxy-Platform") or spec or ("(the server's host)" if resolved else "(not a list)")
+            )
+            results.append(await self.image(asked, body, label, headers.get("Docker-Content-Digest", ""), image))
         return results
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="alpine:3.20, ghcr.io/o/r:tag, ...")
     parser.add_argument("--platform", action="append", default=[], help="warm for this platform (repeatable)")
-    parser.add_argument("--server", default="http://127.0.0.1:5000", help="the running platproxy")
+    parser.add_argument("--server", default="http://127.0.0.1:5000", help="the running platproxy (a URL)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -130,20 +167,31 @@ async def _run(args: argparse.Namespace) -> list[Result]:
     if sys.stderr.isatty() and not args.json:
         progress = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, desc="prefetch", file=sys.stderr)
     timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
+    results: list[Result] = []
     async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session:
         prefetcher = Prefetcher(args.server, session, progress)
-        results: list[Result] = []
         for text in args.images:
-            new = await prefetcher.prefetch(ImageRef.parse(text), args.platform)
+            try:
+                new = await prefetcher.prefetch(ImageRef.parse(text), args.platform)
+            except PlatproxyError as exc:
+                new = [Result(text, "-", errors=[f"bad image reference: {exc.message}"])]
+            except (InvalidIndex, ValueError) as exc:
+                new = [Result(text, "-", errors=[f"the server's answer is not a manifest: {exc}"])]
             results += new
             if not args.json:
                 for r in new:
-                    line = f"{r.image} {r.platform} {r.manifest} blobs={r.blobs} bytes={r.bytes}"
-                    line += f" errors={r.errors}" if r.errors else ""
-                    tqdm.write(line, file=sys.stdout) if progress is not None else print(line)
+                    tqdm.write(r.line(), file=sys.stdout) if progress is not None else print(r.line())
     if progress is not None:
         progress.close()
     return results
+
+
+def summary(results: list[Result]) -> str:
+    good = [r for r in results if r.ok]
+    return (f"{len(good)} of {len(results)} prefetched: fetched {sum(r.fetched for r in good)} blob(s), "
+            f"{human(sum(r.fetched_bytes for r in good))}; already cached {sum(r.hits for r in good)}, "
+            f"{human(sum(r.hit_bytes for r in good))}"
+            + (f"; {len(results) - len(good)} failed" if len(good) < len(results) else ""))  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -152,14 +200,18 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"platproxy prefetch: --platform: {exc}", file=sys.stderr)
         return 2
+    server = urlsplit(args.server)
+    if server.scheme not in ("http", "https") or not server.hostname:
+        print(f"platproxy prefetch: --server {args.server}: give the running platproxy's URL with its scheme, "
+              "e.g. http://127.0.0.1:5000", file=sys.stderr)  # fmt: skip
+        return 2
     try:
         results = asyncio.run(_run(args))
-    except PlatproxyError as exc:
-        print(f"platproxy prefetch: {getattr(exc, 'message', exc)}", file=sys.stderr)
-        return 2
-    except (PrefetchError, InvalidIndex, aiohttp.ClientError, OSError) as exc:
-        print(f"platproxy prefetch: {exc}", file=sys.stderr)
+    except (aiohttp.ClientError, OSError) as exc:
+        print(f"platproxy prefetch: cannot reach {args.server}: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps([r.__dict__ for r in results], indent=2))
-    return 1 if any(r.errors for r in results) else 0
+        print(json.dumps([r.to_json() for r in results], indent=2))
+    else:
+        print(summary(results))
+    return 1 if any(not r.ok for r in results) else 0

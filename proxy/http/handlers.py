@@ -216,18 +216,18 @@ async def blob(request: web.Request, services: Services, r: Route, digest: str) 
     headers = {"Docker-Content-Digest": digest, "ETag": f'"{digest}"', "Accept-Ranges": "bytes"}
     size = await services.blobs.stored_size(digest)
     if size is not None:
-        request["cache"] = "hit"
+        request["cache"] = headers["X-Platproxy-Cache"] = "hit"
         try:
             return await _stored(request, services, digest, headers, size)
         except FileNotFoundError:  # removed from the store since it was looked up: fill it again
             request["cache"] = "miss"
     if request.method == "HEAD":
         size = await services.blobs.head_uncached(r, digest)
-        request["cache"] = "miss"
+        request["cache"] = headers["X-Platproxy-Cache"] = "miss"
         extra = {"Content-Length": str(size)} if size is not None else {}
         return web.Response(headers={**headers, **extra, "Content-Type": "application/octet-stream"})
     fill, started = await services.blobs.fill(r, digest)
-    request["cache"] = "miss" if started else "coalesced"
+    request["cache"] = headers["X-Platproxy-Cache"] = "miss" if started else "coalesced"
     if fill.finished and fill.error is None and fill.size is not None:
         return await _stored(request, services, digest, headers, fill.size)
     wanted = parse_range(request.headers.get("Range"), fill.size)

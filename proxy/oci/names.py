@@ -28,8 +28,29 @@ DOCKER_HUB_ALIASES = (DOCKER_HUB, "index.docker.io", "registry-1.docker.io")
 
 def check_name(name: str) -> str:
     if len(name) > MAX_NAME or not NAME.match(name):
-        raise InvalidName("invalid repository name", {"name": name[:300]})
+        raise InvalidName(f"invalid repository name: {name_problem(name)}", {"name": name[:300]})
     return name
+
+
+_ONE_COMPONENT = re.compile(rf"^{_COMPONENT}$")
+
+
+def name_problem(name: str) -> str:
+    """Which part of a repository name breaks the grammar, and how (for the error's message)."""
+    if len(name) > MAX_NAME:
+        return f"{len(name)} characters, more than {MAX_NAME}"
+    for part in name.split("/"):
+        if not part:
+            return "an empty path component (a leading, trailing or doubled '/')"
+        if _ONE_COMPONENT.match(part):
+            continue
+        bad = sorted({c for c in part if not (c.isascii() and (c.isalnum() or c in "._-"))})
+        if bad:
+            return f"component {part[:60]!r} has {' '.join(repr(c) for c in bad)} (allowed: a-z 0-9 . _ -)"
+        if part != part.lower():
+            return f"component {part[:60]!r} has upper-case letters (names are lower-case)"
+        return f"component {part[:60]!r} starts, ends or joins with a separator ('.', '_', '-' go between letters)"
+    return "not a repository name"
 
 
 def check_tag(tag: str) -> str:

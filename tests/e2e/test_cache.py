@@ -150,7 +150,9 @@ def test_cache_ls_gc_rm(seeded: Seeded, platproxy: Start, tmp_path: Path) -> Non
     assert cache_cli("--cache-dir", str(tmp_path / "nothing-here"), "ls").returncode == 2
     bad = cache_cli("rm", *where, "Bad Name")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert cache_cli("gc", *where, "--max-size", "-5").stderr.startswith("platproxy cache gc: --max-size -5: expected a size")
+    assert cache_cli("gc", *where, "--max-size", "-5").stderr.startswith(
+        "platproxy cache gc: --max-size -5: expected a size"
+    )
 
 
 def test_after_gc_an_offline_tag_is_refused_and_the_log_says_so(seeded: Seeded, platproxy: Start,

@@ -181,7 +181,8 @@ def test_prefetch_two_platforms_fetches_each_blob_once_and_nothing_else(seeded: 
     cached = {f"sha256:{p.name}" for p in proxy.cache_dir.joinpath("blobs").glob("*/*/*")}
     assert wanted_blobs <= cached
     again = cli("prefetch", image, "--server", f"http://{proxy.address}")
-    assert again.returncode == 0 and "linux/amd64/v1" in again.stdout and "blobs=2" in again.stdout
+    assert again.returncode == 0 and "linux/amd64/v1" in again.stdout
+    assert "fetched 2 blob(s)" in again.stdout and "already cached 0" in again.stdout
     # what was warmed is what those platforms' clients ask for: their tag requests are record hits
     asked = seeded.registry.requests_for("/v2/library/multi/manifests/")
     for arch, entry in (("arm64", wanted[0]), ("arm", wanted[1])):
@@ -193,6 +194,41 @@ def test_prefetch_two_platforms_fetches_each_blob_once_and_nothing_else(seeded: 
     assert seeded.registry.requests_for("/v2/library/multi/manifests/") == asked
     bad = cli("prefetch", image, "--platform", "linux/amd65", "--server", f"http://{proxy.address}")
     assert bad.returncode == 2 and "amd65" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_prefetch_goes_on_past_bad_images_and_reports_each(seeded: Seeded, platproxy: Start) -> None:
+    proxy = platproxy(seeded.registry.url, "linux/arm64")
+    registry = f"127.0.0.1:{seeded.registry.port}"
+    images = [f"{registry}/library/nothere:1", "Bad/Name:1", f"{registry}/library/multi:1", f"{registry}/library//x:1"]
+    server = ("--server", f"http://{proxy.address}")
+    done = cli("prefetch", *images, *server, "--json")
+    assert done.returncode == 1, done.stderr
+    results = json.loads(done.stdout)
+    assert [(r["image"], r["ok"]) for r in results] == [
+        (f"{registry}/library/nothere:1", False), ("Bad/Name:1", False), (f"{registry}/library/multi:1", True),
+        (f"{registry}/library//x:1", False),
+    ]  # fmt: skip
+    assert results[0]["errors"] == ["404 MANIFEST_UNKNOWN: library/nothere:1 not found upstream"]
+    assert results[1]["errors"] == ["bad image reference: invalid repository name: component 'Bad' has upper-case "
+                                    "letters (names are lower-case)"]  # fmt: skip
+    assert "an empty path component" in results[3]["errors"][0]
+    multi = results[2]
+    assert multi["fetched"] == 2 and multi["hits"] == 0 and multi["fetched_bytes"] > 0
+    text = cli("prefetch", *images, *server)
+    assert text.returncode == 1
+    lines = text.stdout.strip().splitlines()
+    assert lines[0].startswith(f"failed  {registry}/library/nothere:1  (the server's host): 404 ")
+    assert "@" not in lines[0] and "{" not in text.stdout and "[" not in text.stdout
+    assert lines[2].startswith(f"ok      {registry}/library/multi:1  linux/arm64/v8  sha256:")
+    assert "fetched 0 blob(s), 0 B; already cached 2, " in lines[2]  # the second time: hits, apart from fetches
+    assert (
+        lines[-1].startswith("1 of 4 prefetched: fetched 0 blob(s), 0 B; already cached 2, ")
+        and "3 failed" in lines[-1]
+    )
+    bad = cli("prefetch", images[2], "--server", proxy.address)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (f"platproxy prefetch: --server {proxy.address}: give the running platproxy's URL "
+                                  "with its scheme, e.g. http://127.0.0.1:5000")  # fmt: skip
 
 
 def test_client_auth_with_htpasswd(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:
