@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hostinfo.cpuinfo import CpuInfoError
@@ -96,4 +97,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+    return quiet_on_broken_pipe(lambda: run(build_parser().parse_args(argv)))
+
+
+SIGPIPE_EXIT = 141
+"""128 + SIGPIPE: what a shell tool stopped by a closed pipe reports (``set -o pipefail`` sees it)."""
+
+
+def quiet_on_broken_pipe(command: Callable[[], int]) -> int:
+    """Run ``command``; when the reader of stdout leaves (``| head``), stop quietly, as cat and
+    grep do, instead of a traceback."""
+    try:
+        code = command()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's own flush must not fail again
+        return SIGPIPE_EXIT
+    return code

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from hostinfo.cli import quiet_on_broken_pipe
+
 
 @dataclass(frozen=True)
 class Command:
@@ -61,5 +63,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         from proxy.logs import configure_logging
 
         configure_logging("warning")  # serve sets its own level
-    code: int = args.func(args)
+    code: int = quiet_on_broken_pipe(lambda: args.func(args))
     return code

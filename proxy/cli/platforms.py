@@ -19,6 +19,7 @@ from hostinfo.validate import platform_warnings
 from proxy.cli.common import UsageError, add_client_arguments, client_target, fail, image_ref
 from proxy.errors import UpstreamError
 from proxy.oci.descriptors import entry_kind
+from proxy.oci.digests import manifest_digest
 from proxy.oci.mediatypes import INDEX_TYPES, ClientCaps
 from proxy.oci.names import ImageRef
 from proxy.oci.resolve import InvalidIndex, parse_index, resolve_fetching
@@ -73,9 +74,10 @@ async def _platforms(ref: ImageRef, target: Target | None = None) -> list[dict[s
     up = upstream_for_registry(ref.registry)
     rows: list[dict[str, Any]] = []
     try:
-        data, media_type, _ = await up.get_manifest(ref.name, ref.reference, MAX_MANIFEST_SIZE)
-        if media_type not in INDEX_TYPES:
-            return [{"platform": "(single manifest)", "digest": "", "mediaType": media_type, "kind": "image",
+        data, media_type, header_digest = await up.get_manifest(ref.name, ref.reference, MAX_MANIFEST_SIZE)
+        if media_type not in INDEX_TYPES:  # (a platproxy answers a tag with its chosen manifest: this)
+            digest = header_digest or manifest_digest(data, media_type)
+            return [{"platform": "(single manifest)", "digest": digest, "mediaType": media_type, "kind": "image",
                      "warnings": []}]  # fmt: skip
         await _walk(up, ref.name, parse_index(data), rows, depth=0)
         if target is not None and target.resolves:

@@ -26,7 +26,7 @@ from proxy.cli.common import (
 from proxy.errors import UpstreamError
 from proxy.oci.mediatypes import INDEX_TYPES, ClientCaps
 from proxy.oci.names import ImageRef
-from proxy.oci.resolve import Decision, InvalidIndex, resolve_fetching, resolve_loading
+from proxy.oci.resolve import UNAVAILABLE, Decision, InvalidIndex, resolve_fetching, resolve_loading
 from proxy.sizes import MAX_MANIFEST_SIZE
 
 DESCRIPTION = (
@@ -87,7 +87,13 @@ def _offline(index: Path, blobs: Path | None, host: HostProfile) -> Decision:
         raise UsageError(f"cannot read {index}: {exc.strerror or exc}") from None
     if blobs is not None and not blobs.is_dir():
         raise UsageError(f"--blobs {blobs} is not a folder")
-    return resolve_loading(data, host, ClientCaps(), layout_loader(blobs))
+    decision = resolve_loading(data, host, ClientCaps(), layout_loader(blobs))
+    missing = [r for r in decision.rejected if r.reason.endswith(UNAVAILABLE)]
+    if blobs is None and missing and decision.chosen is None:
+        entries = "1 entry needs" if len(missing) == 1 else f"{len(missing)} entries need"
+        raise UsageError(f"{index}: {entries} the layout's content (a nested index, or an entry without a "
+                         "platform): pass --blobs DIR (the blobs/ folder beside index.json)")  # fmt: skip
+    return decision
 
 
 async def _online(ref: ImageRef, host: HostProfile) -> Decision | tuple[str, str]:

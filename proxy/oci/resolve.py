@@ -136,6 +136,10 @@ def parse_index(data: bytes) -> dict[str, Any]:
     return doc
 
 
+UNAVAILABLE = "is not available"
+"""The reason's ending for content the caller could not give (``resolve --index`` without ``--blobs``)."""
+
+
 def verified(contents: Contents, digest: str) -> bytes | None:
     """The bytes stored for ``digest`` if they really hash to it."""
     data = contents.get(digest)
@@ -311,7 +315,7 @@ class _Walk:
         data = self._read(digest)
         if data is None:
             if digest not in self.needed:
-                self.reject(digest, shown, "nested index could not be read or did not match its digest")
+                self.reject(digest, shown, f"nested index {self._unreadable(digest)}")
             return
         try:
             doc = parse_index(data)
@@ -324,7 +328,7 @@ class _Walk:
         manifest = self._read(digest)
         if manifest is None:
             if digest not in self.needed:
-                self.reject(digest, "", "no platform, and its manifest could not be read to check")
+                self.reject(digest, "", f"no platform, and its manifest (to check) {self._unreadable(digest)}")
             return None
         try:
             config = json.loads(manifest)["config"]
@@ -338,13 +342,19 @@ class _Walk:
         blob = self._read(config_digest, is_blob=True)
         if blob is None:
             if config_digest not in self.needed:
-                self.reject(digest, "", "no platform, and its config blob could not be read to check")
+                self.reject(
+                    digest, "", f"no platform, and its config blob (to check) {self._unreadable(config_digest)}"
+                )
             return None
         try:
             return Platform.from_descriptor(json.loads(blob))
         except (ValueError, PlatformError) as exc:
             self.reject(digest, "", f"no platform, and its config does not name one ({exc})")
             return None
+
+    def _unreadable(self, digest: str) -> str:
+        """Why content asked for is missing: never given (``UNAVAILABLE``), or given and wrong."""
+        return UNAVAILABLE if self.contents.get(digest) is None else "did not match its digest"
 
     def _read(self, digest: str, *, is_blob: bool = False) -> bytes | None:
         if digest not in self.contents:
@@ -355,20 +365,27 @@ class _Walk:
         return verified(self.contents, digest)
 
     def _warn_unlabeled(self, entries: list[Any]) -> None:
-        """AlmaLinux's v3 build without a variant lost to its v2 sibling: say so when it can happen."""
+        """AlmaLinux's v3 build without a variant lost to its v2 sibling: say so when it can happen
+        (siblings of the same os: a windows entry has no levels beside linux ones)."""
         amd64 = [e for e in entries if isinstance(e, dict) and _arch(e) == "amd64"]
-        if any(_variant(e) for e in amd64):
-            for e in amd64:
-                if not _variant(e):
-                    self.warnings.append(
-                        f"{str(e.get('digest'))[:19]} linux/amd64 has no variant and counts as v1 (baseline) "
-                        "although its siblings carry levels"
-                    )
+        for os_name in sorted({_os(e) for e in amd64}):
+            same = [e for e in amd64 if _os(e) == os_name]
+            if any(_variant(e) for e in same):
+                for e in same:
+                    if not _variant(e):
+                        self.warnings.append(
+                            f"{str(e.get('digest'))[:19]} {os_name}/amd64 has no variant and counts as v1 (baseline) "
+                            "although its siblings carry levels"
+                        )
 
 
 def _platform_dict(entry: dict[str, Any]) -> dict[str, Any]:
     p = entry.get("platform")
     return p if isinstance(p, dict) else {}
+
+
+def _os(entry: dict[str, Any]) -> str:
+    return str(_platform_dict(entry).get("os", "")).lower()
 
 
 def _arch(entry: dict[str, Any]) -> str:

@@ -25,6 +25,7 @@ from proxy.oci.mediatypes import (
     ClientCaps,
 )
 from proxy.oci.resolve import resolve_loading
+from tests import indexes
 from tests.conftest import Seeded, push_case, skopeo_copy
 from tests.fakeupstream import FakeUpstream
 from tests.registry import Platproxy, Registry, cli, config_args, request, wait_http
@@ -369,6 +370,30 @@ def test_online_resolve_and_platforms(seeded: Seeded) -> None:
     tool = cli("platforms", image, "--user-agent", "cosign/v2.2.3 (linux; amd64)")
     assert "gets the index as published (tool)" in tool.stdout and "* " not in tool.stdout
     assert "index as published" in cli("resolve", image, "--user-agent", "buildkit/v0.12.5").stdout
+
+
+def test_platforms_through_platproxy_names_the_manifest_it_serves(seeded: Seeded, platproxy: Start) -> None:
+    proxy = platproxy(seeded.registry.url, "linux/arm64")
+    rows = json.loads(cli("platforms", f"{proxy.address}/library/multi:1", "--json").stdout)
+    assert [(r["platform"], r["digest"]) for r in rows] == [
+        ("(single manifest)", expected(seeded, "library/multi:1", "linux/arm64/v8"))
+    ]  # platproxy resolved the tag for its host: the digest is that manifest's, never empty
+
+
+def test_output_into_a_closed_pipe_stops_quietly(tmp_path: Path) -> None:
+    case = indexes.amd64_levels()
+    (tmp_path / "index.json").write_bytes(case.top.data)
+    commands = (
+        ["hostinfo"],
+        ["resolve", "--index", str(tmp_path / "index.json"), "--platform", "linux/amd64", "--json"],
+    )
+    for args in commands:
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # as `| head` does once it has its lines
+        done = subprocess.run([sys.executable, "-m", "proxy.cli", *args], stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=60, check=False)  # fmt: skip
+        os.close(write_end)
+        assert (done.returncode, done.stderr) == (141, ""), args
 
 
 @pytest.mark.faults

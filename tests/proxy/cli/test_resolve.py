@@ -47,11 +47,30 @@ def test_nothing_fits_exits_1_with_the_table(layout: tuple[Path, indexes.Case]) 
     assert "nothing fits" in done.stdout and done.stdout.count("rejected") == 2
 
 
-def test_without_blobs_nested_entries_are_unreadable(layout: tuple[Path, indexes.Case]) -> None:
+def test_without_blobs_a_nested_index_asks_for_blobs(layout: tuple[Path, indexes.Case]) -> None:
     root, _ = layout
     done = run("--index", str(root / "index.json"), "--platform", "linux/amd64", "--json")
-    assert done.returncode == 1
-    assert "could not be read" in json.loads(done.stdout)["rejected"][0]["reason"]
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == (f"platproxy resolve: {root / 'index.json'}: 1 entry needs the layout's content (a nested "
+                           "index, or an entry without a platform): pass --blobs DIR (the blobs/ folder beside "
+                           "index.json)\n")  # fmt: skip
+
+
+def test_a_warning_names_the_entry_it_is_about(tmp_path: Path) -> None:
+    case = indexes.amd64_levels()
+    top = json.loads(case.top.data)
+    windows = {**top["manifests"][0], "platform": {"os": "windows", "architecture": "amd64"}}
+    top["manifests"].append(windows)
+    (tmp_path / "index.json").write_text(json.dumps(top))
+    done = run("--index", str(tmp_path / "index.json"), "--platform", "linux/amd64/v3", "--json")
+    warnings = json.loads(done.stdout)["warnings"]
+    assert not any("windows" in w for w in warnings)  # no amd64 levels among windows siblings: nothing to say
+    top["manifests"].append({**windows, "platform": {"os": "windows", "architecture": "amd64", "variant": "v2"}})
+    (tmp_path / "index.json").write_text(json.dumps(top))
+    done = run("--index", str(tmp_path / "index.json"), "--platform", "linux/amd64/v3", "--json")
+    about_windows = [w for w in json.loads(done.stdout)["warnings"] if "has no variant" in w and "windows" in w]
+    assert about_windows == [f"{windows['digest'][:19]} windows/amd64 has no variant and counts as v1 (baseline) "
+                             "although its siblings carry levels"]  # fmt: skip
 
 
 def test_features_and_windows_platforms(tmp_path: Path) -> None:

@@ -140,7 +140,7 @@ def test_unreadable_config_is_rejected_not_guessed() -> None:
     contents = {d: v for d, v in case.contents().items() if d not in {i.config.digest for i in case.images.values()}}
     decision = resolve_loading(case.top.data, host("linux/amd64/v2"), ClientCaps(), contents.get)
     assert decision.chosen is None
-    assert all("config blob could not be read" in r.reason for r in decision.rejected)
+    assert all("config blob (to check) is not available" in r.reason for r in decision.rejected)
 
 
 def test_content_that_does_not_match_its_digest_decides_nothing() -> None:
