@@ -146,6 +146,10 @@ def test_no_match_lists_every_entry(seeded: Seeded, platproxy: Start) -> None:
     assert status == 404 and error["code"] == "MANIFEST_UNKNOWN"
     assert error["detail"]["runs"] == ["linux/mips64le (native)"]
     assert len(error["detail"]["entries"]) == 16
+    assert proxy.wait_for_log("nothing in the index runs here") == 1  # the log says why, not only 404
+    line = json.loads(next(x for x in proxy.log().splitlines() if "nothing in the index runs here" in x))
+    assert line["answer"] == "404" and len(line["verdicts"]) == 16
+    assert any(v.startswith("linux/arm64/v8: ") for v in line["verdicts"])
 
 
 @pytest.mark.faults
