@@ -79,15 +79,24 @@ def test_ctr_pulls_from_localhost(seeded: Seeded, hub_proxy: Platproxy, containe
     assert image_digest(containerd, image) == chosen(seeded)
 
 
-def test_ctr_hosts_toml_mirror_adds_ns(seeded: Seeded, hub_proxy: Platproxy, containerd: Path, tmp_path: Path) -> None:
-    certs = tmp_path / "certs.d" / "docker.io"
+def test_ctr_default_hosts_toml_mirrors_every_registry(seeded: Seeded, platproxy: Start, containerd: Path,
+                                                       tmp_path: Path) -> None:  # fmt: skip
+    """deploy/clients/hosts.toml as certs.d/_default: each registry (here docker.io and ghcr.io,
+    both played by the test registry) goes through platproxy under its own name (ns)."""
+    config = tmp_path / "two.toml"
+    config.write_text(f'[[upstream]]\nname = "docker.io"\nurl = "{seeded.registry.url}"\n'
+                      f'[[upstream]]\nname = "ghcr.io"\nurl = "{seeded.registry.url}"\n')  # fmt: skip
+    proxy = platproxy("", PLATFORM, ["--config", str(config)])
+    certs = tmp_path / "certs.d" / "_default"
     certs.mkdir(parents=True)
-    (certs / "hosts.toml").write_text(snippet("hosts.toml", hub_proxy.address))
-    done = ctr(containerd, "images", "pull", "--hosts-dir", str(tmp_path / "certs.d"), "--snapshotter", "native",
-               "--platform", "linux/amd64", "docker.io/library/multi:1")  # fmt: skip
-    assert done.returncode == 0, done.stderr + done.stdout
-    assert image_digest(containerd, "docker.io/library/multi:1") == chosen(seeded)
-    assert hub_proxy.wait_for_log('"upstream": "docker.io"') and hub_proxy.wait_for_log('"cache": "miss"')
+    (certs / "hosts.toml").write_text(snippet("hosts.toml", proxy.address))
+    for image in ("docker.io/library/multi:1", "ghcr.io/library/multi:1"):
+        done = ctr(containerd, "images", "pull", "--hosts-dir", str(tmp_path / "certs.d"), "--snapshotter", "native",
+                   "--platform", "linux/amd64", image)  # fmt: skip
+        assert done.returncode == 0, done.stderr + done.stdout
+        assert image_digest(containerd, image) == chosen(seeded)
+    assert proxy.wait_for_log('"upstream": "docker.io"') and proxy.wait_for_log('"upstream": "ghcr.io"')
+    assert "server =" not in (CLIENTS / "hosts.toml").read_text()  # nothing pins every registry to Docker Hub
 
 
 # -- Docker's engine (requests replayed) --------------------------------------------------------------

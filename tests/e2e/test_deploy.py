@@ -1,52 +1,157 @@
-"""The packaging files hold together: the DaemonSet's config is valid, the probes reach it."""
+"""Every file in deploy/ works as written: the embedded configs pass ``platproxy config check``,
+the YAMLs parse and point at what they mount, the unit verifies and scores as hardened, the
+image's command parses, the client snippets are the README's (the clients themselves run them in
+test_clients)."""
 
 from __future__ import annotations
 
-import textwrap
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
+from typing import Any
 
+import pytest
+import yaml
+
+from proxy.cli.main import build_parser
 from proxy.config import load_config
+from tests.registry import cli
+from tests.tlsfiles import TestCA
 
-DEPLOY = Path(__file__).parents[2] / "deploy"
+ROOT = Path(__file__).parents[2]
+DEPLOY = ROOT / "deploy"
 
 
-def daemonset_config(tmp_path: Path, name: str = "daemonset.yaml") -> Path:
-    text = (DEPLOY / name).read_text()
-    block = text.split("config.toml: |\n", 1)[1].split("\n---", 1)[0]
-    path = tmp_path / "config.toml"
-    path.write_text(textwrap.dedent(block))
+def documents(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((DEPLOY / name).read_text()) if d]
+
+
+def embedded_config(name: str, tmp_path: Path, replace: dict[str, str] | None = None) -> Path:
+    """The ConfigMap's config.toml of ``name``, written out (paths that only exist in a cluster replaced)."""
+    (config_map,) = [d for d in documents(name) if d["kind"] == "ConfigMap"]
+    text = config_map["data"]["config.toml"]
+    for old, new in (replace or {}).items():
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
     return path
 
 
-def test_daemonset_config_is_valid_and_loopback_only(tmp_path: Path) -> None:
-    config = load_config(daemonset_config(tmp_path), env={})
+def container(name: str, kind: str) -> dict[str, Any]:
+    (workload,) = [d for d in documents(name) if d["kind"] == kind]
+    spec = workload["spec"]["template"]["spec"]
+    first: dict[str, Any] = spec["containers"][0]
+    first["_volumes"] = spec.get("volumes", [])
+    return first
+
+
+def test_daemonset_config_passes_config_check_and_stays_on_loopback(tmp_path: Path) -> None:
+    path = embedded_config("daemonset.yaml", tmp_path, {"/var/cache/platproxy": str(tmp_path / "cache")})
+    done = cli("config", "check", str(path))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # nothing from the environment overrides the file
+    config = load_config(path, env={})
     assert config.listen == "127.0.0.1:5000" and config.metrics.listen == "127.0.0.1:5001"
     assert config.cache.max_size == 20 * 2**30
     assert {u.name for u in config.upstreams} == {"docker.io", "ghcr.io", "registry.k8s.io"}
-    text = (DEPLOY / "daemonset.yaml").read_text()
-    assert "hostNetwork: true" in text and "port: 5001, path: /readyz" in text
+    pod = container("daemonset.yaml", "DaemonSet")
+    assert pod["args"] == ["serve", "--config", "/etc/platproxy/config.toml"]
+    assert not any(e["name"].startswith("PLATPROXY_") for e in pod.get("env") or [])
+    mounts = {m["name"]: m["mountPath"] for m in pod["volumeMounts"]}
+    assert mounts["cache"] == "/var/cache/platproxy"  # the dir the file names
+    assert pod["readinessProbe"]["httpGet"] == {"host": "127.0.0.1", "port": 5001, "path": "/readyz"}
 
 
-def test_unit_and_image_run_the_documented_command() -> None:
-    unit = (DEPLOY / "platproxy.service").read_text()
-    assert "ExecStart=/usr/local/bin/platproxy serve --config /etc/platproxy/config.toml" in unit
-    assert "DynamicUser=yes" in unit and "CacheDirectory=platproxy" in unit
-    image = (DEPLOY / "Containerfile").read_text()
-    assert "USER 10001" in image and 'ENTRYPOINT ["platproxy"]' in image
-
-
-def test_mirror_tier_config_is_valid_and_takes_its_keys_from_the_environment(tmp_path: Path) -> None:
-    path = daemonset_config(tmp_path, "mirror-tier.yaml")
-    env = {"PLATPROXY_STORE__S3__ACCESS_KEY": "AK", "PLATPROXY_STORE__S3__SECRET_KEY": "SK"}
+def test_mirror_tier_config_passes_config_check_with_its_environment(tmp_path: Path) -> None:
+    ca = TestCA(tmp_path / "ca")
+    pair = ca.issue("tier")
+    path = embedded_config("mirror-tier.yaml", tmp_path, {
+        "/etc/platproxy/tls/tls.crt": str(pair.cert), "/etc/platproxy/tls/tls.key": str(pair.key),
+        "/var/cache/platproxy": str(tmp_path / "cache"),
+    })  # fmt: skip
+    pod = container("mirror-tier.yaml", "Deployment")
+    env = {e["name"]: "set-by-the-secret" for e in pod["env"]}
+    assert set(env) == {"PLATPROXY_STORE__S3__ACCESS_KEY", "PLATPROXY_STORE__S3__SECRET_KEY"}
+    done = cli("config", "check", str(path), env=env)
+    assert done.returncode == 0, done.stderr
     config = load_config(path, env=env)
     assert config.store.backend == "s3" and config.store.s3.bucket == "registry-mirror"
-    assert (config.store.s3.access_key, config.store.s3.secret_key) == ("AK", "SK")
-    assert config.listen == "0.0.0.0:5000"
+    assert config.listen == "0.0.0.0:5000" and config.tls.cert == str(pair.cert)
+    mounts = {m["name"]: m["mountPath"] for m in pod["volumeMounts"]}
+    assert mounts["tls"] == "/etc/platproxy/tls" and mounts["cache"] == "/var/cache/platproxy"
+    (secret,) = [v["secret"]["secretName"] for v in pod["_volumes"] if v["name"] == "tls"]
+    (certificate,) = [d for d in documents("mirror-tier.yaml") if d["kind"] == "Certificate"]
+    assert certificate["spec"]["secretName"] == secret
+    assert pod["readinessProbe"]["httpGet"] == {"port": 5001, "path": "/readyz"}
+
+
+def test_the_mirror_tiers_child_example_passes_config_check(tmp_path: Path) -> None:
     text = (DEPLOY / "mirror-tier.yaml").read_text()
-    for variable in env:  # the names the Deployment sets are the names the config reads
-        assert f"name: {variable}" in text
-    assert "replicas: 3" in text and "path: /readyz" in text
-    tls = Path(config.tls.cert).parent  # TLS from cert-manager's Secret, mounted where the config reads it
-    assert config.tls.key.startswith(str(tls)) and f"mountPath: {tls}" in text
-    assert "secretName: platproxy-mirror-tls" in text and text.count("platproxy-mirror-tls") == 2
-    assert "ARG EXTRAS" in (DEPLOY / "Containerfile").read_text()
+    block = re.search(r"^#   \[\[upstream\]\]\n(?:^#   .*\n)+", text, re.MULTILINE)
+    assert block is not None
+    child = "".join(line[4:] + "\n" for line in block.group(0).splitlines())
+    ca = TestCA(tmp_path / "ca")
+    path = tmp_path / "child.toml"
+    path.write_text(child.replace("/etc/platproxy/mirror-ca.crt", str(ca.path)))
+    done = cli("config", "check", str(path), env={"PLATPROXY_CACHE__DIR": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr
+    upstream = json.loads(done.stdout)["upstreams"][0]
+    assert upstream["parent"] is True and upstream["url"].startswith("https://")
+    path.write_text(child.replace("https://", "http://").replace("/etc/platproxy/mirror-ca.crt", str(ca.path)))
+    refused = cli("config", "check", str(path))
+    assert refused.returncode == 2 and "insecure_http = true" in refused.stderr  # what the comment says to add
+    path.write_text(path.read_text() + "insecure_http = true\n")
+    assert cli("config", "check", str(path)).returncode == 0
+
+
+def test_the_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze must be installed (scripts/test.sh installs systemd)"
+    text = (DEPLOY / "platproxy.service").read_text()
+    assert "ExecStart=/opt/platproxy/bin/platproxy serve --config /etc/platproxy/config.toml" in text
+    assert "python3 -m venv /opt/platproxy" in text  # installed where PEP 668 systems allow it
+    assert "PLATPROXY_" not in text and "CacheDirectory=platproxy" in text
+    # the 32-bit probes must keep working inside the sandbox: no native-only system call filter
+    assert "\nSystemCallArchitectures=" not in text
+    unit = tmp_path / "platproxy.service"
+    unit.write_text(text.replace("/opt/platproxy/bin/platproxy", str(Path(sys.executable).parent / "platproxy")))
+    verify = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False)
+    assert verify.returncode == 0, verify.stderr
+    security = subprocess.run([analyze, "security", "--offline=yes", str(unit)], capture_output=True, text=True,
+                              timeout=60, check=False)  # fmt: skip
+    score = re.search(r"Overall exposure level for platproxy\.service: (\d+\.\d)", security.stdout)
+    assert score is not None, security.stdout + security.stderr
+    assert float(score.group(1)) <= 3.5
+
+
+def test_the_images_command_parses_and_leaves_the_cache_dir_to_the_config() -> None:
+    text = (DEPLOY / "Containerfile").read_text()
+    entrypoint = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", text, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    command = json.loads(re.search(r"^CMD (\[.*\])$", text, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    assert entrypoint == ["platproxy"]
+    args = build_parser(command).parse_args(command)
+    assert args.command == "serve" and args.config is None
+    assert (
+        "USER 10001" in text and "ENV XDG_CACHE_HOME=/var/cache" in text and 'VOLUME ["/var/cache/platproxy"]' in text
+    )
+    assert not re.search(r"^ENV PLATPROXY_", text, re.MULTILINE)
+    assert "ARG EXTRAS" in text and "linux/amd64,linux/arm64,linux/arm/v7" in text
+
+
+@pytest.mark.parametrize("name", ["hosts.toml", "registries.conf", "daemon.json"])
+def test_client_snippets_parse_and_are_the_readmes(name: str) -> None:
+    text = (DEPLOY / "clients" / name).read_text()
+    json.loads(text) if name.endswith(".json") else tomllib.loads(text)
+    assert text in (ROOT / "README.md").read_text()
+
+
+def test_every_file_in_deploy_is_checked_here() -> None:
+    checked = {"daemonset.yaml", "mirror-tier.yaml", "platproxy.service", "Containerfile", "grafana-dashboard.json",
+               "clients/hosts.toml", "clients/registries.conf", "clients/daemon.json"}  # fmt: skip
+    present = {str(p.relative_to(DEPLOY)) for p in DEPLOY.rglob("*") if p.is_file()}
+    assert present <= checked, present - checked
