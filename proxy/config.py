@@ -134,6 +134,19 @@ class UpstreamConfig(_Model):
     parent: bool = False
     """The URL is another mirror (a regional platproxy): requests name this registry with ``?ns=``,
     and tags are asked for unresolved, so that this proxy resolves them for its own host."""
+    proxy: str = Field(default="", repr=False)
+    """An HTTP(S) forward proxy to reach this upstream through (``http://proxy.corp:3128``), or
+    ``env``: the ``HTTPS_PROXY``/``HTTP_PROXY`` and ``NO_PROXY`` of platproxy's environment;
+    empty (the default): connect directly, whatever the environment says."""
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, value: str) -> str:
+        if value and value != "env":
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
+                raise ValueError("expected env or a proxy URL such as http://proxy.example:3128")
+        return value
 
     @field_validator("url")
     @classmethod
@@ -155,6 +168,9 @@ class UpstreamConfig(_Model):
         parts = urlsplit(self.url)
         if parts.scheme == "http" and not is_loopback(parts.hostname or "") and not self.insecure_http:
             raise ValueError(f"plain http to {parts.hostname} is refused; use https or set insecure_http = true")
+        if parts.scheme == "http" and self.proxy and self.username:
+            raise ValueError("a proxy would see this upstream's credentials (plain http is forwarded in clear): "
+                             "use https, where the proxy only carries an encrypted tunnel")  # fmt: skip
         return self
 
     @property
@@ -610,12 +626,21 @@ def masked(config: Config) -> dict[str, Any]:
 
     def mask(value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: ("***" if k in SECRET_KEYS and v else mask(v)) for k, v in value.items()}
+            return {k: ("***" if k in SECRET_KEYS and v else _without_password(v) if k == "proxy" else mask(v))
+                    for k, v in value.items()}  # fmt: skip
         if isinstance(value, list):
             return [mask(v) for v in value]
         return value
 
     return dict(mask(config.model_dump(mode="json")))
+
+
+def _without_password(url: str) -> str:
+    """A proxy URL with its password, if any, masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
 
 
 def upstream_from_url(url: str) -> UpstreamConfig:

@@ -118,10 +118,14 @@ class Registry:
     log_path: Path | None = None
     schema1: bool = False
     """Accept pushes of signed schema 1 manifests (``compatibility.schema1.enabled``)."""
+    tls: tuple[Path, Path] | None = None
+    """Serve https with this certificate (chain) and key."""
+    htpasswd: Path | None = None
+    """Require basic auth from this htpasswd file (bcrypt), as a private registry does."""
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def address(self) -> str:
@@ -135,14 +139,17 @@ class Registry:
             "version: 0.1\n"
             f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
             f"http:\n  addr: 127.0.0.1:{self.port}\n"
-            "log:\n  level: info\n  formatter: json\n  accesslog:\n    disabled: true\n"
+            + (f"  tls:\n    certificate: {self.tls[0]}\n    key: {self.tls[1]}\n" if self.tls else "")
+            + "log:\n  level: info\n  formatter: json\n  accesslog:\n    disabled: true\n"
             + ("compatibility:\n  schema1:\n    enabled: true\n" if self.schema1 else "")
+            + (f"auth:\n  htpasswd:\n    realm: test\n    path: {self.htpasswd}\n" if self.htpasswd else "")
         )
         self.log_path = self.root / "registry.log"
         self.proc = subprocess.Popen(
             [REGISTRY_BIN, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=self.log_path.open("ab")
         )
-        wait_http(self.port, proc=self.proc)
+        unverified = ssl._create_unverified_context() if self.tls else None  # only to see it is up
+        wait_http(self.port, proc=self.proc, tls=unverified)
         return self
 
     def stop(self) -> None:

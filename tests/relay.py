@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import threading
 from types import TracebackType
+from urllib.parse import urlsplit
 
 
 class Relay:
@@ -70,27 +71,52 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 class ConnectProxy(Relay):
-    """An HTTP ``CONNECT`` proxy that knows one name: ``CONNECT <name>:<port>`` reaches
-    127.0.0.1:<port>, anything else is refused.  dockerd treats every registry that resolves to
-    a loopback address as insecure (no certificate checks, no ``certs.d``); a name it cannot
-    resolve, reached through its ``HTTPS_PROXY``, is checked like a remote registry's."""
+    """An HTTP forward proxy that knows one name: ``CONNECT <name>:<port>`` (a tunnel, for https)
+    or an absolute-form request for ``http://<name>:<port>/...`` reaches 127.0.0.1:<port>; anything
+    else is refused.  dockerd treats every registry that resolves to a loopback address as
+    insecure (no certificate checks, no ``certs.d``); a name it cannot resolve, reached through its
+    ``HTTPS_PROXY``, is checked like a remote registry's.  platproxy's ``proxy`` setting is tested
+    with it too: only the proxy can resolve the name, so a request that arrives went through it.
+    Every request head the proxy itself read is kept in ``heads`` (what a proxy could see)."""
 
     def __init__(self, name: str) -> None:
         super().__init__(0, "127.0.0.1")
         self.name = name
         self.tunnels: list[str] = []
+        self.heads: list[bytes] = []
 
     async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         head = await client_reader.readuntil(b"\r\n\r\n")
-        method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+        self.heads.append(head)
+        method, target, version = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+        if method != "CONNECT":
+            await self._forward(head, method, target, version, client_reader, client_writer)
+            return
         host, _, port = target.rpartition(":")
-        if method != "CONNECT" or host != self.name or not port.isdigit():
+        if host != self.name or not port.isdigit():
             client_writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
             client_writer.close()
             return
         self.tunnels.append(target)
         reader, writer = await asyncio.open_connection("127.0.0.1", int(port))
         client_writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await asyncio.gather(_pipe(client_reader, writer), _pipe(reader, client_writer))
+        for w in (writer, client_writer):
+            w.close()
+
+    async def _forward(self, head: bytes, method: str, target: str, version: str,
+                       client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:  # fmt: skip
+        """Plain http: the absolute-form request goes on in origin form, one request per connection."""
+        parts = urlsplit(target)
+        if parts.scheme != "http" or parts.hostname != self.name or parts.port is None:
+            client_writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+            client_writer.close()
+            return
+        origin = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        rest = [line for line in head.split(b"\r\n", 1)[1].split(b"\r\n")
+                if not line.lower().startswith((b"connection:", b"proxy-connection:", b"keep-alive:"))]  # fmt: skip
+        reader, writer = await asyncio.open_connection("127.0.0.1", parts.port)
+        writer.write(f"{method} {origin} {version}\r\nConnection: close\r\n".encode() + b"\r\n".join(rest))
         await asyncio.gather(_pipe(client_reader, writer), _pipe(reader, client_writer))
         for w in (writer, client_writer):
             w.close()

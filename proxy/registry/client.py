@@ -17,6 +17,7 @@ import asyncio
 import re
 import ssl
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -100,6 +101,25 @@ class Upstream:
                                                   connector=connector)  # fmt: skip
         return self._session
 
+    def proxy_for(self, url: str) -> str | None:
+        """The forward proxy to reach ``url`` through (``None``: directly), from ``proxy``.
+
+        With ``env``, the environment's ``HTTPS_PROXY``/``HTTP_PROXY`` for the URL's scheme unless
+        ``NO_PROXY`` names its host (the standard library's reading of those variables, which
+        curl and Go share).  aiohttp's own ``trust_env`` is not used: it would also send
+        ``~/.netrc`` credentials.  Over https the proxy carries an encrypted tunnel (CONNECT):
+        the upstream's credentials never reach it."""
+        setting = self.config.proxy
+        if not setting:
+            return None
+        if setting != "env":
+            return setting
+        parts = urlsplit(url)
+        if urllib.request.proxy_bypass(parts.netloc):
+            return None
+        found: str | None = urllib.request.getproxies_environment().get(parts.scheme)
+        return found
+
     async def close(self) -> None:
         if self._session is not None and self._own_session:
             await self._session.close()
@@ -169,7 +189,8 @@ class Upstream:
                 if auth:
                     sent["Authorization"] = auth
             try:
-                resp = await self.session.request(method, url, headers=sent, allow_redirects=False)
+                resp = await self.session.request(method, url, headers=sent, allow_redirects=False,
+                                                  proxy=self.proxy_for(url))  # fmt: skip
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 raise UpstreamError(self.name, None, f"unreachable: {type(exc).__name__}: {exc}") from None
             if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
@@ -208,7 +229,8 @@ class Upstream:
         same_domain = registrable_domain(realm_host) == registrable_domain(self.host)
         auth = self._basic if same_domain else None
         try:
-            async with self.session.get(f"{realm}?{urlencode(query)}", auth=auth, allow_redirects=False) as resp:
+            async with self.session.get(f"{realm}?{urlencode(query)}", auth=auth, allow_redirects=False,
+                                        proxy=self.proxy_for(realm)) as resp:  # fmt: skip
                 if resp.status != 200:
                     return False
                 body = await resp.json(content_type=None)
@@ -276,7 +298,8 @@ class Upstream:
     async def ping(self) -> bool:
         """Is the upstream answering at all (any HTTP status counts)."""
         try:
-            async with self.session.get(self.base + "/v2/", allow_redirects=False) as resp:
+            async with self.session.get(self.base + "/v2/", allow_redirects=False,
+                                        proxy=self.proxy_for(self.base)) as resp:  # fmt: skip
                 return resp.status < 500
         except (TimeoutError, aiohttp.ClientError, OSError):
             return False
