@@ -312,6 +312,23 @@ def check_platform(value: str) -> Platform:
     return require_real(value)
 
 
+class PolicyRule(_Model):
+    """``[[policy]]``: what the mirror may fetch and serve, by upstream, repository and tag
+    (shell-style globs: ``*``, ``?``, ``[abc]``; ``*`` matches across ``/`` too)."""
+
+    action: Literal["allow", "deny"]
+    upstream: str = "*"
+    """The upstream's name, as in ``[[upstream]] name``."""
+    repository: str = "*"
+    """The repository at that upstream (``library/*``, ``team-a/**``)."""
+    tag: str = "*"
+    """Tags only: a rule naming tags does not judge pulls by digest unless it allows (a digest
+    cannot be traced to a tag, and an allowed tag's content is pulled by digest)."""
+
+    def describe(self) -> str:
+        return f"{self.action} {self.upstream}/{self.repository}:{self.tag}"
+
+
 class CompatConfig(_Model):
     """Conversions for engines that cannot read what the upstream holds (the old-engines table)."""
 
@@ -448,6 +465,9 @@ class Config(_Model):
     compat: CompatConfig = CompatConfig()
     clients: tuple[ClientRule, ...] = ()
     """``[[clients]]`` rules, first match wins: whose platform a request is resolved for."""
+    policy: tuple[PolicyRule, ...] = ()
+    """``[[policy]]`` rules, first match wins; none matching: allowed, unless some rule allows
+    (then the rules are an allow list and the rest is denied)."""
     limits: LimitsConfig = LimitsConfig()
     metrics: MetricsConfig = MetricsConfig()
     auth: AuthConfig = AuthConfig()

@@ -65,6 +65,10 @@ class Unauthorized(PlatproxyError):
         self.realm = realm
 
 
+class Denied(PlatproxyError):
+    """A ``[[policy]]`` rule forbids this repository or tag: never fetched, never served."""
+
+
 # -- not found -----------------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from proxy.cli.common import file_problem, origin_lines, subcommand
 from proxy.config import ConfigError, load_config, masked
+from proxy.pull.policy import describe as describe_policy
 
 DESCRIPTION = "Validate a configuration and print the effective one, secrets masked."
 
@@ -36,7 +37,7 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"platproxy config: {problem}", file=sys.stderr)
         return 2
     print(json.dumps(masked(config), indent=2))
-    for line in origin_lines(origins):
+    for line in [*origin_lines(origins), *describe_policy(config.policy)]:
         print(f"platproxy config: {line}", file=sys.stderr)
     return 0
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from proxy.errors import (
     BlobInvalid,
+    Denied,
     InvalidDigest,
     InvalidName,
     InvalidPagination,
@@ -53,6 +54,7 @@ _PLAIN: dict[type[PlatproxyError], tuple[int, str]] = {
     InvalidDigest: (400, "DIGEST_INVALID"),
     InvalidPagination: (400, "PAGINATION_NUMBER_INVALID"),
     Unsupported: (405, "UNSUPPORTED"),
+    Denied: (403, "DENIED"),
     NameUnknown: (404, "NAME_UNKNOWN"),
     ManifestUnknown: (404, "MANIFEST_UNKNOWN"),
     ManifestInvalid: (502, "MANIFEST_INVALID"),

@@ -23,6 +23,7 @@ from aiohttp.web_request import BaseRequest
 
 from proxy.config import Config
 from proxy.errors import (
+    Denied,
     InvalidName,
     InvalidPagination,
     ManifestUnknown,
@@ -43,6 +44,7 @@ from proxy.oci.names import TAG, check_digest, check_name, is_digest
 from proxy.pull.blobs import BlobService
 from proxy.pull.fills import FillFailed, read_fill, send_fill
 from proxy.pull.manifests import ManifestAnswer, ManifestService
+from proxy.pull.policy import judge
 from proxy.pull.route import Route, route
 from proxy.pull.targets import Targets
 from proxy.registry.client import RESOLVE_HEADER
@@ -114,7 +116,7 @@ async def errors_middleware(
         metrics.coalesced.inc(outcome == "coalesced")
         metrics.stale.inc(outcome == "stale")
     metrics.bytes_served.labels(route_name).inc(sent)
-    extra = {k: request[k] for k in ("upstream", "target", "platform", "rank", "converted") if k in request}
+    extra = {k: request[k] for k in ("upstream", "target", "platform", "rank", "converted", "denied") if k in request}
     log.info(
         "request", method=request.method, path=request.path[:300], status=response.status, bytes=sent,
         cache=outcome, duration_ms=round((time.monotonic() - started) * 1000, 1), **extra,
@@ -145,9 +147,12 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         raise Unsupported(request.method, raw)
     services: Services = request.app[SERVICES]
     if tags is not None:
-        return await tags_list(request, services, _route(request, tags["name"]), tags["name"])
+        r = _route(request, tags["name"])
+        _check_policy(request, r, None)
+        return await tags_list(request, services, r, tags["name"])
     assert m is not None
     r = _route(request, m["name"])
+    _check_policy(request, r, None if m["kind"] != "manifests" or is_digest(m["ref"]) else m["ref"])
     if m["kind"] == "manifests":
         return await manifest(request, services, r, m["ref"])
     if m["kind"] == "blobs":
@@ -160,6 +165,19 @@ def _route(request: web.Request, name: str) -> Route:
     r = route(check_name(name), request.query.get("ns"), request.app[CONFIG])
     request["upstream"] = r.upstream.name
     return r
+
+
+def _check_policy(request: web.Request, r: Route, tag: str | None) -> None:
+    """``[[policy]]``, before the cache and the upstream: a denied name is neither fetched nor served."""
+    rules = request.app[CONFIG].policy
+    if not rules:
+        return
+    verdict = judge(rules, r.upstream.name, r.repo, tag)
+    if not verdict.allowed:
+        request["denied"] = verdict.why
+        what = f"{r.upstream.name}/{r.repo}" + (f":{tag}" if tag else "")
+        raise Denied(f"{what} is denied by {verdict.why}" if verdict.rule else f"{what} is denied: {verdict.why}",
+                     {"rule": verdict.rule, "upstream": r.upstream.name, "repository": r.repo, "tag": tag})  # fmt: skip
 
 
 def _client(request: web.Request) -> ClientCaps:
