@@ -63,6 +63,14 @@ class Metrics:
             "platproxy_conversions", "Manifests converted for clients that cannot read the original, by kind "
             "(schema2, schema1)", ["kind"], registry=r,
         )  # fmt: skip
+        self.request_seconds = Histogram(
+            "platproxy_request_seconds", "Time to answer a client, by route (a blob: until its last byte is sent)",
+            ["route"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120),
+            registry=r,
+        )  # fmt: skip
+        self.fills_in_flight = Gauge(
+            "platproxy_fills_in_flight", "Blobs being fetched from an upstream right now", registry=r
+        )
         self.cache_size = Gauge("platproxy_cache_size_bytes", "Bytes of content in the cache", registry=r)
         self.evictions = Counter("platproxy_evictions", "Content evicted to stay within cache.max_size", registry=r)
         self.evicted_bytes = Counter(

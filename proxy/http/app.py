@@ -51,6 +51,7 @@ def build_app(config: Config, host: HostProfile | None = None) -> web.Applicatio
         storage = await open_storage(config, config.cache.path(), metrics)
         upstreams = {u.name: Upstream(u, config.limits, metrics) for u in config.upstreams}
         fills = Fills(storage.store)
+        metrics.fills_in_flight.set_function(lambda: len(fills.active))
         blobs = BlobService(storage.store, fills, upstreams)
         storage.apply_budget(
             config.cache.max_size,

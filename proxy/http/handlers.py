@@ -116,6 +116,7 @@ async def errors_middleware(
         metrics.coalesced.inc(outcome == "coalesced")
         metrics.stale.inc(outcome == "stale")
     metrics.bytes_served.labels(route_name).inc(sent)
+    metrics.request_seconds.labels(route_name).observe(time.monotonic() - started)
     extra = {k: request[k] for k in ("upstream", "target", "platform", "rank", "converted", "denied") if k in request}
     log.info(
         "request", method=request.method, path=request.path[:300], status=response.status, bytes=sent,

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,11 @@ import yaml
 
 from proxy.cli.main import build_parser
 from proxy.config import load_config
-from tests.registry import cli
+from tests.conftest import Seeded
+from tests.registry import Platproxy, cli, request
 from tests.tlsfiles import TestCA
+
+Start = Callable[..., Platproxy]
 
 ROOT = Path(__file__).parents[2]
 DEPLOY = ROOT / "deploy"
@@ -155,3 +159,32 @@ def test_every_file_in_deploy_is_checked_here() -> None:
                "clients/hosts.toml", "clients/registries.conf", "clients/daemon.json"}  # fmt: skip
     present = {str(p.relative_to(DEPLOY)) for p in DEPLOY.rglob("*") if p.is_file()}
     assert present <= checked, present - checked
+
+
+def test_every_dashboard_query_names_a_metric_platproxy_exports(seeded: Seeded, platproxy: Start) -> None:
+    dashboard = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    queries = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    queries.append(variables["instance"]["query"]["query"])
+    for panel in dashboard["panels"]:  # every panel asks the chosen data source
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+    proxy = platproxy(seeded.registry.url, "linux/arm64")
+    assert request(proxy.port, "GET", "/v2/library/multi/manifests/1")[0] == 200
+    status, _, body = request(proxy.port, "GET", "/metrics")
+    assert status == 200
+    exported = set()
+    for line in body.decode().splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            exported |= {name, f"{name}_bucket", f"{name}_sum", f"{name}_count"} if kind == "histogram" else {name}
+        elif line and not line.startswith("#"):
+            exported.add(re.split(r"[{ ]", line, maxsplit=1)[0])
+    named = {m for q in queries for m in re.findall(r"\bplatproxy_[a-z_]+", q)}
+    assert named - exported == set()
+    # what an operator watches is all there
+    for metric in ("platproxy_cache_outcomes_total", "platproxy_bytes_served_total", "platproxy_bytes_fetched_total",
+                   "platproxy_coalesced_waiters_total", "platproxy_stale_serves_total", "platproxy_resolutions_total",
+                   "platproxy_fills_in_flight", "platproxy_evictions_total", "platproxy_store_requests_total",
+                   "platproxy_request_seconds_bucket"):  # fmt: skip
+        assert metric in named, metric
