@@ -116,3 +116,27 @@ def test_docker_registry_mirror_requests(seeded: Seeded, hub_proxy: Platproxy) -
     status, headers, _ = request(port, "GET", "/v2/library/winlin/manifests/1", headers=old)
     assert status == 200 and headers["content-type"] == DOCKER_MANIFEST
     assert headers["docker-content-digest"] == seeded.cases["library/winlin:1"].digest_of("linux/amd64")
+
+
+def test_podman_platform_flag_gets_the_mirrors_answer_and_the_ways_round(
+    seeded: Seeded, hub_proxy: Platproxy, storage: Path
+) -> None:
+    """The README's FAQ, as podman does it: the mirror resolves a tag for its host, so
+    ``--platform linux/arm64`` on this amd64 host still gets amd64; the selector and the index
+    digest get arm64."""
+    image = f"{hub_proxy.address}/library/multi:1"
+    done = podman(storage, "pull", "--tls-verify=false", "--platform", "linux/arm64", image)
+    inspect = ("image", "inspect", "--format", "{{.Architecture}} {{.Digest}}")
+    assert done.returncode == 0, done.stderr  # podman takes it without a word
+    got = podman(storage, *inspect, image).stdout.split()
+    case = seeded.cases["library/multi:1"]
+    assert got == ["amd64", chosen(seeded)]
+    selected = f"{hub_proxy.address}/platform.linux.arm64/library/multi:1"
+    done = podman(storage, "pull", "--tls-verify=false", "--platform", "linux/arm64", selected)
+    assert done.returncode == 0, done.stderr
+    assert podman(storage, *inspect, selected).stdout.split() == ["arm64", case.digest_of("linux/arm64/v8")]
+    by_digest = f"{hub_proxy.address}/library/multi@{case.top.digest}"
+    done = podman(storage, "pull", "--tls-verify=false", "--platform", "linux/arm/v7", by_digest)
+    assert done.returncode == 0, done.stderr
+    assert podman(storage, "image", "inspect", "--format", "{{.Architecture}}", by_digest).stdout.strip() == "arm"
+    podman(storage, "system", "reset", "--force")
