@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.cli.common import subcommand
-from proxy.config import ConfigError, _size, load_config
+from proxy.config import ConfigError, load_config, parse_size
 from proxy.errors import PlatproxyError
 from proxy.oci.descriptors import references
 from proxy.oci.names import ImageRef
@@ -112,7 +112,7 @@ def run_gc(args: argparse.Namespace) -> int:
         return _fail("gc", str(exc))
     if args.max_size:
         try:
-            budget = _size(args.max_size)
+            budget = parse_size(args.max_size)
         except ValueError as exc:
             return _fail("gc", f"--max-size {args.max_size}: {exc}")
     removed_tmp = 0

@@ -28,16 +28,21 @@ def cache_dir_problem(root: Path) -> str:
     """Why ``root`` cannot hold the cache (empty: it can), found before anything is opened in it.
 
     Checked with the process's own permissions (``os.access``, which honours read-only mounts):
-    an existing directory must be readable, writable and searchable; a missing one must be
-    creatable, under a writable directory.  Nothing is created here (``config check`` calls it)."""
+    an existing directory must be readable, writable and searchable, except a cache that came
+    back read-only (it holds an index: what is cached is still served, and ``/readyz`` says the
+    cache is not writable); a missing one must be creatable, under a writable directory.
+    Nothing is created here (``config check`` calls it)."""
     path = root.absolute()
     if path.exists():
         if not path.is_dir():
             return f"{root} is not a directory"
-        if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
-            mode = "read-only" if os.access(path, os.R_OK | os.X_OK) else "not readable"
-            return f"{root} is {mode} for this process (it needs to read and write there)"
-        return ""
+        if os.access(path, os.R_OK | os.W_OK | os.X_OK):
+            return ""
+        if not os.access(path, os.R_OK | os.X_OK):
+            return f"{root} is not readable for this process (it needs to read and write there)"
+        if (path / "index.db").is_file():
+            return ""  # a cache come back read-only (a remount after an error): served degraded, /readyz 503
+        return f"{root} is read-only for this process and holds no cache (it needs to write there)"
     parent = path.parent
     while not parent.exists():
         parent = parent.parent

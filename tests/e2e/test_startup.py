@@ -98,7 +98,7 @@ def test_a_bad_cache_directory_is_named_with_its_reason(tmp_path: Path, read_onl
     cases = [
         (serve_with_cache(a_file), f"config key cache.dir: {a_file} is not a directory"),
         (serve_with_cache(a_file / "sub"), f"{a_file}/sub cannot be made: {a_file} is not a directory"),
-        (serve_with_cache(read_only), f"{read_only} is read-only for this process"),
+        (serve_with_cache(read_only), f"{read_only} is read-only for this process and holds no cache"),
         (serve_with_cache(read_only / "sub" / "x"), f"does not exist and cannot be made: {read_only} is not writable"),
         (serve_with_cache(unreadable, drop_root=True), f"{unreadable} is not readable for this process"),
     ]
