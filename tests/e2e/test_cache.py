@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -155,39 +155,43 @@ def test_cache_ls_gc_rm(seeded: Seeded, platproxy: Start, tmp_path: Path) -> Non
     )
 
 
-def test_after_gc_an_offline_tag_is_refused_and_the_log_says_so(seeded: Seeded, platproxy: Start,
-                                                                  tmp_path: Path) -> None:  # fmt: skip
+Revalidating = tuple[Registry, Platproxy]
+
+
+@pytest.fixture
+def revalidating(seeded: Seeded, platproxy: Start, tmp_path: Path) -> Iterator[Revalidating]:
+    """A registry of its own (the test stops it) and a platproxy that asks it about every tag pull."""
     registry = Registry(tmp_path / "reg").start()
     push_case(registry, "library/multi:1", seeded.cases["library/multi:1"])
     try:
-        proxy = platproxy(registry.url, "linux/arm64", config_args(tmp_path, "[cache]\ntag_ttl = 0\n"))
-        assert skopeo_copy(f"{proxy.address}/library/multi:1", tmp_path / "a").returncode == 0
-        done = cache_cli("gc", "--cache-dir", str(proxy.cache_dir), "--max-size", "1")
-        assert done.returncode == 0 and "TAG RECORDS DROPPED" in done.stdout
-        assert "dropped 127.0.0.1:" in done.stdout and "library/multi:1 (its content was evicted" in done.stdout
-        registry.stop()
-        status, _, body = request(proxy.port, "GET", "/v2/library/multi/manifests/1")
-        assert status == 503 and json.loads(body)["errors"][0]["code"] == "UNAVAILABLE"
-        assert "serving stale tag" not in proxy.log()  # the record went with its content: nothing claims a serve
+        yield registry, platproxy(registry.url, "linux/arm64", config_args(tmp_path, "[cache]\ntag_ttl = 0\n"))
     finally:
         registry.stop()
 
 
-def test_a_stale_record_whose_manifest_vanished_is_logged_as_not_served(seeded: Seeded, platproxy: Start,
-                                                                          tmp_path: Path) -> None:  # fmt: skip
-    registry = Registry(tmp_path / "reg").start()
-    push_case(registry, "library/multi:1", seeded.cases["library/multi:1"])
-    try:
-        proxy = platproxy(registry.url, "linux/arm64", config_args(tmp_path, "[cache]\ntag_ttl = 0\n"))
-        oci = {"Accept": "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"}
-        assert request(proxy.port, "GET", "/v2/library/multi/manifests/1", headers=oci)[0] == 200
-        chosen = seeded.cases["library/multi:1"].digest_of("linux/arm64/v8")
-        algorithm, encoded = chosen.split(":")
-        (proxy.cache_dir / "blobs" / algorithm / encoded[:2] / encoded).unlink()  # lost behind its back
-        registry.stop()
-        status, _, _ = request(proxy.port, "GET", "/v2/library/multi/manifests/1", headers=oci)
-        assert status == 503, proxy.log()[-3000:]
-        assert proxy.wait_for_log("stale tag not served: its manifest is no longer cached") == 1
-        assert "serving stale tag" not in proxy.log()
-    finally:
-        registry.stop()
+def test_after_gc_an_offline_tag_is_refused_and_the_log_says_so(revalidating: Revalidating, tmp_path: Path) -> None:
+    registry, proxy = revalidating
+    assert skopeo_copy(f"{proxy.address}/library/multi:1", tmp_path / "a").returncode == 0
+    done = cache_cli("gc", "--cache-dir", str(proxy.cache_dir), "--max-size", "1")
+    assert done.returncode == 0 and "TAG RECORDS DROPPED" in done.stdout
+    assert "dropped 127.0.0.1:" in done.stdout and "library/multi:1 (its content was evicted" in done.stdout
+    registry.stop()
+    status, _, body = request(proxy.port, "GET", "/v2/library/multi/manifests/1")
+    assert status == 503 and json.loads(body)["errors"][0]["code"] == "UNAVAILABLE"
+    assert "serving stale tag" not in proxy.log()  # the record went with its content: nothing claims a serve
+
+
+def test_a_stale_record_whose_manifest_vanished_is_logged_as_not_served(
+    seeded: Seeded, revalidating: Revalidating
+) -> None:
+    registry, proxy = revalidating
+    oci = {"Accept": "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"}
+    assert request(proxy.port, "GET", "/v2/library/multi/manifests/1", headers=oci)[0] == 200
+    chosen = seeded.cases["library/multi:1"].digest_of("linux/arm64/v8")
+    algorithm, encoded = chosen.split(":")
+    (proxy.cache_dir / "blobs" / algorithm / encoded[:2] / encoded).unlink()  # lost behind its back
+    registry.stop()
+    status, _, _ = request(proxy.port, "GET", "/v2/library/multi/manifests/1", headers=oci)
+    assert status == 503, proxy.log()[-3000:]
+    assert proxy.wait_for_log("stale tag not served: its manifest is no longer cached") == 1
+    assert "serving stale tag" not in proxy.log()
