@@ -21,26 +21,32 @@ _ARM_STYLE = re.compile(r"^armv?\d")
 
 def platform_warnings(raw: Platform) -> list[str]:
     """Sentences about what is not a known-good value in a descriptor's platform."""
-    out: list[str] = []
+    return [sentence for _, sentence in _findings(raw)]
+
+
+def _findings(raw: Platform) -> list[tuple[bool, str]]:
+    """Each finding with whether it makes the platform unreal (an unknown os or architecture, a
+    variant the architecture lacks) rather than a matter of spelling (an alias, case, armvN)."""
+    out: list[tuple[bool, str]] = []
     os_name = normalize_os(raw.os)
     if os_name not in KNOWN_OS and os_name != "unknown":
-        out.append(f"unknown os {raw.os!r}")
+        out.append((True, f"unknown os {raw.os!r}"))
     arch, variant = normalize_arch(raw.architecture, raw.variant)
     if arch not in KNOWN_ARCHES:
         if arch != "unknown":
-            out.append(f"unknown architecture {raw.architecture!r}")
+            out.append((True, f"unknown architecture {raw.architecture!r}"))
         return out
     if raw.architecture != arch and raw.architecture.lower() != arch:
-        out.append(f"architecture {raw.architecture!r} is an alias; OCI names it {arch!r}")
+        out.append((False, f"architecture {raw.architecture!r} is an alias; OCI names it {arch!r}"))
     elif raw.architecture != raw.architecture.lower():
-        out.append(f"architecture {raw.architecture!r} should be lower-case")
+        out.append((False, f"architecture {raw.architecture!r} should be lower-case"))
     if raw.variant and _ARM_STYLE.match(raw.variant.lower()):
-        out.append(f"variant {raw.variant!r} is written in the armvN style; read as {variant!r}")
+        out.append((False, f"variant {raw.variant!r} is written in the armvN style; read as {variant!r}"))
     pattern = VARIANTS.get(arch)
     if pattern is not None and not pattern.match(variant):
-        out.append(f"{arch}/{raw.variant} is not a real platform: {arch} has no variant {raw.variant!r}")
+        out.append((True, f"{arch}/{raw.variant} is not a real platform: {arch} has no variant {raw.variant!r}"))
     elif pattern is None and variant:
-        out.append(f"{arch} defines no variants, but this entry says {raw.variant!r}")
+        out.append((True, f"{arch} defines no variants, but this entry says {raw.variant!r}"))
     return out
 
 
@@ -49,7 +55,7 @@ def require_real(specifier: str, features: tuple[str, ...] = ()) -> Platform:
     (an unknown os or architecture, a variant its architecture lacks) and what was probably meant."""
     raw = parse_raw(specifier, features)
     platform = normalize(raw)
-    problems = [p for p in platform_warnings(raw) if "alias" not in p and "armvN" not in p and "lower-case" not in p]
+    problems = [sentence for unreal, sentence in _findings(raw) if unreal]
     if not problems:
         return platform
     hint = _suggestion(raw)
