@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from proxy.cli.common import subcommand
+from proxy.cli.common import fail, subcommand
 from proxy.config import ConfigError, load_config, parse_size
 from proxy.errors import PlatproxyError
 from proxy.oci.descriptors import references
@@ -191,8 +190,7 @@ def _matches(record: TagRecord, ref: ImageRef, tag_given: bool) -> bool:
 
 
 def _fail(command: str, message: str) -> int:
-    print(f"platproxy cache {command}: {message}", file=sys.stderr)
-    return 2
+    return fail(f"cache {command}", message)
 
 
 def run(args: argparse.Namespace) -> int:

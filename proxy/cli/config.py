@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from proxy.cli.common import file_problem, origin_lines, subcommand
+from proxy.cli.common import fail, file_problem, origin_lines, subcommand
 from proxy.config import ConfigError, load_config, masked
 from proxy.pull.policy import describe as describe_policy
 
@@ -24,18 +24,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     if args.file and args.config_file and args.file != args.config_file:
-        print("platproxy config: give the file once (FILE or --config)", file=sys.stderr)
-        return 2
+        return fail("config", "give the file once (FILE or --config)")
     origins: dict[str, str] = {}
     try:
         config = load_config(args.file or args.config_file, origins=origins)
     except ConfigError as exc:
-        print(f"platproxy config: {exc}", file=sys.stderr)
-        return 2
+        return fail("config", str(exc))
     problem = file_problem(config)  # the files the config names, checked as serve checks them
     if problem:
-        print(f"platproxy config: {problem}", file=sys.stderr)
-        return 2
+        return fail("config", problem)
     print(json.dumps(masked(config), indent=2))
     for line in [*origin_lines(origins), *describe_policy(config.policy)]:
         print(f"platproxy config: {line}", file=sys.stderr)

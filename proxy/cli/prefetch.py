@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from tqdm import tqdm
 
+from proxy.cli.common import fail
 from proxy.config import check_platform
 from proxy.errors import PlatproxyError
 from proxy.oci.mediatypes import UPSTREAM_ACCEPT
@@ -198,18 +199,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         args.platform = [str(check_platform(spec)) for spec in args.platform]  # normalized, as the server does
     except ValueError as exc:
-        print(f"platproxy prefetch: --platform: {exc}", file=sys.stderr)
-        return 2
+        return fail("prefetch", f"--platform: {exc}")
     server = urlsplit(args.server)
     if server.scheme not in ("http", "https") or not server.hostname:
-        print(f"platproxy prefetch: --server {args.server}: give the running platproxy's URL with its scheme, "
-              "e.g. http://127.0.0.1:5000", file=sys.stderr)  # fmt: skip
-        return 2
+        return fail("prefetch", f"--server {args.server}: give the running platproxy's URL with its scheme, "
+                                "e.g. http://127.0.0.1:5000")  # fmt: skip
     try:
         results = asyncio.run(_run(args))
     except (aiohttp.ClientError, OSError) as exc:
-        print(f"platproxy prefetch: cannot reach {args.server}: {exc}", file=sys.stderr)
-        return 1
+        return fail("prefetch", f"cannot reach {args.server}: {exc}", code=1)
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2))
     else:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from proxy.cli.common import file_problem, origin_lines
+from proxy.cli.common import fail, file_problem, origin_lines
 from proxy.config import ConfigError, load_config, upstream_from_url
 from proxy.http.app import StartError, serve
 from proxy.logs import configure_logging
@@ -57,22 +57,18 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config, overrides, origins=origins)
         host = config.platform.profile()
     except ConfigError as exc:
-        print(f"platproxy serve: {exc}", file=sys.stderr)
-        return 2
+        return fail("serve", str(exc))
     problem = file_problem(config)
     if problem:
-        print(f"platproxy serve: {problem}", file=sys.stderr)
-        return 2
+        return fail("serve", problem)
     problem = backend_problem(config)
     if problem:
-        print(f"platproxy serve: config key store.backend: {problem}", file=sys.stderr)
-        return 2
+        return fail("serve", f"config key store.backend: {problem}")
     if config.compat.schema1:  # made (or read) now: a bad key file is a start-up error, not a 500 later
         try:
             SigningKey(config)()
         except SigningKeyError as exc:
-            print(f"platproxy serve: config key compat.signing_key: {exc}", file=sys.stderr)
-            return 2
+            return fail("serve", f"config key compat.signing_key: {exc}")
     configure_logging(args.log_level)
     banner = (
         f"platproxy: serving {config.scheme}://{config.listen} for {host.platform}, upstreams "
@@ -82,6 +78,5 @@ def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve(config, host, on_ready=lambda: print(banner, file=sys.stderr, flush=True)))
     except StartError as exc:
-        print(f"platproxy serve: {exc}", file=sys.stderr)
-        return 2
+        return fail("serve", str(exc))
     return 0

@@ -17,7 +17,7 @@ from aiohttp.typedefs import Middleware
 from hostinfo import HostProfile
 from proxy.config import Config
 from proxy.http import health
-from proxy.http.auth import Htpasswd, HtpasswdError, auth_middleware
+from proxy.http.auth import Htpasswd, auth_middleware
 from proxy.http.guard import guard
 from proxy.http.handlers import CONFIG, METRICS, SERVICES, Services, dispatch, errors_middleware
 from proxy.http.tls import CertificateWatcher, server_context
@@ -40,7 +40,7 @@ def build_app(config: Config, host: HostProfile | None = None) -> web.Applicatio
     if htpasswd is not None:
         middlewares.append(auth_middleware(htpasswd, config.auth.realm))
     app = web.Application(middlewares=middlewares, client_max_size=1024)
-    if htpasswd is not None:
+    if htpasswd is not None:  # (the app exists only now: SIGHUP finds the file here)
         app[HTPASSWD] = htpasswd
     metrics = Metrics()
     app[CONFIG] = config
@@ -182,12 +182,10 @@ def reload(app: web.Application, watcher: CertificateWatcher | None) -> None:
     done = []
     htpasswd: Htpasswd | None = app.get(HTPASSWD)
     if htpasswd is not None:
-        try:
-            htpasswd.reload(force=True)
+        if htpasswd.refresh(force=True, context="SIGHUP: "):
             done.append(f"htpasswd ({len(htpasswd.users)} users)")
-        except HtpasswdError as exc:
+        else:
             done.append("htpasswd (not reloaded, the current one kept)")
-            log.warning("SIGHUP: htpasswd not reloaded; keeping the current one", error=str(exc))
     if watcher is not None:
         done.append("certificate (new pair loaded)" if watcher.poll() else "certificate (unchanged)")
     log.info("SIGHUP", reread=", ".join(done) or "nothing (no htpasswd, no TLS)",

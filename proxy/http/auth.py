@@ -67,14 +67,17 @@ class Htpasswd:
         except OSError as exc:
             raise HtpasswdError(f"cannot read {self.path}: {exc.strerror or exc}") from None
 
-    def refresh(self) -> None:
-        """On a request: pick up a changed file; a broken one is logged and the current users kept
-        (an editor's half-written save must not lock everyone out)."""
+    def refresh(self, force: bool = False, context: str = "") -> bool:
+        """Pick up a changed file (on a request; ``force``: on SIGHUP); a broken one is logged and
+        the current users kept (an editor's half-written save must not lock everyone out).
+        False when it was broken."""
         try:
-            self.reload()
+            self.reload(force)
         except HtpasswdError as exc:
-            structlog.get_logger("platproxy").warning("htpasswd not reloaded; keeping the current one",
+            structlog.get_logger("platproxy").warning(f"{context}htpasswd not reloaded; keeping the current one",
                                                       error=str(exc))  # fmt: skip
+            return False
+        return True
 
     async def check(self, user: str, password: str) -> bool:
         self.refresh()

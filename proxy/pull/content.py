@@ -132,6 +132,13 @@ class ManifestContent:
             raise StorageFailed(f"config blob {digest}", exc) from None
         return data
 
+    async def holds(self, digest: str) -> bool:
+        """Whether the store has ``digest`` itself (a stat, not a read; not the index's word for it)."""
+        try:
+            return await self.store.stat(digest) is not None
+        except OSError as exc:
+            raise StorageFailed(f"manifest {digest}", exc) from None
+
     async def stored(self, digest: str) -> bytes | None:
         """Content this store holds (``None``: not stored); never asks the upstream."""
         return await self._read_stored(digest, "manifest")

@@ -168,7 +168,7 @@ class ManifestService:
         """The record, to serve while the upstream fails, if what it names is still here; the log
         says which of the two the client got."""
         where = {"upstream": route.upstream.name, "repo": route.repo, "tag": tag, "error": error.message}
-        if await self.content.stored(record.digest) is None:  # the file, not the index's word for it
+        if not await self.content.holds(record.digest):
             log.warning("stale tag not served: its manifest is no longer cached", answer="503", **where)
             raise UpstreamFailed(error, Subject.MANIFEST, f"{route.repo}:{tag}")
         log.warning("serving stale tag", digest=record.digest, **where)

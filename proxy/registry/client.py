@@ -85,6 +85,7 @@ class Upstream:
         self._basic = aiohttp.BasicAuth(config.username, config.password) if config.username else None
         self._basic_challenged = False
         self._slots = asyncio.Semaphore(limits.max_upstream_fetches)
+        self._env_proxies: dict[tuple[str, str], str | None] = {}
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -110,15 +111,14 @@ class Upstream:
         ``~/.netrc`` credentials.  Over https the proxy carries an encrypted tunnel (CONNECT):
         the upstream's credentials never reach it."""
         setting = self.config.proxy
-        if not setting:
-            return None
         if setting != "env":
-            return setting
+            return setting or None
         parts = urlsplit(url)
-        if urllib.request.proxy_bypass(parts.netloc):
-            return None
-        found: str | None = urllib.request.getproxies_environment().get(parts.scheme)
-        return found
+        key = (parts.scheme, parts.netloc)
+        if key not in self._env_proxies:  # read once per host: not a scan of the environment per request
+            bypass = urllib.request.proxy_bypass(parts.netloc)
+            self._env_proxies[key] = None if bypass else urllib.request.getproxies_environment().get(parts.scheme)
+        return self._env_proxies[key]
 
     async def close(self) -> None:
         if self._session is not None and self._own_session:
