@@ -67,10 +67,11 @@ def platproxy(tmp_path: Path) -> Iterator[Callable[..., Platproxy]]:
     started: list[Platproxy] = []
 
     def start(
-        upstream: str, platform: str = "", extra: list[str] | None = None, cache: Path | None = None
-    ) -> Platproxy:
+        upstream: str, platform: str = "", extra: list[str] | None = None, cache: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Platproxy:  # fmt: skip
         cache_dir = cache or tmp_path / f"cache{len(started)}"
-        proxy = Platproxy(cache_dir, upstream, platform, extra or [], log_dir=tmp_path).start()
+        proxy = Platproxy(cache_dir, upstream, platform, extra or [], log_dir=tmp_path, env=env or {}).start()
         started.append(proxy)
         return proxy
 

@@ -224,6 +224,8 @@ class Platproxy:
     """Where the log goes (default: beside the cache directory)."""
     tls: ssl.SSLContext | None = None
     """The client side of a TLS listener (``[tls]`` in the config ``extra`` names)."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Variables added to the server's environment (``HTTPS_PROXY``, ``PLATPROXY_*``...)."""
 
     @property
     def address(self) -> str:
@@ -237,7 +239,7 @@ class Platproxy:
         if self.platform:
             args += ["--platform", self.platform]
         self.log_path = (self.log_dir or self.cache_dir.parent) / f"platproxy-{self.port}.log"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log_path.open("ab"), env=env)
         wait_http(self.port, proc=self.proc, tls=self.tls)
         return self

@@ -6,7 +6,6 @@ went through the proxy; the proxy keeps every request head it read, so the test 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -77,12 +76,7 @@ def test_proxy_env_follows_https_proxy_and_no_proxy(private: tuple[Registry, Tes
             "bypassed": {"HTTPS_PROXY": f"http://{forward.address}", "NO_PROXY": f"localhost,{NAME}"},
         }
         for case, env in environments.items():
-            os.environ.update(env)
-            try:
-                proxy = Platproxy(tmp_path / case, "", extra=["--config", str(config)], log_dir=tmp_path).start()
-            finally:
-                for key in env:
-                    del os.environ[key]
+            proxy = Platproxy(tmp_path / case, "", extra=["--config", str(config)], log_dir=tmp_path, env=env).start()
             try:
                 status, _, _ = request(proxy.port, "GET", "/v2/corp/team/app/manifests/1")
                 assert status == (200 if case == "through" else 503), case  # bypassed: the name does not resolve
@@ -98,11 +92,8 @@ def test_the_environment_is_ignored_unless_asked_and_credentials_never_go_in_cle
     config = tmp_path / "direct.toml"
     config.write_text(upstream(registry, ca, ""))  # no proxy setting: HTTPS_PROXY has no effect
     with ConnectProxy(NAME) as forward:
-        os.environ["HTTPS_PROXY"] = f"http://{forward.address}"
-        try:
-            proxy = Platproxy(tmp_path / "direct", "", extra=["--config", str(config)], log_dir=tmp_path).start()
-        finally:
-            del os.environ["HTTPS_PROXY"]
+        env = {"HTTPS_PROXY": f"http://{forward.address}"}
+        proxy = Platproxy(tmp_path / "direct", "", extra=["--config", str(config)], log_dir=tmp_path, env=env).start()
         try:
             assert request(proxy.port, "GET", "/v2/corp/team/app/manifests/1")[0] == 503
         finally:

@@ -132,27 +132,25 @@ def test_values_from_the_environment_are_shown_where_they_beat_the_file(tmp_path
     done = cli("config", "check", str(path), env=env)
     assert done.returncode == 0
     assert f'cache.dir from PLATPROXY_CACHE__DIR, over the file\'s "{tmp_path / "from-file"}"' in done.stderr
-    proxy = Platproxy(tmp_path / "unused", "http://127.0.0.1:1", extra=["--config", str(path)], log_dir=tmp_path)
-    proxy.cache_dir = tmp_path / "from-flag"
-    os.environ.update(env)
+    proxy = Platproxy(tmp_path / "from-flag", "http://127.0.0.1:1", extra=["--config", str(path)], log_dir=tmp_path,
+                      env=env)  # fmt: skip
     try:
         proxy.start()
         assert "platproxy: cache.dir from a command-line flag, over the file's" in proxy.log()
     finally:
-        del os.environ["PLATPROXY_CACHE__DIR"]
         proxy.stop()
 
 
 def test_systemds_cache_directory_is_the_default_and_a_files_dir_beats_it(tmp_path: Path) -> None:
     done = cli("config", "check", env={"CACHE_DIRECTORY": str(tmp_path / "unit")})
     assert '"dir": ""' in done.stdout
-    proxy = Platproxy(tmp_path / "x", "http://127.0.0.1:1", log_dir=tmp_path)
-    os.environ["CACHE_DIRECTORY"] = str(tmp_path / "unit")
+    proxy = Platproxy(
+        tmp_path / "x", "http://127.0.0.1:1", log_dir=tmp_path, env={"CACHE_DIRECTORY": str(tmp_path / "unit")}
+    )
     try:
         proxy.start()  # --cache-dir wins over CACHE_DIRECTORY
         assert f"cache {tmp_path / 'x'}" in proxy.log()
     finally:
-        del os.environ["CACHE_DIRECTORY"]
         proxy.stop()
     env = {**os.environ, "CACHE_DIRECTORY": str(tmp_path / "unit"), "PYTHONUNBUFFERED": "1"}
     port = free_port()

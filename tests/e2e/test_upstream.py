@@ -5,7 +5,6 @@ real registry cannot be told to redirect elsewhere or announce a foreign token r
 from __future__ import annotations
 
 import json
-import os
 import ssl
 import time
 from collections.abc import Callable
@@ -115,11 +114,7 @@ def test_tls_upstreams_are_verified(platproxy: Start, tmp_path: Path) -> None:
         assert fake.count("GET", digest) == 0 and cache_files(untrusting) == []
         ca_file = tmp_path / "ca.pem"
         ca.cert_pem.write_to_path(str(ca_file))
-        os.environ["SSL_CERT_FILE"] = str(ca_file)
-        try:
-            trusting = platproxy(fake.url, "linux/amd64")
-        finally:
-            del os.environ["SSL_CERT_FILE"]
+        trusting = platproxy(fake.url, "linux/amd64", env={"SSL_CERT_FILE": str(ca_file)})
         status, _, body = request(trusting.port, "GET", f"/v2/library/x/blobs/{digest}")
         assert status == 200 and body == b"tls" * 1000
     finally:
