@@ -58,11 +58,17 @@ class Unsupported(PlatproxyError):
 
 
 class Unauthorized(PlatproxyError):
-    """A client of a mirror with client authentication that sent no valid credentials."""
+    """A client that sent no credentials, or ones that were refused: ``challenge`` is the
+    ``WWW-Authenticate`` value that tells it where and how to authenticate."""
 
-    def __init__(self, realm: str) -> None:
-        super().__init__("authentication required")
-        self.realm = realm
+    def __init__(self, challenge: str, message: str = "authentication required", detail: Any = None) -> None:
+        super().__init__(message, detail)
+        self.challenge = challenge
+
+
+class CannotAuthorize(PlatproxyError):
+    """Private content is cached, but whether this client may have it cannot be asked of the
+    upstream now (unreachable) and no answer for it is remembered: never served unchecked."""
 
 
 class Denied(PlatproxyError):

@@ -49,6 +49,8 @@ class FakeUpstream:
     """Base URL of another host to redirect blob GETs to."""
     token_realm: str = ""
     """When set, every /v2/ request needs ``Bearer good-token`` from this realm."""
+    token_login: str = ""
+    """When set (``user:password``), the token endpoint hands out tokens only for that login."""
     basic_auth: str = ""
     """When set (``user:password``), every /v2/ request needs that Basic authorization."""
     chunk_delay: float = 0.0
@@ -78,6 +80,9 @@ class FakeUpstream:
         self.seen.append(Seen(request.method, request.path_qs, dict(request.headers)))
         path = request.path
         if path.endswith("/token"):
+            login = "Basic " + base64.b64encode(self.token_login.encode()).decode()
+            if self.token_login and request.headers.get("Authorization") != login:
+                return web.json_response({"details": "incorrect username or password"}, status=401)
             return web.json_response({"token": "good-token", "expires_in": 300})
         if self.basic_auth:
             expected = "Basic " + base64.b64encode(self.basic_auth.encode()).decode()

@@ -122,6 +122,8 @@ class Registry:
     """Serve https with this certificate (chain) and key."""
     htpasswd: Path | None = None
     """Require basic auth from this htpasswd file (bcrypt), as a private registry does."""
+    auth: str = ""
+    """An ``auth:`` section of its own (``TokenServer.registry_auth()``: token auth, as Docker Hub)."""
 
     @property
     def url(self) -> str:
@@ -143,6 +145,7 @@ class Registry:
             + "log:\n  level: info\n  formatter: json\n  accesslog:\n    disabled: true\n"
             + ("compatibility:\n  schema1:\n    enabled: true\n" if self.schema1 else "")
             + (f"auth:\n  htpasswd:\n    realm: test\n    path: {self.htpasswd}\n" if self.htpasswd else "")
+            + self.auth
         )
         self.log_path = self.root / "registry.log"
         self.proc = subprocess.Popen(

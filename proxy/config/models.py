@@ -271,10 +271,19 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _no_passwords_in_clear(self) -> Config:
-        clear = self.auth.htpasswd and not self.tls.cert and not self.auth.allow_plain_http
+        passthrough = [u.name for u in self.upstreams if u.auth == "passthrough"]
+        if self.auth.htpasswd and passthrough:
+            raise ValueError(
+                f'auth.htpasswd and auth = "passthrough" (upstream {passthrough[0]}) both need the client\'s '
+                "Authorization header: a client can send only one; choose one of them"
+            )
+        what = "auth.htpasswd" if self.auth.htpasswd else ""
+        if passthrough:
+            what = f"upstream {passthrough[0]} (auth = passthrough)"
+        clear = what and not self.tls.cert and not self.auth.allow_plain_http
         if clear and not is_loopback(self.listen_host):
             raise ValueError(
-                f"auth.htpasswd on {self.listen} without [tls] would take passwords in clear over the "
+                f"{what} on {self.listen} without [tls] would take passwords in clear over the "
                 "network: set tls.cert and tls.key, or auth.allow_plain_http = true when TLS ends in front"
             )
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -10,7 +11,7 @@ from pydantic import (
     model_validator,
 )
 
-from proxy.config.values import Section, is_loopback
+from proxy.config.values import Interval, Section, is_loopback
 from proxy.oci.names import DOCKER_HUB_ALIASES
 
 
@@ -32,6 +33,14 @@ class UpstreamConfig(Section):
     parent: bool = False
     """The URL is another mirror (a regional platproxy): requests name this registry with ``?ns=``,
     and tags are asked for unresolved, so that this proxy resolves them for its own host."""
+    auth: Literal["config", "passthrough"] = "config"
+    """``config``: platproxy pulls with ``username``/``password`` (or anonymously) for every client.
+    ``passthrough``: each client pulls with its own credentials, which platproxy relays to this
+    upstream only; cached private content is served only to a client the upstream accepts for
+    that repository (checked, then remembered for ``auth_remember``)."""
+    auth_remember: Interval = 60.0
+    """How long an upstream's yes (this credential may pull this repository) is remembered, in
+    memory only; also how long cached private content stays servable while the upstream is down."""
     proxy: str = Field(default="", repr=False)
     """An HTTP(S) forward proxy to reach this upstream through (``http://proxy.corp:3128``), or
     ``env``: the ``HTTPS_PROXY``/``HTTP_PROXY`` and ``NO_PROXY`` of platproxy's environment;
@@ -66,7 +75,10 @@ class UpstreamConfig(Section):
         parts = urlsplit(self.url)
         if parts.scheme == "http" and not is_loopback(parts.hostname or "") and not self.insecure_http:
             raise ValueError(f"plain http to {parts.hostname} is refused; use https or set insecure_http = true")
-        if parts.scheme == "http" and self.proxy and self.username:
+        if self.auth == "passthrough" and (self.username or self.password):
+            raise ValueError("auth = \"passthrough\" pulls with each client's own credentials: "
+                             "remove username and password, or use auth = \"config\"")  # fmt: skip
+        if parts.scheme == "http" and self.proxy and (self.username or self.auth == "passthrough"):
             raise ValueError("a proxy would see this upstream's credentials (plain http is forwarded in clear): "
                              "use https, where the proxy only carries an encrypted tunnel")  # fmt: skip
         return self

@@ -19,9 +19,12 @@ from proxy.config import Config
 from proxy.http import health
 from proxy.http.auth import Htpasswd, auth_middleware
 from proxy.http.guard import guard
-from proxy.http.handlers import CONFIG, METRICS, SERVICES, Services, dispatch, errors_middleware
+from proxy.http.handlers import dispatch, errors_middleware
+from proxy.http.keys import CONFIG, METRICS, SERVICES, Services
+from proxy.http.passthrough import TOKEN_PATH, token_relay
 from proxy.http.tls import CertificateWatcher, server_context
 from proxy.metrics import Metrics
+from proxy.pull.access import Access
 from proxy.pull.blobs import BlobService
 from proxy.pull.fills import Fills
 from proxy.pull.manifests import ManifestService
@@ -59,7 +62,7 @@ def build_app(config: Config, host: HostProfile | None = None) -> web.Applicatio
             unreachable=lambda: {name for name, up in upstreams.items() if not up.reachable},
         )
         manifests = ManifestService(config, storage.store, storage.tags, upstreams, profile, metrics)
-        app[SERVICES] = Services(manifests, blobs, Targets(config, profile))
+        app[SERVICES] = Services(manifests, blobs, Targets(config, profile), Access(upstreams))
         app[FILLS] = fills
         app[STORAGE] = storage
 
@@ -74,6 +77,9 @@ def build_app(config: Config, host: HostProfile | None = None) -> web.Applicatio
     app.on_cleanup.append(stop)
     if not config.metrics.listen:
         health.add_routes(app, app, metrics)
+    if any(u.auth == "passthrough" for u in config.upstreams):
+        app.router.add_route("*", TOKEN_PATH, token_relay)
+        app.router.add_route("*", TOKEN_PATH + "/{ns}", token_relay)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app
 

@@ -112,7 +112,7 @@ def auth_middleware(htpasswd: Htpasswd, realm: str) -> Middleware:
         if request.path.startswith("/v2"):
             creds = basic_credentials(request.headers.get("Authorization", ""))
             if creds is None or not await htpasswd.check(*creds):
-                raise Unauthorized(realm)
+                raise Unauthorized(f'Basic realm="{realm}"')
             request["user"] = creds[0]
         return await handler(request)
 

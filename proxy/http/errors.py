@@ -13,6 +13,7 @@ from typing import Any
 
 from proxy.errors import (
     BlobInvalid,
+    CannotAuthorize,
     Denied,
     InvalidDigest,
     InvalidName,
@@ -59,6 +60,7 @@ _PLAIN: dict[type[PlatproxyError], tuple[int, str]] = {
     ManifestUnknown: (404, "MANIFEST_UNKNOWN"),
     ManifestInvalid: (502, "MANIFEST_INVALID"),
     BlobInvalid: (502, "BLOB_UNKNOWN"),
+    CannotAuthorize: (503, "UNAVAILABLE"),
 }
 
 _UNKNOWN_CODE = {Subject.MANIFEST: "MANIFEST_UNKNOWN", Subject.BLOB: "BLOB_UNKNOWN", Subject.REPOSITORY: "NAME_UNKNOWN"}
@@ -73,8 +75,7 @@ def answer_for(exc: PlatproxyError) -> ErrorAnswer:
     if isinstance(exc, RangeNotSatisfiable):
         return ErrorAnswer(416, "SIZE_INVALID", exc.message, exc.detail, {"Content-Range": f"bytes */{exc.size}"})
     if isinstance(exc, Unauthorized):
-        return ErrorAnswer(401, "UNAUTHORIZED", exc.message, exc.detail,
-                           {"WWW-Authenticate": f'Basic realm="{exc.realm}"'})  # fmt: skip
+        return ErrorAnswer(401, "UNAUTHORIZED", exc.message, exc.detail, {"WWW-Authenticate": exc.challenge})
     for kind in type(exc).__mro__:
         if kind in _PLAIN:
             status, code = _PLAIN[kind]

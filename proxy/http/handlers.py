@@ -14,14 +14,12 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web_request import BaseRequest
 
-from proxy.config import Config
 from proxy.errors import (
     Denied,
     InvalidName,
@@ -35,19 +33,20 @@ from proxy.errors import (
     UpstreamError,
     UpstreamFailed,
 )
+from proxy.http import passthrough
 from proxy.http.errors import answer_for, error_body
+from proxy.http.keys import CONFIG, METRICS, SERVICES, Services
 from proxy.http.ranges import content_range, parse_range
 from proxy.metrics import Metrics
 from proxy.oci.clients import classify
 from proxy.oci.mediatypes import OCI_INDEX, ClientCaps
 from proxy.oci.names import TAG, check_digest, check_name, is_digest
-from proxy.pull.blobs import BlobService
 from proxy.pull.fills import FillFailed, read_fill, send_fill
-from proxy.pull.manifests import ManifestAnswer, ManifestService
+from proxy.pull.manifests import ManifestAnswer
 from proxy.pull.policy import judge
 from proxy.pull.route import Route, route
-from proxy.pull.targets import Targets
 from proxy.registry.client import RESOLVE_HEADER
+from proxy.registry.credentials import CLIENT_CREDENTIAL
 from proxy.storage.base import LocalFile, Redirect, Store
 from proxy.storage.staging import Fill
 
@@ -58,17 +57,6 @@ _TAGS = re.compile(r"^(?P<name>.+)/tags/list$")
 _UPLOADS = re.compile(r"^.+/blobs/uploads(?:/.*)?$")
 MAX_PATH = 2048
 READ_METHODS = ("GET", "HEAD")
-
-SERVICES: web.AppKey[Any] = web.AppKey("services", object)
-METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
-CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
-
-
-class Services:
-    def __init__(self, manifests: ManifestService, blobs: BlobService, targets: Targets) -> None:
-        self.manifests = manifests
-        self.blobs = blobs
-        self.targets = targets
 
 
 def _json_error(exc: PlatproxyError) -> web.Response:
@@ -117,7 +105,8 @@ async def errors_middleware(
         metrics.stale.inc(outcome == "stale")
     metrics.bytes_served.labels(route_name).inc(sent)
     metrics.request_seconds.labels(route_name).observe(time.monotonic() - started)
-    extra = {k: request[k] for k in ("upstream", "target", "platform", "rank", "converted", "denied") if k in request}
+    extra = {k: request[k] for k in ("upstream", "auth", "target", "platform", "rank", "converted", "denied")
+             if k in request}  # fmt: skip
     log.info(
         "request", method=request.method, path=request.path[:300], status=response.status, bytes=sent,
         cache=outcome, duration_ms=round((time.monotonic() - started) * 1000, 1), **extra,
@@ -127,9 +116,13 @@ async def errors_middleware(
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
     raw = request.raw_path.split("?", 1)[0]
+    services: Services = request.app[SERVICES]
     if raw in ("/v2", "/v2/"):
         if request.method not in READ_METHODS:
             raise Unsupported(request.method, raw)
+        upstream = passthrough.ping_upstream(request.app[CONFIG], request.query.get("ns"))
+        if upstream.auth == "passthrough":
+            await passthrough.ping(request, services.access, services.access.upstreams[upstream.name])
         return web.json_response({})
     if not raw.startswith("/v2/"):
         raise NameUnknown("not a registry API path", {"path": raw[:300]})
@@ -146,19 +139,38 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         raise NameUnknown("unknown registry API endpoint", {"path": raw[:300]})
     if request.method not in READ_METHODS:
         raise Unsupported(request.method, raw)
-    services: Services = request.app[SERVICES]
     if tags is not None:
         r = _route(request, tags["name"])
+        kind, reference = "tags", ""
         _check_policy(request, r, None)
-        return await tags_list(request, services, r, tags["name"])
-    assert m is not None
-    r = _route(request, m["name"])
-    _check_policy(request, r, None if m["kind"] != "manifests" or is_digest(m["ref"]) else m["ref"])
-    if m["kind"] == "manifests":
-        return await manifest(request, services, r, m["ref"])
-    if m["kind"] == "blobs":
-        return await blob(request, services, r, check_digest(m["ref"]))
-    return await referrers(request, services, r, check_digest(m["ref"]))
+    else:
+        assert m is not None
+        r = _route(request, m["name"])
+        kind, reference = m["kind"].rstrip("s"), m["ref"]
+        if kind != "manifest":
+            reference = check_digest(reference)
+        _check_policy(request, r, None if kind != "manifest" or is_digest(reference) else reference)
+    if r.upstream.auth != "passthrough":
+        return await _serve(request, services, r, kind, reference)
+    if kind == "manifest" and not (is_digest(reference) or TAG.match(reference)):
+        return await _serve(request, services, r, kind, reference)  # answered 404 before any check
+    checked_as = "manifest" if kind == "referrer" else kind
+    credential = await passthrough.admit(request, services.access, r, checked_as, reference)
+    token = CLIENT_CREDENTIAL.set(credential)
+    try:
+        return await _serve(request, services, r, kind, reference)
+    finally:
+        CLIENT_CREDENTIAL.reset(token)
+
+
+async def _serve(request: web.Request, services: Services, r: Route, kind: str, reference: str) -> web.StreamResponse:
+    if kind == "tags":
+        return await tags_list(request, services, r, r.name)
+    if kind == "manifest":
+        return await manifest(request, services, r, reference)
+    if kind == "blob":
+        return await blob(request, services, r, reference)
+    return await referrers(request, services, r, reference)
 
 
 def _route(request: web.Request, name: str) -> Route:
@@ -226,6 +238,8 @@ async def manifest(request: web.Request, services: Services, r: Route, reference
         headers["X-Platproxy-Platform"] = answer.resolution.platform
         headers["X-Platproxy-Resolved-From"] = answer.resolution.index_digest
         headers["X-Platproxy-Rank"] = answer.resolution.label
+    if r.upstream.auth == "passthrough":  # what it references is in this repository too
+        services.access.note_served(r, answer.digest, answer.data)
     if request.headers.get("If-None-Match", "").strip('"') == answer.digest:
         return web.Response(status=304, headers=headers)
     return web.Response(body=answer.data, headers={**headers, "Content-Type": answer.media_type})

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy.http.handlers import SERVICES
+from proxy.http.keys import SERVICES
 from proxy.metrics import CONTENT_TYPE_LATEST, Metrics
 
 MAIN: web.AppKey[web.Application] = web.AppKey("main", web.Application)

@@ -4,7 +4,10 @@
   the announced realm (cached per scope until it expires) and retries once; a ``Basic``
   challenge retries with the configured credentials.  Credentials go only to the upstream's
   own host and to a token realm on the same registrable domain (the fix for
-  GHSA-3p65-76g6-3w7r): a foreign realm is asked anonymously.
+  GHSA-3p65-76g6-3w7r): a foreign realm is asked anonymously.  With ``auth = "passthrough"``
+  the credentials are the requesting client's (``CLIENT_CREDENTIAL``): its bearer token is
+  forwarded as it is, its basic credentials are exchanged for a token the same way, and its
+  tokens are cached under its credential's digest, never shared with another client.
 - **Redirects** (blob downloads to a CDN) are followed by hand, at most 5, and the
   ``Authorization`` header is dropped whenever the target is another host.
 - **Errors** become ``UpstreamError`` with the status (``None`` when unreachable) and
@@ -30,13 +33,16 @@ from proxy.config import LimitsConfig, UpstreamConfig, is_loopback
 from proxy.errors import UpstreamError
 from proxy.oci.mediatypes import UPSTREAM_ACCEPT
 from proxy.oci.names import DOCKER_HUB_ALIASES, DOCKER_HUB_URL
+from proxy.registry.credentials import CLIENT_CREDENTIAL, Challenge, ClientCredential, TokenCache
 from proxy.sizes import MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, MAX_REFERRERS_SIZE
 
 if TYPE_CHECKING:  # the command line's clients count nothing: prometheus stays unloaded there
     from proxy.metrics import Metrics
 
-_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 MAX_REDIRECTS = 5
+MAX_TOKEN_ANSWER = 65536
+CHALLENGE_TTL = 600.0
+"""How long the upstream's own challenge (where its token service is) is remembered."""
 
 
 @dataclass(frozen=True)
@@ -81,8 +87,10 @@ class Upstream:
         self._limits = limits
         self._session = session
         self._own_session = session is None
-        self._tokens: dict[str, tuple[str, float]] = {}
-        self._basic = aiohttp.BasicAuth(config.username, config.password) if config.username else None
+        self.passthrough = config.auth == "passthrough"
+        self._tokens = TokenCache()
+        self._basic = str(aiohttp.BasicAuth(config.username, config.password).encode()) if config.username else None
+        self._challenge: tuple[Challenge | None, float] = (None, 0.0)
         self._basic_challenged = False
         self._slots = asyncio.Semaphore(limits.max_upstream_fetches)
         self._env_proxies: dict[tuple[str, str], str | None] = {}
@@ -202,35 +210,41 @@ class Upstream:
             return resp
         raise UpstreamError(self.name, 502, f"more than {MAX_REDIRECTS} redirects")
 
+    def _client(self) -> ClientCredential | None:
+        """The requesting client's credential, when this upstream takes each client's own."""
+        return CLIENT_CREDENTIAL.get() if self.passthrough else None
+
     def _auth_header(self, scope: str) -> str | None:
-        token = self._tokens.get(scope)
-        if token and token[1] > time.monotonic():
-            return f"Bearer {token[0]}"
-        if self._basic is not None and self._basic_challenged:
-            return str(self._basic.encode())
-        return None
+        client = self._client()
+        if client is not None and not client.is_basic:
+            return client.header  # the client's own token, fetched for this upstream
+        token = self._tokens.get(client.digest if client else "", scope)
+        if token:
+            return f"Bearer {token}"
+        basic = client.header if client is not None else self._basic
+        return basic if basic and self._basic_challenged else None
 
     async def _authorize(self, challenge: str, scope: str) -> bool:
         """Answer a 401 challenge; True when a retry may now succeed."""
-        scheme, _, params_text = challenge.partition(" ")
-        params = dict(_CHALLENGE_PARAM.findall(params_text))
-        if scheme.lower() == "basic":
-            if self._basic is None or self._basic_challenged:
+        client = self._client()
+        if client is not None and not client.is_basic:
+            return False  # a client's token is its own to renew: the client is told, not helped
+        basic = client.header if client is not None else self._basic
+        parsed = Challenge.parse(challenge)
+        if parsed is not None and parsed.scheme == "basic":
+            if basic is None or self._basic_challenged:
                 return False
             self._basic_challenged = True
             return True
-        realm = params.get("realm", "")
-        if scheme.lower() != "bearer" or urlsplit(realm).scheme not in ("http", "https"):
+        if parsed is None or parsed.scheme != "bearer" or urlsplit(parsed.realm).scheme not in ("http", "https"):
             return False
-        query = {"service": params.get("service", "")}
+        query = {"service": parsed.service}
         if scope:
             query["scope"] = scope
-        realm_host = urlsplit(realm).hostname or ""
-        same_domain = registrable_domain(realm_host) == registrable_domain(self.host)
-        auth = self._basic if same_domain else None
+        headers = {"Authorization": basic} if basic and self.same_domain(parsed.realm) else {}
         try:
-            async with self.session.get(f"{realm}?{urlencode(query)}", auth=auth, allow_redirects=False,
-                                        proxy=self.proxy_for(realm)) as resp:  # fmt: skip
+            async with self.session.get(f"{parsed.realm}?{urlencode(query)}", headers=headers,
+                                        allow_redirects=False, proxy=self.proxy_for(parsed.realm)) as resp:  # fmt: skip
                 if resp.status != 200:
                     return False
                 body = await resp.json(content_type=None)
@@ -243,8 +257,66 @@ class Upstream:
             return False
         expires = body.get("expires_in", 60)
         lifetime = float(expires) if isinstance(expires, int | float) else 60.0
-        self._tokens[scope] = (token, time.monotonic() + max(lifetime - 10, 5))
+        self._tokens.put(client.digest if client else "", scope, token, lifetime)
         return True
+
+    def same_domain(self, url: str) -> bool:
+        """Is ``url`` on this upstream's registrable domain (where its credentials may go)."""
+        return registrable_domain(urlsplit(url).hostname or "") == registrable_domain(self.host)
+
+    # -- passthrough: the upstream's own challenge, checks and the token relay --------------------
+
+    async def challenge(self) -> Challenge | None:
+        """How the upstream asks for credentials (its ``/v2/`` answer without any), remembered
+        for a while; ``None`` when it asks for none or cannot be reached."""
+        known, until = self._challenge
+        if until > time.monotonic():
+            return known
+        try:
+            async with self.session.get(self.base + "/v2/", allow_redirects=False,
+                                        proxy=self.proxy_for(self.base)) as resp:  # fmt: skip
+                found = Challenge.parse(resp.headers.get("WWW-Authenticate", "")) if resp.status == 401 else None
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            return known
+        self._challenge = (found, time.monotonic() + CHALLENGE_TTL)
+        return found
+
+    async def probe(self, repo: str, kind: str, reference: str = "") -> None:
+        """May the current credential pull ``reference`` (a ``manifest`` or ``blob``; ``tags``:
+        the repository; ``base``: anything) from ``repo``?  Returns on a yes; raises
+        ``UpstreamError`` with the upstream's answer otherwise."""
+        paths = {"manifest": f"/v2/{repo}/manifests/{reference}", "blob": f"/v2/{repo}/blobs/{reference}",
+                 "tags": f"/v2/{repo}/tags/list?n=1", "base": "/v2/"}  # fmt: skip
+        method = "GET" if kind in ("tags", "base") else "HEAD"
+        headers = {"Accept": UPSTREAM_ACCEPT} if kind == "manifest" else None
+        async with self.request(method, paths[kind], scope=_pull(repo) if repo else "", headers=headers):
+            pass
+
+    async def relay_token(
+        self, method: str, params: list[tuple[str, str]], authorization: str
+    ) -> tuple[int, bytes, str]:
+        """A client's token request, passed to the upstream's own token service (with the
+        ``service`` it names): ``(status, body, content type)`` as it answered.  Only to a realm
+        on the upstream's own domain (nothing else is ever given the client's credentials) and
+        without following redirects."""
+        challenge = await self.challenge()
+        if challenge is None or challenge.scheme != "bearer" or not self.same_domain(challenge.realm):
+            raise UpstreamError(self.name, 404, "has no token service on its own domain to relay to")
+        params = [(k, v) for k, v in params if k != "service"] + [("service", challenge.service)]
+        headers = {"Authorization": authorization} if authorization else {}
+        body = urlencode(params) if method == "POST" else None
+        url = challenge.realm if method == "POST" else f"{challenge.realm}?{urlencode(params)}"
+        if body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        try:
+            async with self.session.request(method, url, data=body, headers=headers, allow_redirects=False,
+                                            proxy=self.proxy_for(url)) as resp:  # fmt: skip
+                data = await read_limited(resp, MAX_TOKEN_ANSWER)
+                if data is None:
+                    raise UpstreamError(self.name, 502, "token answer larger than 64 KiB")
+                return resp.status, data, resp.headers.get("Content-Type", "application/json")
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise UpstreamError(self.name, None, f"token service unreachable: {type(exc).__name__}") from None
 
     # -- the pull API --------------------------------------------------------------------------
 

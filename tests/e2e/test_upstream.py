@@ -58,6 +58,40 @@ def test_credentials_never_leave_the_upstream_host(platproxy: Start, tmp_path: P
             server.stop()
 
 
+def test_a_clients_own_credentials_never_reach_a_redirect_host_or_a_foreign_realm(
+    platproxy: Start, tmp_path: Path
+) -> None:
+    """``auth = "passthrough"``: the client's token goes to the upstream's host only; a token
+    service on another domain is named to the client directly and never relayed to."""
+    cdn = FakeUpstream().start()
+    realm = FakeUpstream(token_login="user:s3cret").start()
+    upstream = FakeUpstream(redirect_blobs_to=f"http://localhost:{cdn.port}",
+                            token_realm=f"http://localhost:{realm.port}/token").start()  # fmt: skip
+    try:
+        data = b"private layer" * 1000
+        digest = upstream.add_blob(data)
+        cdn.add_blob(data)
+        config = f'[[upstream]]\nname = "fake"\nurl = "{upstream.url}"\nauth = "passthrough"\n'
+        proxy = platproxy("", "linux/amd64", config_args(tmp_path, config))
+        status, headers, _ = request(proxy.port, "GET", f"/v2/fake/team/x/blobs/{digest}")
+        assert status == 401
+        assert headers["www-authenticate"].startswith(f'Bearer realm="http://localhost:{realm.port}/token"')
+        assert 'scope="repository:team/x:pull"' in headers["www-authenticate"]  # the upstream's name for it
+        status, _, _ = request(proxy.port, "GET", "/auth/token?scope=repository:fake/team/x:pull", None,
+                               {"Authorization": "Basic dXNlcjpzM2NyZXQ="})  # fmt: skip
+        assert status == 404  # not relayed: the client asks that service itself
+        token = {"Authorization": "Bearer good-token"}
+        status, _, body = request(proxy.port, "GET", f"/v2/fake/team/x/blobs/{digest}", None, token)
+        assert status == 200 and body == data
+        assert any(s.headers.get("Authorization") == "Bearer good-token" for s in upstream.seen)
+        assert all("Authorization" not in s.headers for s in realm.seen)
+        assert cdn.seen and all("Authorization" not in s.headers for s in cdn.seen)
+        assert "good-token" not in proxy.log() and "dXNlcjpzM2NyZXQ" not in proxy.log()
+    finally:
+        for server in (upstream, cdn, realm):
+            server.stop()
+
+
 def cache_files(proxy: Platproxy) -> list[str]:
     """Digests of the content files in the cache, and any temporary file by its name, once fills
     in flight have settled (a client can have its bytes before the file is synced into place)."""

@@ -219,6 +219,20 @@ def test_registrable_domain(host: str, domain: str) -> None:
             '[[upstream]]\nname = "x"\nurl = "https://r.example/artifactory/api"',
             "give the registry's root (https://r.example)",
         ),
+        (
+            '[[upstream]]\nname = "x"\nurl = "https://r.example"\nauth = "passthrough"\nusername = "u"\npassword = "p"',
+            'auth = "passthrough" pulls with each client\'s own credentials: remove username and password',
+        ),
+        ('[[upstream]]\nname = "x"\nurl = "https://r.example"\nauth = "client"', "config key upstreams.0.auth"),
+        (
+            '[auth]\nhtpasswd = "/etc/h"\n[[upstream]]\nname = "x"\nurl = "https://r.example"\nauth = "passthrough"',
+            "a client can send only one",
+        ),
+        (
+            'listen = "0.0.0.0:5000"\n[[upstream]]\nname = "x"\nurl = "https://r.example"\nauth = "passthrough"',
+            "upstream x (auth = passthrough) on 0.0.0.0:5000 without [tls] would take passwords in clear",
+        ),
+        ('[[upstream]]\nname = "x"\nurl = "https://r.example"\nauth_remember = "0s"', "must be more than 0"),
         ("not toml [", "not valid TOML"),
         ('default_upstream = "nope"', "default_upstream 'nope' is not the name of an upstream"),
     ],

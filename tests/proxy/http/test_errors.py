@@ -62,7 +62,9 @@ def test_status_and_code(error: PlatproxyError, status: int, code: str) -> None:
 
 def test_headers_that_go_with_the_error() -> None:
     assert answer_for(RangeNotSatisfiable(100)).headers == {"Content-Range": "bytes */100"}
-    assert answer_for(Unauthorized("platproxy")).headers == {"WWW-Authenticate": 'Basic realm="platproxy"'}
+    assert answer_for(Unauthorized('Basic realm="platproxy"')).headers == {
+        "WWW-Authenticate": 'Basic realm="platproxy"'
+    }
     limited = UpstreamFailed(UpstreamError("hub", 429, "too many", "30"), Subject.BLOB, "blob b")
     answer = answer_for(limited)
     assert (answer.status, answer.code, answer.headers) == (429, "TOOMANYREQUESTS", {"Retry-After": "30"})

@@ -1,0 +1,28 @@
+"""What the application holds for its handlers: the services, the metrics and the config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from proxy.config import Config
+from proxy.metrics import Metrics
+from proxy.pull.access import Access
+from proxy.pull.blobs import BlobService
+from proxy.pull.manifests import ManifestService
+from proxy.pull.targets import Targets
+
+
+class Services:
+    def __init__(self, manifests: ManifestService, blobs: BlobService, targets: Targets, access: Access) -> None:
+        self.manifests = manifests
+        self.blobs = blobs
+        self.targets = targets
+        self.access = access
+        """Who may have what, for upstreams with ``auth = "passthrough"``."""
+
+
+SERVICES: web.AppKey[Any] = web.AppKey("services", object)
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+CONFIG: web.AppKey[Config] = web.AppKey("config", Config)

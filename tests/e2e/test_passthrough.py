@@ -1,0 +1,217 @@
+"""Private images through the mirror with each client's own credentials (``auth = "passthrough"``).
+
+The upstream is a real Distribution 2.8 with ``auth: token``, the scheme Docker Hub, GHCR and
+Quay use (a bearer token from a token service, scoped per repository), backed by a small token
+server (``tests/tokenserver.py``): alice may pull ``team-a/*``, bob ``team-b/*``, anyone
+``public/*``.  Clients are real skopeo with ``--src-creds``; the cache is never an oracle:
+what one client pulled is served to another only after the upstream said yes to that one.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Seeded, push_case, skopeo_copy
+from tests.indexes import Case
+from tests.registry import Platproxy, Registry, config_args, request
+from tests.tokenserver import TokenServer
+
+pytestmark = pytest.mark.e2e
+Start = Callable[..., Platproxy]
+USERS = {"alice": ("alice-Secr3t-pw", ("team-a/*",)), "bob": ("bob-Secr3t-pw", ("team-b/*",)),
+         "carol": ("carol-Secr3t-pw", ("team-a/*",))}  # fmt: skip
+REMEMBER = 4.0
+
+
+@dataclass
+class Private:
+    registry: Registry
+    tokens: TokenServer
+    case: Case
+
+
+@pytest.fixture(scope="module")
+def private(seeded: Seeded, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Private]:
+    """Seeded plain, then restarted with token auth (pushing needs no token server of its own)."""
+    root = tmp_path_factory.mktemp("tokenauth")
+    case = seeded.cases["library/multi:1"]
+    registry = Registry(root / "registry").start()
+    for ref in ("team-a/app:1", "team-b/app:1", "public/app:1"):
+        push_case(registry, ref, case)
+    registry.stop()
+    tokens = TokenServer(root / "tokens", dict(USERS)).start()
+    registry.auth = tokens.registry_auth()
+    registry.start()
+    try:
+        yield Private(registry, tokens, case)
+    finally:
+        registry.stop()
+        tokens.stop()
+
+
+def passthrough(registry: Registry, remember: float = REMEMBER) -> str:
+    return (f'[[upstream]]\nname = "{registry.address}"\naliases = ["private.test"]\nurl = "{registry.url}"\n'
+            f'auth = "passthrough"\nauth_remember = "{remember}s"\n')  # fmt: skip
+
+
+def pull(proxy: Platproxy, name: str, dest: Path, user: str | None) -> subprocess.CompletedProcess[str]:
+    creds = ["--src-creds", f"{user}:{USERS[user][0]}"] if user else ["--src-no-creds"]
+    return skopeo_copy(f"{proxy.address}/{name}", dest, *creds)
+
+
+def test_each_client_gets_its_own_images_and_never_anothers_from_the_cache(
+    private: Private, platproxy: Start, tmp_path: Path
+) -> None:
+    proxy = platproxy("", "linux/arm64", config_args(tmp_path, passthrough(private.registry)))
+    done = pull(proxy, "team-a/app:1", tmp_path / "a", "alice")
+    assert done.returncode == 0, done.stderr
+    done = pull(proxy, "team-b/app:1", tmp_path / "b", "bob")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "a" / "manifest.json").read_bytes() == (tmp_path / "b" / "manifest.json").read_bytes()
+    # bob's image is cached now (the very same bytes as alice's): alice is still refused it
+    refused = pull(proxy, "team-b/app:1", tmp_path / "ab", "alice")
+    assert refused.returncode != 0
+    assert "unauthorized" in refused.stderr.lower() or "401" in refused.stderr, refused.stderr
+    for name in ("team-a/app:1", "team-b/app:1"):
+        anonymous = pull(proxy, name, tmp_path / "anon", None)
+        assert anonymous.returncode != 0, name
+    public = pull(proxy, "public/app:1", tmp_path / "public", None)
+    assert public.returncode == 0, public.stderr
+    log = proxy.log()
+    assert '"auth": "refused"' in log and '"auth": "challenged"' in log and '"auth": "public' in log
+
+
+def basic(user: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{USERS[user][0]}".encode()).decode()
+
+
+@pytest.fixture
+def own_upstream(seeded: Seeded, tmp_path: Path) -> Iterator[Private]:
+    """A token-auth upstream of this test's own, to stop."""
+    case = seeded.cases["library/multi:1"]
+    registry = Registry(tmp_path / "own-registry").start()
+    for ref in ("team-a/app:1", "public/app:1"):
+        push_case(registry, ref, case)
+    registry.stop()
+    tokens = TokenServer(tmp_path / "own-tokens", dict(USERS)).start()
+    registry.auth = tokens.registry_auth()
+    registry.start()
+    try:
+        yield Private(registry, tokens, case)
+    finally:
+        registry.stop()
+        tokens.stop()
+
+
+def test_with_the_upstream_down_a_client_is_served_within_the_window_and_refused_after(
+    own_upstream: Private, platproxy: Start, tmp_path: Path
+) -> None:
+    remember = 8.0
+    proxy = platproxy("", "linux/arm64", config_args(tmp_path, passthrough(own_upstream.registry, remember)))
+    checked = time.monotonic()
+    assert pull(proxy, "team-a/app:1", tmp_path / "a1", "alice").returncode == 0
+    assert pull(proxy, "public/app:1", tmp_path / "p1", None).returncode == 0
+    own_upstream.registry.stop()
+    own_upstream.tokens.stop()  # the whole upstream is down: registry and token service
+    again = pull(proxy, "team-a/app:1", tmp_path / "a2", "alice")
+    assert time.monotonic() - checked < remember, "too slow to test the window"
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "a2" / "manifest.json").read_bytes() == (tmp_path / "a1" / "manifest.json").read_bytes()
+    # bob was never let in: nothing is remembered for him, and nothing can be checked now
+    assert pull(proxy, "team-a/app:1", tmp_path / "b", "bob").returncode != 0
+    time.sleep(max(0.0, checked + remember + 0.5 - time.monotonic()))
+    after = pull(proxy, "team-a/app:1", tmp_path / "a3", "alice")
+    assert after.returncode != 0
+    log = proxy.log()
+    assert "offline token" in log
+    assert '"status": 503' in log and '"auth": "unchecked, upstream unreachable"' in log
+    # a repository last seen public is still served to anyone
+    public = pull(proxy, "public/app:1", tmp_path / "p2", None)
+    assert public.returncode == 0, public.stderr
+
+
+def test_two_authorized_clients_of_one_cold_private_blob_make_one_upstream_fetch(
+    seeded: Seeded, own_upstream: Private, platproxy: Start, tmp_path: Path
+) -> None:
+    big = seeded.big_layer
+    own_upstream.registry.stop()
+    own_upstream.registry.auth = ""
+    own_upstream.registry.start()
+    own_upstream.registry.push_blob("team-a/big", big)
+    own_upstream.registry.stop()
+    own_upstream.registry.auth = own_upstream.tokens.registry_auth()
+    own_upstream.registry.start()
+    proxy = platproxy("", "linux/arm64", config_args(tmp_path, passthrough(own_upstream.registry)))
+    scope = "repository:team-a/big:pull"
+    headers = [{"Authorization": f"Bearer {own_upstream.tokens.token(user, scope)}"} for user in ("alice", "carol")]
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda h: request(proxy.port, "GET", f"/v2/team-a/big/blobs/{big.digest}", None, h),
+                                headers))  # fmt: skip
+    for status, _, body in answers:
+        assert status == 200
+        assert body == big.data
+    assert own_upstream.registry.requests_for(f"/blobs/{big.digest}", "GET") == 1
+    # bob is not let in to it, cached as it is
+    bob = {"Authorization": f"Bearer {own_upstream.tokens.token('bob', scope)}"}
+    status, headers_seen, _ = request(proxy.port, "GET", f"/v2/team-a/big/blobs/{big.digest}", None, bob)
+    assert status == 401
+    assert headers_seen["www-authenticate"].startswith("Bearer realm=")
+
+
+def test_credentials_are_nowhere_but_in_memory(private: Private, platproxy: Start, tmp_path: Path) -> None:
+    proxy = platproxy("", "linux/arm64", config_args(tmp_path, passthrough(private.registry)))
+    for user, name in (("alice", "team-a/app:1"), ("bob", "team-b/app:1"), ("bob", "team-a/app:1")):
+        pull(proxy, name, tmp_path / f"{user}-{name.replace('/', '-')}", user)
+    _, _, metrics = request(proxy.port, "GET", "/metrics")
+    secrets = [p for p, _ in USERS.values()] + [basic(u).split()[1] for u in USERS]
+    secrets += [t for t in private.tokens.issued if t]
+    assert len(secrets) > 6
+    places = {"log": proxy.log().encode(), "metrics": metrics}
+    for path in proxy.cache_dir.rglob("*"):
+        if path.is_file():
+            places[str(path)] = path.read_bytes()
+    assert any(name.endswith("index.db") for name in places)
+    for where, data in places.items():
+        for secret in secrets:
+            for form in (secret, json.dumps(secret)[1:-1], secret[:40]):
+                assert form.encode() not in data, f"a credential is in {where}"
+
+
+def test_the_relay_maps_scopes_and_a_foreign_token_service_is_never_given_credentials(
+    private: Private, platproxy: Start, tmp_path: Path
+) -> None:
+    proxy = platproxy("", "linux/arm64", config_args(tmp_path, passthrough(private.registry)))
+    status, headers, _ = request(proxy.port, "GET", "/v2/")
+    challenge = headers["www-authenticate"]
+    assert status == 401 and challenge.startswith(f'Bearer realm="http://{proxy.address}/auth/token"')
+    status, headers, _ = request(proxy.port, "GET", "/v2/team-a/app/manifests/1")
+    assert status == 401 and 'scope="repository:team-a/app:pull"' in headers["www-authenticate"]
+    # the relay, as Docker and skopeo use it: GET with basic credentials
+    path = "/auth/token?service=x&scope=repository:private.test/team-a/app:pull"
+    status, _, body = request(proxy.port, "GET", path, None, {"Authorization": basic("alice")})
+    assert status == 200
+    assert private.tokens.seen[-1].scopes == ["repository:team-a/app:pull"]  # prefix routed, mapped
+    assert private.tokens.seen[-1].granted == ["team-a/app"]
+    token = json.loads(body)["token"]
+    accept = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.oci.image.index.v1+json"}
+    status, _, _ = request(proxy.port, "GET", "/v2/team-a/app/manifests/1", None, accept)
+    assert status == 200
+    # containerd's OAuth2 password grant (POST), with a wrong password: the upstream's 401 relayed
+    form = b"grant_type=password&username=alice&password=wrong&scope=repository:team-a/app:pull&service=x"
+    status, _, _ = request(proxy.port, "POST", "/auth/token", form,
+                           {"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    assert status == 401
+    assert private.tokens.seen[-1].user == "alice" and private.tokens.seen[-1].granted == []
+    # /v2/ with credentials: the upstream's verdict on them (docker login to the mirror)
+    assert request(proxy.port, "GET", "/v2/", None, {"Authorization": basic("alice")})[0] == 200
+    wrong = "Basic " + base64.b64encode(b"alice:wrong").decode()
+    assert request(proxy.port, "GET", "/v2/", None, {"Authorization": wrong})[0] == 401
