@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.clients import ctr, image_digest, podman
 from tests.conftest import Seeded, push_case, skopeo_copy
 from tests.indexes import Case
 from tests.registry import Platproxy, Registry, config_args, request
@@ -215,3 +216,37 @@ def test_the_relay_maps_scopes_and_a_foreign_token_service_is_never_given_creden
     assert request(proxy.port, "GET", "/v2/", None, {"Authorization": basic("alice")})[0] == 200
     wrong = "Basic " + base64.b64encode(b"alice:wrong").decode()
     assert request(proxy.port, "GET", "/v2/", None, {"Authorization": wrong})[0] == 401
+
+
+def test_podman_and_containerd_pull_with_their_own_credentials(
+    private: Private, platproxy: Start, storage: Path, containerd: Path, tmp_path: Path
+) -> None:
+    """podman (containers/image: GET to the token service) and containerd (an OAuth2 password grant
+    by POST first): each login works through the relay, and is refused another team's image."""
+    proxy = platproxy("", "linux/arm64", config_args(tmp_path, passthrough(private.registry)))
+    arm64 = private.case.digest_of("linux/arm64/v8")
+    image = f"{proxy.address}/team-a/app:1"
+    pulled = podman(storage, "pull", "--tls-verify=false", "--creds", f"alice:{USERS['alice'][0]}", image)
+    assert pulled.returncode == 0, pulled.stderr
+    refused = podman(storage, "pull", "--tls-verify=false", "--creds", f"bob:{USERS['bob'][0]}", image)
+    assert refused.returncode != 0
+    podman(storage, "system", "reset", "--force")
+    posts = sum(1 for s in private.tokens.seen if s.method == "POST")
+    done = ctr(containerd, "images", "pull", "--plain-http", "--snapshotter", "native", "--platform", "linux/arm64",
+               "--user", f"carol:{USERS['carol'][0]}", image)  # fmt: skip
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert image_digest(containerd, image) == arm64
+    assert sum(1 for s in private.tokens.seen if s.method == "POST" and s.user == "carol") > posts
+    # through a hosts.toml mirror of the registry: ctr hands the registry's login to the mirror host
+    hosts = tmp_path / "certs.d" / private.registry.address
+    hosts.mkdir(parents=True)
+    (hosts / "hosts.toml").write_text(f'[host."http://{proxy.address}"]\n  capabilities = ["pull", "resolve"]\n')
+    upstream_name = f"{private.registry.address}/team-a/app:1"
+    through_mirror = proxy.log().count('"path": "/v2/team-a/app/manifests/1"')
+    done = ctr(containerd, "images", "pull", "--hosts-dir", str(tmp_path / "certs.d"), "--snapshotter", "native",
+               "--platform", "linux/arm64", "--user", f"alice:{USERS['alice'][0]}", upstream_name)  # fmt: skip
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert proxy.wait_for_log('"path": "/v2/team-a/app/manifests/1"') > through_mirror  # (with ?ns=)
+    done = ctr(containerd, "images", "pull", "--hosts-dir", str(tmp_path / "certs.d"), "--snapshotter", "native",
+               "--platform", "linux/arm64", "--user", f"bob:{USERS['bob'][0]}", upstream_name)  # fmt: skip
+    assert done.returncode != 0
