@@ -16,6 +16,7 @@ from tests import indexes
 from tests.indexes import Case
 from tests.ocibuild import Blob, gzip_layer, image, index
 from tests.registry import Platproxy, Registry, push_case
+from tests.tokenserver import TokenUpstream
 
 BIG_LAYER_MIB = 64
 
@@ -60,6 +61,18 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
         yield seed(registry)
     finally:
         registry.stop()
+
+
+@pytest.fixture(scope="session")
+def token_upstream(seeded: Seeded, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenUpstream]:
+    """A registry with token auth, as Docker Hub and GHCR run (``tests/tokenserver.py``):
+    ``team-a/app:1``, ``team-b/app:1`` and ``public/app:1``, each the multi-platform image."""
+    refs = ("team-a/app:1", "team-b/app:1", "public/app:1")
+    upstream = TokenUpstream.start(tmp_path_factory.mktemp("tokenauth"), seeded.cases["library/multi:1"], refs)
+    try:
+        yield upstream
+    finally:
+        upstream.stop()
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,6 +34,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
+
+from tests.indexes import Case
+from tests.registry import Registry, push_case
 
 SERVICE = "test-registry"
 ISSUER = "test-token-issuer"
@@ -188,3 +192,50 @@ def _basic(header: str) -> tuple[str, str] | None:
     except (binascii.Error, UnicodeDecodeError):
         return None
     return (user, password) if sep else None
+
+
+USERS = {"alice": ("alice-Secr3t-pw", ("team-a/*",)), "bob": ("bob-Secr3t-pw", ("team-b/*",)),
+         "carol": ("carol-Secr3t-pw", ("team-a/*",))}  # fmt: skip
+"""alice and carol may pull team-a/*, bob team-b/*; anyone public/*."""
+
+
+@dataclass
+class TokenUpstream:
+    """A Distribution registry with token auth and its token server, seeded with ``case``."""
+
+    registry: Registry
+    tokens: TokenServer
+    case: Case
+
+    @classmethod
+    def start(cls, root: Path, case: Case, refs: Iterable[str]) -> TokenUpstream:
+        """Seeded plain, then restarted with token auth (pushing needs no token of its own)."""
+        registry = Registry(root / "registry").start()
+        for ref in refs:
+            push_case(registry, ref, case)
+        registry.stop()
+        tokens = TokenServer(root / "tokens", dict(USERS)).start()
+        registry.auth = tokens.registry_auth()
+        registry.start()
+        return cls(registry, tokens, case)
+
+    def stop(self) -> None:
+        self.registry.stop()
+        self.tokens.stop()
+
+    def secrets(self) -> list[bytes]:
+        """Every form a credential of this upstream may take: passwords, basic credentials (as
+        sent), every token handed out so far, and the first 40 characters of each."""
+        found = [p for p, _ in USERS.values()] + [basic(u).split()[1] for u in USERS] + self.tokens.issued
+        return [form.encode() for s in found if s for form in (s, s[:40])]
+
+
+def basic(user: str) -> str:
+    """``Authorization: Basic`` for one of ``USERS``."""
+    return "Basic " + base64.b64encode(f"{user}:{USERS[user][0]}".encode()).decode()
+
+
+def passthrough_config(registry: Registry, remember: float = 60.0) -> str:
+    """An ``[[upstream]]`` with ``auth = "passthrough"`` (also reachable as ``private.test/...``)."""
+    return (f'[[upstream]]\nname = "{registry.address}"\naliases = ["private.test"]\nurl = "{registry.url}"\n'
+            f'auth = "passthrough"\nauth_remember = "{remember}s"\n')  # fmt: skip

@@ -31,6 +31,7 @@ from tests.indexes import Case
 from tests.ocibuild import Image, gzip_layer, image, index
 from tests.registry import Platproxy, config_args, push_case, request
 from tests.rgw import ACCESS_KEY, SECRET_KEY, Rgw
+from tests.tokenserver import USERS, TokenUpstream, passthrough_config
 
 pytestmark = pytest.mark.e2e
 Start = Callable[..., Platproxy]
@@ -51,9 +52,11 @@ def bucket(rgw: Rgw) -> str:
 
 
 def s3_args(tmp_path: Path, rgw: Rgw, name: str, extra: str = "") -> list[str]:
-    return config_args(
-        tmp_path,
-        f"""
+    return config_args(tmp_path, s3_text(rgw, name, extra))
+
+
+def s3_text(rgw: Rgw, name: str, extra: str = "") -> str:
+    return f"""
 [store]
 backend = "s3"
 [store.s3]
@@ -63,8 +66,7 @@ access_key = "{ACCESS_KEY}"
 secret_key = "{SECRET_KEY}"
 poll_interval = "0.1s"
 {extra}
-""",
-    )
+"""
 
 
 def blob_key(digest: str) -> str:
@@ -487,3 +489,26 @@ def test_replicas_share_each_platforms_record_without_overwriting(
         for source, digest in expected.items():
             assert ask(replica, source) == digest, (replica.port, source)
     assert seeded.registry.requests_for("/v2/library/twoplat/manifests/", "GET") == asked
+
+
+def test_private_content_in_the_bucket_carries_no_credential(
+    token_upstream: TokenUpstream, platproxy: Start, rgw: Rgw, tmp_path: Path
+) -> None:
+    """``auth = "passthrough"`` on a bucket-backed tier: content, tag records and leases, and
+    nothing of anyone's login."""
+    name = bucket(rgw)
+    config = config_args(tmp_path, passthrough_config(token_upstream.registry) + s3_text(rgw, name))
+    proxy = platproxy("", "linux/arm64", config)
+    for user, ref in (("alice", "team-a/app:1"), ("bob", "team-b/app:1")):
+        done = skopeo_copy(f"{proxy.address}/{ref}", tmp_path / user, "--src-creds", f"{user}:{USERS[user][0]}")
+        assert done.returncode == 0, done.stderr
+    refused = skopeo_copy(f"{proxy.address}/team-b/app:1", tmp_path / "ab", "--src-creds",
+                          f"alice:{USERS['alice'][0]}")  # fmt: skip
+    assert refused.returncode != 0
+    keys = landed(rgw, name, {blob_key(token_upstream.case.digest_of("linux/arm64/v8"))})
+    assert any("/tags/" in k or "tag" in k for k in keys), sorted(keys)
+    secrets = token_upstream.secrets()
+    for key in keys:
+        got = rgw.call("get_object", Bucket=name, Key=key)
+        data = got["Body"] + json.dumps(got.get("Metadata", {})).encode() + key.encode()
+        assert not [s for s in secrets if s in data], f"a credential is in s3://{name}/{key}"
