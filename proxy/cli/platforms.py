@@ -24,7 +24,8 @@ from proxy.oci.mediatypes import INDEX_TYPES, ClientCaps
 from proxy.oci.names import ImageRef
 from proxy.oci.resolve import InvalidIndex, parse_index, resolve_fetching
 from proxy.pull.targets import Target
-from proxy.registry.client import Upstream, UpstreamSource, upstream_for_registry
+from proxy.registry.client import Upstream
+from proxy.registry.source import UpstreamSource, upstream_for_registry
 from proxy.sizes import MAX_MANIFEST_SIZE
 
 DESCRIPTION = (

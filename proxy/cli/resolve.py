@@ -97,7 +97,7 @@ def _offline(index: Path, blobs: Path | None, host: HostProfile) -> Decision:
 
 
 async def _online(ref: ImageRef, host: HostProfile) -> Decision | tuple[str, str]:
-    from proxy.registry.client import UpstreamSource, upstream_for_registry  # HTTP only for this form
+    from proxy.registry.source import UpstreamSource, upstream_for_registry  # HTTP only for this form
 
     up = upstream_for_registry(ref.registry)
     try:

@@ -1,7 +1,9 @@
 """The HTTP edge: the aiohttp application and its wiring (``app``), thin handlers (``handlers``),
 the one mapping of domain errors to statuses and OCI codes (``errors``), byte ranges
-(``ranges``), client authentication (``auth``), TLS on the listener with certificate rotation
-(``tls``), the header timeout (``guard``) and the health and metrics endpoints (``health``).
+(``ranges``), client authentication (``auth``), the challenges, token relay and access check
+of ``auth = "passthrough"`` upstreams (``passthrough``), what the application holds for its
+handlers (``keys``), TLS on the listener with certificate rotation (``tls``), the header
+timeout (``guard``) and the health and metrics endpoints (``health``).
 
 May import: hostinfo, proxy.errors, proxy.sizes, proxy.metrics, proxy.logs,
 proxy.oci, proxy.config, proxy.registry, proxy.storage, proxy.pull.

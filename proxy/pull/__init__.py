@@ -2,7 +2,8 @@
 whose platform a request is resolved for (``targets``), tag pulls with freshness, stale
 serving and resolution (``manifests``, ``freshness``), manifests by digest (``content``), the
 forms old engines read, made once and kept (``conversions``, ``signing``), and blobs with
-single-flight fills streamed to every waiting client (``blobs``, ``fills``).  They
+single-flight fills streamed to every waiting client (``blobs``, ``fills``), and who may have
+what of an upstream that takes each client's own credentials (``access``).  They
 know stores and upstreams only through their interfaces, and nothing of HTTP.
 
 May import: hostinfo, proxy.errors, proxy.sizes, proxy.metrics,

@@ -32,9 +32,8 @@ import aiohttp
 from proxy.config import LimitsConfig, UpstreamConfig, is_loopback
 from proxy.errors import UpstreamError
 from proxy.oci.mediatypes import UPSTREAM_ACCEPT
-from proxy.oci.names import DOCKER_HUB_ALIASES, DOCKER_HUB_URL
 from proxy.registry.credentials import CLIENT_CREDENTIAL, Challenge, ClientCredential, TokenCache
-from proxy.sizes import MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, MAX_REFERRERS_SIZE
+from proxy.sizes import MAX_REFERRERS_SIZE
 
 if TYPE_CHECKING:  # the command line's clients count nothing: prometheus stays unloaded there
     from proxy.metrics import Metrics
@@ -375,38 +374,6 @@ class Upstream:
                 return resp.status < 500
         except (TimeoutError, aiohttp.ClientError, OSError):
             return False
-
-
-class UpstreamSource:
-    """The resolver's ``ContentSource`` straight from a registry, nothing kept (the command line)."""
-
-    def __init__(self, up: Upstream, repo: str) -> None:
-        self.up = up
-        self.repo = repo
-
-    async def manifest(self, digest: str) -> bytes | None:
-        try:
-            return (await self.up.get_manifest(self.repo, digest, MAX_MANIFEST_SIZE))[0]
-        except UpstreamError:
-            return None
-
-    async def blob(self, digest: str) -> bytes | None:
-        try:
-            async with self.up.open_blob(self.repo, digest) as resp:
-                return await read_limited(resp, MAX_CONFIG_SIZE)
-        except UpstreamError:
-            return None
-
-
-def upstream_for_registry(registry: str) -> Upstream:
-    """A client for a registry named in an image reference: Docker Hub at its API host, a loopback
-    registry over plain HTTP, any other over HTTPS with verification."""
-    if registry in DOCKER_HUB_ALIASES:
-        url = DOCKER_HUB_URL
-    else:
-        host = urlsplit(f"//{registry}").hostname or registry
-        url = f"{'http' if is_loopback(host) else 'https'}://{registry}"
-    return Upstream(UpstreamConfig(name=registry, url=url), LimitsConfig())
 
 
 async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
