@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.clients import containerd, ctr, image_digest, podman, storage
+from tests.clients import containerd, ctr, engine_root, image_digest, podman, start_engine, stop_engine, storage
 from tests.conftest import Seeded, skopeo_copy
 from tests.registry import Platproxy, Registry, config_args, request
 from tests.tokenserver import USERS, TokenUpstream, basic, passthrough_config
 
 pytestmark = pytest.mark.e2e
-__all__ = ["containerd", "storage"]  # fixtures
+__all__ = ["containerd", "engine_root", "storage"]  # fixtures
 Start = Callable[..., Platproxy]
 REMEMBER = 4.0
 
@@ -205,3 +205,30 @@ def test_podman_and_containerd_pull_with_their_own_credentials(
     done = ctr(containerd, "images", "pull", "--hosts-dir", str(tmp_path / "certs.d"), "--snapshotter", "native",
                "--platform", "linux/arm64", "--user", f"bob:{USERS['bob'][0]}", upstream_name)  # fmt: skip
     assert done.returncode != 0
+
+
+def test_docker_sends_its_docker_hub_login_to_its_registry_mirror(
+    token_upstream: TokenUpstream, tmp_path: Path, engine_root: Path
+) -> None:
+    """Docker Engine with platproxy as its ``registry-mirrors`` entry: the login ``docker login``
+    keeps for Docker Hub is what it presents to the mirror, through the relay."""
+    config = tmp_path / "hub.toml"
+    registry = token_upstream.registry
+    config.write_text(f'[[upstream]]\nname = "docker.io"\nurl = "{registry.url}"\nauth = "passthrough"\n')
+    proxy = Platproxy(tmp_path / "cache", "", extra=["--config", str(config)], log_dir=tmp_path).start()
+    engine = start_engine(engine_root, f"http://{proxy.address}")
+    try:
+        client = engine_root / "client"
+        client.mkdir(exist_ok=True)
+        login = {"auths": {"https://index.docker.io/v1/": {"auth": basic("alice").split()[1]}}}
+        (client / "config.json").write_text(json.dumps(login))
+        pulled = engine.docker("pull", "team-a/app:1")
+        assert pulled.returncode == 0, pulled.stderr + (engine_root / "dockerd.log").read_text()[-2000:]
+        assert proxy.wait_for_log('"auth": "private') >= 1
+        refused = engine.docker("pull", "team-b/app:1")
+        assert refused.returncode != 0
+        assert any(s.user == "alice" for s in token_upstream.tokens.seen)
+    finally:
+        stop_engine(engine)
+        proxy.stop()
+    assert "Traceback" not in proxy.log()
