@@ -185,6 +185,20 @@ def test_podman_and_containerd_pull_with_their_own_credentials(
     assert pulled.returncode == 0, pulled.stderr
     refused = podman(storage, "pull", "--tls-verify=false", "--creds", f"bob:{USERS['bob'][0]}", image)
     assert refused.returncode != 0
+    # a registries.conf mirror of the registry: podman presents its login for the mirror's own host
+    address = token_upstream.registry.address
+    conf = tmp_path / "registries.conf"
+    conf.write_text(f'[[registry]]\nprefix = "{address}"\nlocation = "{address}"\ninsecure = true\n'
+                    f'[[registry.mirror]]\nlocation = "{proxy.address}"\ninsecure = true\n')  # fmt: skip
+    env = {"CONTAINERS_REGISTRIES_CONF": str(conf), "REGISTRY_AUTH_FILE": str(tmp_path / "auth.json")}
+    login = podman(storage, "login", "--tls-verify=false", "-u", "alice", "-p", USERS["alice"][0], proxy.address,
+                   env=env)  # fmt: skip
+    assert login.returncode == 0, login.stderr  # checked with the upstream: /v2/ relays the verdict
+    before = proxy.log().count('"auth": "private')
+    assert podman(storage, "pull", f"{address}/team-b/app:1", env=env).returncode != 0  # not alice's
+    pulled = podman(storage, "pull", f"{address}/team-a/app:1", env=env)
+    assert pulled.returncode == 0, pulled.stderr
+    assert proxy.log().count('"auth": "private') > before  # the mirror served it, with alice's login
     podman(storage, "system", "reset", "--force")
     posts = sum(1 for s in token_upstream.tokens.seen if s.method == "POST")
     done = ctr(containerd, "images", "pull", "--plain-http", "--snapshotter", "native", "--platform", "linux/arm64",
