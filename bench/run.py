@@ -56,7 +56,7 @@ def wait_ok(port: int, timeout: float = 30.0) -> float:
     start = now()
     while now() - start < timeout:
         try:
-            if request(port, "GET", "/v2/")[0] == 200:
+            if request(port, "GET", "/v2/")[0] in (200, 401):  # 401: a passthrough upstream's challenge
                 return now() - start
         except OSError:
             pass
@@ -134,7 +134,8 @@ class PlatproxyServer(Server):
             path = self.root / f"config-{time.monotonic_ns()}.toml"
             path.write_text(self.config)
             extra = ["--config", str(path)]
-        self.launch([sys.executable, "-m", "proxy.cli", "serve", "--listen", self.address, "--upstream", self.upstream,
+        upstream = ["--upstream", self.upstream] if self.upstream else []  # else the config's
+        self.launch([sys.executable, "-m", "proxy.cli", "serve", "--listen", self.address, *upstream,
                      "--cache-dir", str(self.cache), "--log-level", "warning", *extra])  # fmt: skip
         return self
 
@@ -196,9 +197,10 @@ DOCKER_17_ACCEPT = ", ".join([DOCKER_SCHEMA1_SIGNED, "application/json", DOCKER_
 
 
 def wrk(url: str, seconds: int, connections: int = 64, accept: str = UPSTREAM_ACCEPT,
-        agent: str = "") -> tuple[float, float]:  # fmt: skip
+        agent: str = "", headers: tuple[str, ...] | list[str] = ()) -> tuple[float, float]:  # fmt: skip
     """(requests/s, p99 latency in ms), non-2xx answers excluded by failing loudly."""
     extra = ["-H", f"User-Agent: {agent}"] if agent else []
+    extra += [arg for header in headers for arg in ("-H", header)]
     out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", f"Accept: {accept}",
                           *extra, url], capture_output=True, text=True, check=True).stdout  # fmt: skip
     if "Non-2xx" in out:
@@ -336,6 +338,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             record(f"32 clients, same cached {args.blob_mib} MiB blob (s)", "nginx", took)
         for server in (dist, pp, nginx):
             server.stop()
+        # private images: a cached private tag (authorization remembered) against a public one
+        if args.private:
+            from bench import private
+
+            private.section(work, record, args.reps, args.seconds, small)
         # cold pulls -------------------------------------------------------------------------------
         for _ in range(args.reps):
             for name, label in (
@@ -431,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blob-mib", type=int, default=256)
     parser.add_argument("--s3-blob-mib", type=int, default=64,
                         help="blob size of the S3 lines (RGW memstore holds them in RAM); 0: skip")  # fmt: skip
+    parser.add_argument("--no-private", dest="private", action="store_false",
+                        help="skip the private-image lines (auth = passthrough)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
     report = run(args)
