@@ -70,10 +70,11 @@ def run(args: argparse.Namespace) -> int:
         except SigningKeyError as exc:
             return fail("serve", f"config key compat.signing_key: {exc}")
     configure_logging(args.log_level)
+    upstreams = ", ".join(f"{u.name}={u.url}" + (" (clients' own credentials)" if u.auth == "passthrough" else "")
+                          for u in config.upstreams)  # fmt: skip
     banner = (
         f"platproxy: serving {config.scheme}://{config.listen} for {host.platform}, upstreams "
-        f"{', '.join(u.name + '=' + u.url for u in config.upstreams)}, cache {config.cache.path()}"
-        + "".join(f"\nplatproxy: {line}" for line in origin_lines(origins))
+        f"{upstreams}, cache {config.cache.path()}" + "".join(f"\nplatproxy: {line}" for line in origin_lines(origins))
     )
     try:
         asyncio.run(serve(config, host, on_ready=lambda: print(banner, file=sys.stderr, flush=True)))

@@ -74,6 +74,7 @@ def build_app(config: Config, host: HostProfile | None = None) -> web.Applicatio
         await app[STORAGE].close()
 
     app.on_startup.append(start)
+    app.on_response_prepare.append(_private_answers)
     app.on_cleanup.append(stop)
     if not config.metrics.listen:
         health.add_routes(app, app, metrics)
@@ -82,6 +83,12 @@ def build_app(config: Config, host: HostProfile | None = None) -> web.Applicatio
         app.router.add_route("*", TOKEN_PATH + "/{ns}", token_relay)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app
+
+
+async def _private_answers(request: web.Request, response: web.StreamResponse) -> None:
+    """What only a checked client may have is marked so no shared HTTP cache in front keeps it."""
+    if str(request.get("auth", "")).startswith("private"):
+        response.headers["Cache-Control"] = "private"
 
 
 def build_ops_app(main: web.Application) -> web.Application:

@@ -159,8 +159,11 @@ def test_the_relay_maps_scopes_and_a_foreign_token_service_is_never_given_creden
     assert token_upstream.tokens.seen[-1].granted == ["team-a/app"]
     token = json.loads(body)["token"]
     accept = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.oci.image.index.v1+json"}
-    status, _, _ = request(proxy.port, "GET", "/v2/team-a/app/manifests/1", None, accept)
-    assert status == 200
+    status, headers, _ = request(proxy.port, "GET", "/v2/team-a/app/manifests/1", None, accept)
+    assert status == 200 and headers["cache-control"] == "private"  # no shared HTTP cache may keep it
+    assert "(clients' own credentials)" in proxy.log()  # the banner says how the upstream is pulled
+    status, headers, _ = request(proxy.port, "GET", "/v2/public/app/manifests/1", None, {"Accept": accept["Accept"]})
+    assert status == 200 and headers.get("cache-control") != "private"
     # containerd's OAuth2 password grant (POST), with a wrong password: the upstream's 401 relayed
     form = b"grant_type=password&username=alice&password=wrong&scope=repository:team-a/app:pull&service=x"
     status, _, _ = request(proxy.port, "POST", "/auth/token", form,
