@@ -33,6 +33,7 @@ from enum import Enum
 
 from proxy.errors import CannotAuthorize, PlatproxyError, Subject, UpstreamError, UpstreamFailed
 from proxy.oci.descriptors import references
+from proxy.oci.names import is_digest
 from proxy.pull.route import Route
 from proxy.registry.client import Upstream
 from proxy.registry.credentials import CLIENT_CREDENTIAL, ClientCredential, token_digest
@@ -197,7 +198,7 @@ class Access:
         repo = (up.name, route.repo)
         who = (credential.identity if credential else "", *repo)
         remember = route.upstream.auth_remember
-        member = kind == "tags" or (kind == "manifest" and not reference.startswith("sha256:"))
+        member = kind == "tags" or (kind == "manifest" and not is_digest(reference))  # a tag: records are per repo
         member = member or self.is_member(route, reference)
 
         def known() -> Known:

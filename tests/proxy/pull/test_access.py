@@ -6,7 +6,11 @@ import itertools
 
 import pytest
 
-from proxy.pull.access import Known, Step, after_check, decide
+from proxy.config import UpstreamConfig
+from proxy.errors import UpstreamError
+from proxy.pull.access import Access, CredentialsNeeded, Known, Step, after_check, decide
+from proxy.pull.route import Route
+from proxy.registry.credentials import CLIENT_CREDENTIAL, ClientCredential
 
 
 def known(**changes: bool) -> Known:
@@ -66,3 +70,44 @@ def test_nothing_private_is_ever_served_without_a_yes_for_this_client() -> None:
                     assert asked is Step.ASK_AS_CLIENT and status == 200
                 if after is Step.SERVE_PUBLIC and status != 200:
                     assert k.seen_public and k.member
+
+
+class _Answers:
+    """The upstream's answers to checks, by (credential digest or "", repository, reference):
+    a stand-in for ``Upstream.probe`` that records every question."""
+
+    name = "up"
+    reachable = True
+
+    def __init__(self, yes: set[tuple[str, str, str]]) -> None:
+        self.yes = yes
+        self.asked: list[tuple[str, str, str]] = []
+
+    async def probe(self, repo: str, kind: str, reference: str = "") -> None:
+        credential = CLIENT_CREDENTIAL.get()
+        key = (credential.identity if credential else "", repo, reference)
+        self.asked.append(key)
+        if key not in self.yes:
+            raise UpstreamError(self.name, 401, "no")
+
+
+def _route(repo: str) -> Route:
+    return Route(UpstreamConfig(name="up", url="https://up.example", auth="passthrough"), repo)
+
+
+async def test_a_no_is_never_remembered_and_a_digest_of_another_repository_is_asked_for() -> None:
+    alice = ClientCredential("Bearer alice-token")
+    digest = "sha256:" + "a" * 64
+    answers = _Answers({(alice.digest, "team-a/app", digest)})
+    access = Access({"up": answers})  # type: ignore[dict-item]
+    assert (await access.admit(_route("team-a/app"), "blob", digest, alice)).outcome == "private, checked"
+    assert (await access.admit(_route("team-a/app"), "blob", digest, alice)).outcome == "private, remembered"
+    asked = len(answers.asked)
+    for _ in range(2):  # the same digest under team-b: asked each time, refused each time
+        with pytest.raises(CredentialsNeeded):
+            await access.admit(_route("team-b/app"), "blob", digest, alice)
+    assert len(answers.asked) > asked + 1
+    sha512 = "sha512:" + "b" * 128  # a digest, not a tag: no implicit membership
+    with pytest.raises(CredentialsNeeded):
+        await access.admit(_route("team-a/app"), "manifest", sha512, alice)
+    assert answers.asked[-1] == (alice.digest, "team-a/app", sha512)
