@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.cli.common import fail, file_problem, origin_lines
-from proxy.config import ConfigError, load_config, upstream_from_url
+from proxy.config import Config, ConfigError, load_config, upstream_from_url
 from proxy.http.app import StartError, serve
 from proxy.logs import configure_logging
 from proxy.pull.signing import SigningKey, SigningKeyError
@@ -24,6 +24,15 @@ DESCRIPTION = (
     "Run the registry mirror. With no options it listens on 127.0.0.1:5000, mirrors Docker Hub and caches "
     "under the user's cache directory; options override the config file."
 )
+
+
+def store_line(config: Config) -> str:
+    """Where content is kept, as the banner says it."""
+    if config.store.backend != "s3":
+        return f"cache {config.cache.path()}"
+    s3 = config.store.s3
+    return (f"store s3 {s3.endpoint or 'AWS'} bucket {s3.bucket} prefix {s3.prefix or '(none)'}, "
+            f"local cache {config.cache.path()}")  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
                           for u in config.upstreams)  # fmt: skip
     banner = (
         f"platproxy: serving {config.scheme}://{config.listen} for {host.platform}, upstreams "
-        f"{upstreams}, cache {config.cache.path()}" + "".join(f"\nplatproxy: {line}" for line in origin_lines(origins))
+        f"{upstreams}, {store_line(config)}" + "".join(f"\nplatproxy: {line}" for line in origin_lines(origins))
     )
     try:
         asyncio.run(serve(config, host, on_ready=lambda: print(banner, file=sys.stderr, flush=True)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -13,21 +14,27 @@ from pydantic import (
 
 from proxy.config.values import Interval, Section, Size, is_loopback
 
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_PREFIX = re.compile(r"[A-Za-z0-9._/-]*")
+
 
 class S3Config(Section):
     """A bucket shared by every replica (``[store] backend = "s3"``)."""
 
     endpoint: str = ""
     """The S3 endpoint URL (``https://s3.eu-west-1.amazonaws.com``, a Ceph RGW); empty: AWS's default."""
-    bucket: str = Field(default="", pattern=r"^([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])?$")
-    prefix: str = Field(default="platproxy/", pattern=r"^([A-Za-z0-9._/-]*/)?$")
-    """Every key platproxy writes starts with this (ends with ``/``)."""
+    bucket: str = ""
+    prefix: str = "platproxy/"
+    """Every key platproxy writes starts with this (a ``/`` is added when it does not end with one)."""
     region: str = "us-east-1"
     addressing_style: Literal["path", "virtual", "auto"] = "path"
     """``path`` (endpoint/bucket/key: Ceph RGW, MinIO) or ``virtual`` (bucket.endpoint/key: AWS's preference)."""
     access_key: str = ""
     """Empty: botocore's usual chain (``AWS_ACCESS_KEY_ID``, profiles, instance roles)."""
     secret_key: str = Field(default="", repr=False)
+    insecure_http: bool = False
+    """Allow a plain-http endpoint that is not loopback (RGW's own default inside a trusted
+    cluster network); never the default: the store's credentials and content cross in clear."""
     verify_tls: bool = True
     redirect: bool = False
     """Answer cached blob GETs with a 307 to a presigned URL (clients must reach the store)."""
@@ -46,9 +53,36 @@ class S3Config(Section):
             parts = urlsplit(value)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError("expected an http:// or https:// URL with a host")
-            if parts.scheme == "http" and not is_loopback(parts.hostname):
-                raise ValueError(f"plain http to {parts.hostname} is refused for the store; use https")
         return value.rstrip("/")
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_name(cls, value: str) -> str:
+        if (value and not _BUCKET.fullmatch(value)) or ".." in value:
+            raise ValueError(f"{value!r} is not a bucket name: 3 to 63 characters of lower-case letters, digits, "
+                             "dots and hyphens, starting and ending with a letter or a digit (S3's rules)")  # fmt: skip
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not _PREFIX.fullmatch(value) or value.startswith("/") or "//" in value:
+            raise ValueError(f"{value!r} is not a key prefix: letters, digits and . _ - / (no leading '/', "
+                             "no '//'), such as platproxy/ or mirrors/eu/")  # fmt: skip
+        return value if not value or value.endswith("/") else value + "/"
+
+    @model_validator(mode="after")
+    def _plain_http_and_keys(self) -> S3Config:
+        host = urlsplit(self.endpoint).hostname or ""
+        if self.endpoint.startswith("http://") and not is_loopback(host) and not self.insecure_http:
+            raise ValueError(f"plain http to {host} is refused for the store; use https, or set "
+                             "store.s3.insecure_http = true on a trusted network")  # fmt: skip
+        if bool(self.access_key) != bool(self.secret_key):
+            given, missing = ("access_key", "secret_key") if self.access_key else ("secret_key", "access_key")
+            raise ValueError(f"store.s3.{given} is set but store.s3.{missing} is not: set both (either from "
+                             f"PLATPROXY_STORE__S3__{missing.upper()}), or neither to use botocore's chain "
+                             "(AWS_ACCESS_KEY_ID with AWS_SECRET_ACCESS_KEY, profiles, instance roles)")  # fmt: skip
+        return self
 
     @field_validator("part_size")
     @classmethod

@@ -419,15 +419,28 @@ def test_with_the_store_gone_known_tags_still_answer_and_blobs_fail_promptly(
     assert time.monotonic() - started < 10
 
 
-def test_a_missing_bucket_is_a_clear_503(platproxy: Start, seeded: Seeded, rgw: Rgw, tmp_path: Path) -> None:
-    proxy = platproxy(seeded.registry.url, "linux/amd64", s3_args(tmp_path, rgw, "no-such-bucket-here"))
+def test_a_missing_bucket_is_a_clear_503_until_it_is_created(
+    platproxy: Start, seeded: Seeded, rgw: Rgw, tmp_path: Path
+) -> None:
+    name = f"not-yet-{os.getpid()}-{next(_BUCKETS)}"
+    proxy = platproxy(seeded.registry.url, "linux/amd64", s3_args(tmp_path, rgw, name))
     status, _, body = request(proxy.port, "GET", "/readyz")
     assert status == 503 and json.loads(body)["store"]["reachable"] is False
     layer = seeded.cases["library/multi:1"].images["linux/amd64"].layers[0]
     status, _, body = request(proxy.port, "GET", f"/v2/library/multi/blobs/{layer.digest}")
     error = json.loads(body)["errors"][0]
     assert status == 503 and error["code"] == "UNAVAILABLE" and "NoSuchBucket" in error["message"]
-    assert "the store is not usable yet" in proxy.log()
+    log = proxy.log()
+    line = next(json.loads(x) for x in log.splitlines() if "the store is not usable yet" in x)
+    assert line["error"] == f"bucket {name} does not exist"
+    assert line["create_it"] == f"aws --endpoint-url {rgw.endpoint} --region us-east-1 s3 mb s3://{name}"
+    assert f"store s3 {rgw.endpoint} bucket {name} prefix platproxy/" in log  # the banner names the store
+    rgw.bucket(name)  # the operator creates it: used without a restart
+    deadline = time.monotonic() + 15
+    while request(proxy.port, "GET", "/readyz")[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    status, _, body = request(proxy.port, "GET", f"/v2/library/multi/blobs/{layer.digest}")
+    assert status == 200 and sha256(body) == layer.digest
 
 
 def test_parent_mode_also_works_in_front_of_a_plain_registry(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:

@@ -233,6 +233,23 @@ def test_registrable_domain(host: str, domain: str) -> None:
             "upstream x (auth = passthrough) on 0.0.0.0:5000 without [tls] would take passwords in clear",
         ),
         ('[[upstream]]\nname = "x"\nurl = "https://r.example"\nauth_remember = "0s"', "must be more than 0"),
+        (
+            '[store.s3]\naccess_key = "AKIA"',
+            "store.s3.access_key is set but store.s3.secret_key is not: set both (either from "
+            "PLATPROXY_STORE__S3__SECRET_KEY), or neither to use botocore's chain",
+        ),
+        ('[store.s3]\nsecret_key = "s"', "store.s3.secret_key is set but store.s3.access_key is not"),
+        (
+            '[store.s3]\nendpoint = "http://rgw.cluster.local:7480"',
+            "plain http to rgw.cluster.local is refused for the store; use https, or set "
+            "store.s3.insecure_http = true on a trusted network",
+        ),
+        (
+            '[store.s3]\nbucket = "My_Mirror"',
+            "config key store.s3.bucket: 'My_Mirror' is not a bucket name: 3 to 63 characters of lower-case",
+        ),
+        ('[store.s3]\nprefix = "a b/"', "config key store.s3.prefix: 'a b/' is not a key prefix"),
+        ('[store.s3]\nprefix = "/abs/"', "is not a key prefix"),
         ("not toml [", "not valid TOML"),
         ('default_upstream = "nope"', "default_upstream 'nope' is not the name of an upstream"),
     ],
@@ -271,3 +288,13 @@ def test_upstream_flag_takes_an_ipv6_address() -> None:
 def test_config_example_is_valid() -> None:
     config = load_config(Path(__file__).parents[2] / "config.example.toml")
     assert config.listen == "127.0.0.1:5000" and config.upstreams[0].name == "docker.io"
+
+
+def test_store_settings_an_operator_gets_right_first_time(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[store.s3]\nendpoint = "http://rgw.cluster.local:7480"\ninsecure_http = true\n'
+                    'prefix = "platproxy"\nbucket = "registry-mirror"\n')  # fmt: skip
+    s3 = load_config(path, env={}).store.s3
+    assert s3.prefix == "platproxy/" and s3.endpoint == "http://rgw.cluster.local:7480"
+    path.write_text('[store.s3]\naccess_key = "AKIA"\nsecret_key = "s"\nprefix = ""\n')
+    assert load_config(path, env={}).store.s3.prefix == ""

@@ -85,9 +85,20 @@ class Bucket:
         if c.access_key:
             kwargs["aws_access_key_id"], kwargs["aws_secret_access_key"] = c.access_key, c.secret_key
         self._client = await self._stack.enter_async_context(get_session().create_client("s3", **kwargs))
-        problem = await self.ping()
-        if problem:  # not fatal: the bucket may come back; /readyz says so meanwhile
-            log.warning("the store is not usable yet", bucket=c.bucket, error=problem)
+        try:
+            await self.call("head_bucket")
+        except Exception as exc:  # not fatal: the bucket may come (back); /readyz says so meanwhile
+            if is_missing(exc) or "NoSuchBucket" in str(exc):
+                log.warning("the store is not usable yet", bucket=c.bucket, error=f"bucket {c.bucket} does not exist",
+                            create_it=self.create_command())  # fmt: skip
+            else:
+                log.warning("the store is not usable yet", bucket=c.bucket, error=str(exc) or type(exc).__name__)
+
+    def create_command(self) -> str:
+        """The command that makes the configured bucket (platproxy never creates one itself)."""
+        c = self.config
+        endpoint = f" --endpoint-url {c.endpoint}" if c.endpoint else ""
+        return f"aws{endpoint} --region {c.region} s3 mb s3://{c.bucket}"
 
     async def close(self) -> None:
         await self._stack.aclose()
