@@ -39,6 +39,8 @@ class FakeUpstream:
     """Digests served with one byte flipped (same length)."""
     short: set[str] = field(default_factory=set)
     """Digests whose body stops half-way although Content-Length promised all of it."""
+    cut_first: int = 0
+    """The first this many blob GETs stop half-way (later ones are whole): a fetch that fails."""
     rate_limited: bool = False
     fail_status: int = 0
     """When set, every /v2/ request after the base check is answered with this status (e.g. 503)."""
@@ -136,7 +138,9 @@ class FakeUpstream:
 
     async def _send_body(self, request: web.Request, response: web.StreamResponse, digest: str,
                          data: bytes) -> web.StreamResponse:  # fmt: skip
-        if digest in self.short:
+        cut = self.cut_first > 0
+        self.cut_first -= cut
+        if digest in self.short or cut:
             await response.write(data[: len(data) // 2])
             assert request.transport is not None
             request.transport.close()

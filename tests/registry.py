@@ -33,10 +33,18 @@ if TYPE_CHECKING:
 REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 
 
+RESERVED: set[int] = set()
+"""Ports a long-running daemon may bind at any time (Ceph's messengers rebind within their
+range when an OSD is marked down and up): never handed out to a server a test starts."""
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in RESERVED:
+            return port
 
 
 def wait_http(

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.registry import free_port, wait_http
+from tests.registry import RESERVED, free_port, wait_http
 
 ACCESS_KEY = "PLATPROXYTESTACCESS01"
 SECRET_KEY = "platproxytestsecretkey000000000000000001"
@@ -39,6 +39,7 @@ def _free_range(size: int) -> int:
                 s = socket.socket()
                 socks.append(s)
                 s.bind(("127.0.0.1", port))
+            RESERVED.update(range(first, first + size))
             return first
         except OSError:
             continue

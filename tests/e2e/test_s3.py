@@ -262,6 +262,44 @@ def test_replica_killed_mid_fill_another_takes_over_after_the_lease(platproxy: S
     assert "took over an expired fill lease" in second.log()
 
 
+def test_a_stalled_holder_never_releases_its_successors_lease(platproxy: Start, rgw: Rgw, tmp_path: Path) -> None:
+    """The holder is paused past its TTL (SIGSTOP), another replica takes over, then the first
+    resumes and its fetch fails: releasing its lease must not remove the successor's, or the
+    third replica would start a third fetch."""
+    data = os.urandom(3 * 2**20)
+    digest = sha256(data)
+    fake = FakeUpstream(blobs={digest: data}, chunk_delay=0.05, cut_first=1).start()  # about 2.4 s a fetch
+    try:
+        name = bucket(rgw)
+        args = s3_args(tmp_path, rgw, name, 'lease_ttl = "1s"')
+        first, second, third = (platproxy(fake.url, "linux/amd64", args) for _ in range(3))
+        assert all("lease_release" in r.log() for r in (first, second, third))  # what the store supports, said
+        path = f"/v2/library/slow/blobs/{digest}"
+        pool = ThreadPoolExecutor(3)
+        cut = pool.submit(request, first.port, "GET", path)
+        while not fake.count("GET", digest):
+            time.sleep(0.02)
+        assert first.proc is not None
+        first.proc.send_signal(signal.SIGSTOP)
+        waiting = [pool.submit(request, r.port, "GET", path) for r in (second, third)]
+        deadline = time.monotonic() + 20
+        while fake.count("GET", digest) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert fake.count("GET", digest) == 2  # the lease expired: one of the others took over
+        first.proc.send_signal(signal.SIGCONT)
+        with pytest.raises(Exception):  # noqa: B017 - its fetch was cut half-way: so is its client
+            cut.result(timeout=60)
+        for answer in waiting:
+            status, _, body = answer.result(timeout=60)
+            assert status == 200 and sha256(body) == digest
+        pool.shutdown()
+        landed(rgw, name, {blob_key(digest)})
+    finally:
+        fake.stop()
+    assert fake.count("GET", digest) == 2  # not 3: the stalled holder left its successor's lease alone
+    assert "lease not released: another replica holds it now" in first.log()
+
+
 def test_a_fill_longer_than_the_lease_keeps_it_by_renewing(platproxy: Start, rgw: Rgw, tmp_path: Path) -> None:
     data = os.urandom(2 * 2**20)
     digest = sha256(data)

@@ -3,8 +3,15 @@
 A lease is a small object ``<prefix>leases/<digest>`` holding its owner and expiry.  It is
 created with ``PUT If-None-Match: *`` (exactly one replica wins), renewed and taken over with
 ``PUT If-Match: <etag>`` (a compare-and-swap: of several replicas that find the same expired
-lease, one wins), and deleted when the blob is in the bucket.  Expiry is what bounds a dead
-owner: after ``lease_ttl`` without renewal any replica may take the fill over.  Expiry times
+lease, one wins), and released when the fill is over.  Expiry is what bounds a dead owner:
+after ``lease_ttl`` without renewal any replica may take the fill over.
+
+Releasing is conditional on the holder's own ETag, so a holder that stalled past its TTL (and
+whose lease another replica took over) cannot remove its successor's lease: a ``DELETE`` with
+``If-Match`` where the store honours it, else a compare-and-swap to an already expired lease
+(a marker the next fill of the digest takes over like any expired lease).  Which of the two a
+store supports is found at start (``detect``: a ``DELETE`` with a wrong ``If-Match`` on a probe
+object must be refused) and logged; a store that ignores the condition gets the swap.  Expiry times
 are wall-clock times written by the owner, so replicas' clocks must agree to well within
 ``lease_ttl`` (NTP does that).
 
@@ -28,7 +35,7 @@ import structlog
 
 from proxy.errors import StoreUnavailable
 from proxy.oci.names import check_digest
-from proxy.storage.s3.bucket import Bucket, lost_race
+from proxy.storage.s3.bucket import Bucket, is_missing, lost_race
 
 log = structlog.get_logger("platproxy.s3")
 
@@ -104,7 +111,7 @@ class Lease:
         self._renewer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._renewer
-        await self.leases.bucket.call("delete_object", Key=self.key)
+        await self.leases.drop(self.key, self.etag)
 
 
 class Leases:
@@ -115,6 +122,46 @@ class Leases:
         self.owner = f"{os.uname().nodename}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
         self.on_lease: Callable[[str], None] | None = None
         """Called with each ``LeaseOutcome`` (the metrics listen)."""
+        self.conditional_delete = False
+        """The store refuses a ``DELETE`` whose ``If-Match`` does not match (``detect``)."""
+
+    async def detect(self) -> None:
+        """Does the store honour ``If-Match`` on ``DELETE``?  Tried on a probe object of our own:
+        a delete with a wrong ETag must be refused (and leave the object)."""
+        key = f"{self.bucket.config.prefix}leases/.probe-{uuid.uuid4().hex}"
+        await self.bucket.call("put_object", Key=key, Body=b"probe")
+        refused = False
+        try:
+            await self.bucket.call("delete_object", Key=key, IfMatch='"00000000000000000000000000000000"')
+        except StoreUnavailable:
+            pass
+        except Exception as exc:
+            refused = lost_race(exc)
+        still_there = await self.bucket.call_if_exists("head_object", Key=key) is not None
+        self.conditional_delete = refused and still_there
+        with contextlib.suppress(Exception):
+            await self.bucket.call("delete_object", Key=key)
+        how = "DELETE If-Match" if self.conditional_delete else "swap to an expired lease"
+        log.info("store capabilities", conditional_delete=self.conditional_delete, lease_release=how)
+
+    async def drop(self, key: str, etag: str) -> None:
+        """Release a lease only if it is still the one with ``etag`` (this replica's)."""
+        if self.conditional_delete:
+            for value in (etag.strip('"'), f'"{etag.strip(chr(34))}"'):
+                try:
+                    await self.bucket.call("delete_object", Key=key, IfMatch=value)
+                    return
+                except StoreUnavailable:
+                    raise
+                except Exception as exc:
+                    if is_missing(exc):
+                        return
+                    if not lost_race(exc):
+                        raise
+        elif await self.swap(key, lease_body(self.owner, 0.0, 0.0), etag) is not None:
+            return
+        self.count(LeaseOutcome.LOST)
+        log.warning("lease not released: another replica holds it now", key=key)
 
     def count(self, outcome: LeaseOutcome) -> None:
         if self.on_lease is not None:

@@ -65,6 +65,10 @@ class S3Store:
 
     async def open(self) -> None:
         await self.bucket.open()
+        try:
+            await self.leases.detect()
+        except Exception as exc:  # the bucket is not usable yet: releases take the swap, always safe
+            log.info("store capabilities not detected; leases are released by swap", error=str(exc))
 
     async def close(self) -> None:
         await self.bucket.close()
