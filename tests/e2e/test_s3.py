@@ -268,10 +268,10 @@ def test_a_stalled_holder_never_releases_its_successors_lease(platproxy: Start, 
     third replica would start a third fetch."""
     data = os.urandom(3 * 2**20)
     digest = sha256(data)
-    fake = FakeUpstream(blobs={digest: data}, chunk_delay=0.05, cut_first=1).start()  # about 2.4 s a fetch
+    fake = FakeUpstream(blobs={digest: data}, chunk_delay=0.08, cut_first=1).start()  # about 4 s a fetch
     try:
         name = bucket(rgw)
-        args = s3_args(tmp_path, rgw, name, 'lease_ttl = "1s"')
+        args = s3_args(tmp_path, rgw, name, 'lease_ttl = "2s"')  # renewals every 0.7 s, even on a busy machine
         first, second, third = (platproxy(fake.url, "linux/amd64", args) for _ in range(3))
         assert all("lease_release" in r.log() for r in (first, second, third))  # what the store supports, said
         path = f"/v2/library/slow/blobs/{digest}"
@@ -298,6 +298,10 @@ def test_a_stalled_holder_never_releases_its_successors_lease(platproxy: Start, 
         fake.stop()
     assert fake.count("GET", digest) == 2  # not 3: the stalled holder left its successor's lease alone
     assert "lease not released: another replica holds it now" in first.log()
+    deadline = time.monotonic() + 5
+    while rgw.keys(name, "platproxy/leases/") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert rgw.keys(name, "platproxy/leases/") == {}  # the blob is stored: no lease or marker is left
 
 
 def test_a_fill_longer_than_the_lease_keeps_it_by_renewing(platproxy: Start, rgw: Rgw, tmp_path: Path) -> None:

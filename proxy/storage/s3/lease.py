@@ -107,11 +107,12 @@ class Lease:
                 return
             self.etag = etag
 
-    async def release(self) -> None:
+    async def release(self, stored: bool = False) -> None:
+        """``stored``: the blob is in the bucket now (no replica will fetch it again)."""
         self._renewer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._renewer
-        await self.leases.drop(self.key, self.etag)
+        await self.leases.drop(self.key, self.etag, stored)
 
 
 class Leases:
@@ -144,8 +145,11 @@ class Leases:
         how = "DELETE If-Match" if self.conditional_delete else "swap to an expired lease"
         log.info("store capabilities", conditional_delete=self.conditional_delete, lease_release=how)
 
-    async def drop(self, key: str, etag: str) -> None:
-        """Release a lease only if it is still the one with ``etag`` (this replica's)."""
+    async def drop(self, key: str, etag: str, stored: bool = False) -> None:
+        """Release a lease only if it is still the one with ``etag`` (this replica's).  After a
+        swap to an expired marker, the marker is deleted too once the blob is ``stored``: a
+        replica that took it over meanwhile finds the blob and fetches nothing, so removing its
+        lease costs nothing; after a failed fill the marker stays for the next fill to take over."""
         if self.conditional_delete:
             for value in (etag.strip('"'), f'"{etag.strip(chr(34))}"'):
                 try:
@@ -159,6 +163,8 @@ class Leases:
                     if not lost_race(exc):
                         raise
         elif await self.swap(key, lease_body(self.owner, 0.0, 0.0), etag) is not None:
+            if stored:
+                await self.bucket.call("delete_object", Key=key)
             return
         self.count(LeaseOutcome.LOST)
         log.warning("lease not released: another replica holds it now", key=key)

@@ -36,7 +36,7 @@ from proxy.oci.names import check_digest
 from proxy.sizes import CHUNK, MAX_CONFIG_SIZE, MiB
 from proxy.storage.base import FetchFromUpstream, LocalFile, Redirect, clear_staging
 from proxy.storage.s3.bucket import Bucket
-from proxy.storage.s3.lease import Leases, next_poll
+from proxy.storage.s3.lease import Lease, Leases, next_poll
 from proxy.storage.s3.upload import UPLOADS_AT_ONCE, Upload
 from proxy.storage.staging import BlobWriter, Fill
 
@@ -238,7 +238,11 @@ class S3Store:
                 return
             lease = await self.leases.acquire(fill.digest)
             if lease is not None:
-                fill.on_done.append(lease.release)
+
+                async def release(lease: Lease = lease) -> None:
+                    await lease.release(stored=await self.stat(fill.digest) is not None)
+
+                fill.on_done.append(release)
                 if await self.stat(fill.digest) is None:  # not finished by the previous holder meanwhile
                     self.follow(fill)  # upload parts while the download goes on
                     await fetch(fill)
