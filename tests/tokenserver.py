@@ -15,7 +15,6 @@ repository.  Every request is recorded (``seen``) so tests can say who asked for
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime
 import fnmatch
 import json
@@ -35,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from proxy.http.auth import basic_credentials
 from tests.indexes import Case
 from tests.registry import Registry, push_case
 
@@ -146,7 +146,7 @@ class TokenServer:
                 login: tuple[str, str] | None) -> None:  # fmt: skip
         user = ""
         if login is None and authorization:
-            login = _basic(authorization)
+            login = basic_credentials(authorization)
             if login is None:
                 handler._send(401, {"details": "only basic credentials are accepted here"})  # type: ignore[attr-defined]
                 return
@@ -181,17 +181,6 @@ class TokenServer:
         signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
         r, s = decode_dss_signature(self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
         return f"{signing_input}.{_b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
-
-
-def _basic(header: str) -> tuple[str, str] | None:
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        user, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return (user, password) if sep else None
 
 
 USERS = {"alice": ("alice-Secr3t-pw", ("team-a/*",)), "bob": ("bob-Secr3t-pw", ("team-b/*",)),

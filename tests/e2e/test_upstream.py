@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,16 +36,27 @@ def test_rate_limit_is_passed_on(platproxy: Start) -> None:
         fake.stop()
 
 
-@pytest.mark.faults
-def test_credentials_never_leave_the_upstream_host(platproxy: Start, tmp_path: Path) -> None:
+@contextmanager
+def behind_a_cdn(realm: FakeUpstream, data: bytes) -> Iterator[tuple[FakeUpstream, FakeUpstream, FakeUpstream, str]]:
+    """An upstream whose blobs redirect to a CDN host and whose token realm (``realm``) is on a
+    foreign domain (``localhost`` against the upstream's ``127.0.0.1``), holding ``data``."""
     cdn = FakeUpstream().start()
-    realm = FakeUpstream().start()
+    realm.start()
     upstream = FakeUpstream(redirect_blobs_to=f"http://localhost:{cdn.port}",
                             token_realm=f"http://localhost:{realm.port}/token").start()  # fmt: skip
     try:
-        data = b"layer bytes" * 1000
         digest = upstream.add_blob(data)
         cdn.add_blob(data)
+        yield upstream, cdn, realm, digest
+    finally:
+        for server in (upstream, cdn, realm):
+            server.stop()
+
+
+@pytest.mark.faults
+def test_credentials_never_leave_the_upstream_host(platproxy: Start, tmp_path: Path) -> None:
+    data = b"layer bytes" * 1000
+    with behind_a_cdn(FakeUpstream(), data) as (upstream, cdn, realm, digest):
         config = f'[[upstream]]\nname = "fake"\nurl = "{upstream.url}"\nusername = "user"\npassword = "s3cret"\n'
         proxy = platproxy("", "linux/amd64", config_args(tmp_path, config))
         status, _, body = request(proxy.port, "GET", f"/v2/fake/library/x/blobs/{digest}")
@@ -53,9 +65,6 @@ def test_credentials_never_leave_the_upstream_host(platproxy: Start, tmp_path: P
         assert cdn.seen and all("Authorization" not in s.headers for s in cdn.seen)
         assert cache_files(proxy) == [digest]  # the blob, verified, and nothing else
         assert "s3cret" not in proxy.log()
-    finally:
-        for server in (upstream, cdn, realm):
-            server.stop()
 
 
 def test_a_clients_own_credentials_never_reach_a_redirect_host_or_a_foreign_realm(
@@ -63,14 +72,8 @@ def test_a_clients_own_credentials_never_reach_a_redirect_host_or_a_foreign_real
 ) -> None:
     """``auth = "passthrough"``: the client's token goes to the upstream's host only; a token
     service on another domain is named to the client directly and never relayed to."""
-    cdn = FakeUpstream().start()
-    realm = FakeUpstream(token_login="user:s3cret").start()
-    upstream = FakeUpstream(redirect_blobs_to=f"http://localhost:{cdn.port}",
-                            token_realm=f"http://localhost:{realm.port}/token").start()  # fmt: skip
-    try:
-        data = b"private layer" * 1000
-        digest = upstream.add_blob(data)
-        cdn.add_blob(data)
+    data = b"private layer" * 1000
+    with behind_a_cdn(FakeUpstream(token_login="user:s3cret"), data) as (upstream, cdn, realm, digest):
         config = f'[[upstream]]\nname = "fake"\nurl = "{upstream.url}"\nauth = "passthrough"\n'
         proxy = platproxy("", "linux/amd64", config_args(tmp_path, config))
         status, headers, _ = request(proxy.port, "GET", f"/v2/fake/team/x/blobs/{digest}")
@@ -87,9 +90,6 @@ def test_a_clients_own_credentials_never_reach_a_redirect_host_or_a_foreign_real
         assert all("Authorization" not in s.headers for s in realm.seen)
         assert cdn.seen and all("Authorization" not in s.headers for s in cdn.seen)
         assert "good-token" not in proxy.log() and "dXNlcjpzM2NyZXQ" not in proxy.log()
-    finally:
-        for server in (upstream, cdn, realm):
-            server.stop()
 
 
 def cache_files(proxy: Platproxy) -> list[str]:

@@ -84,7 +84,7 @@ def write(tmp_path: Path, text: str) -> Path:
         ('[store.s3]\nbucket = "b12"\nendpoint = "ftp://x"\n', "store.s3.endpoint"),
         ('[store.s3]\nbucket = "Bad_Bucket"\n', "store.s3.bucket"),
         ('[store.s3]\nbucket = "b12"\npart_size = "1MiB"\n', "at least 5MiB"),
-        ('[store.s3]\nbucket = "b12"\nprefix = "no-slash"\n', "store.s3.prefix"),
+        ('[store.s3]\nbucket = "b12"\nprefix = "no space"\n', "store.s3.prefix: 'no space' is not a key prefix"),
         ('[store.s3]\nbucket = "b12"\nlease_ttl = "soon"\n', "store.s3.lease_ttl"),
     ],
 )
