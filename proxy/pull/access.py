@@ -30,6 +30,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 from proxy.errors import CannotAuthorize, PlatproxyError, Subject, UpstreamError, UpstreamFailed
 from proxy.oci.descriptors import references
@@ -55,8 +56,7 @@ class Step(Enum):
     UNAVAILABLE = "unavailable"
 
 
-@dataclass(frozen=True)
-class Known:
+class Known(NamedTuple):
     """What is remembered about one request's repository, object and credential."""
 
     member: bool
@@ -119,9 +119,13 @@ class _Window:
     def __contains__(self, key: object) -> bool:
         return self.get(key) is not None
 
-    def get(self, key: object) -> str | None:
+    def get(self, key: object, now: float = 0.0) -> str | None:
         entry = self._until.get(key)
-        return entry[1] if entry is not None and entry[0] > time.monotonic() else None
+        return entry[1] if entry is not None and entry[0] > (now or time.monotonic()) else None
+
+    def holds(self, key: object, now: float) -> bool:
+        entry = self._until.get(key)
+        return entry is not None and entry[0] > now
 
     def add(self, key: object, seconds: float, value: str = "") -> None:
         self._until[key] = (time.monotonic() + seconds, value)
@@ -202,9 +206,10 @@ class Access:
         member = member or self.is_member(route, reference)
 
         def known() -> Known:
-            return Known(member=member, public=repo in self.public, private=repo in self.private,
-                         granted=credential is not None and who in self.granted,
-                         seen_public=repo in self.seen_public, credential=credential is not None)  # fmt: skip
+            now = time.monotonic()
+            return Known(member, self.public.holds(repo, now), self.private.holds(repo, now),
+                         credential is not None and self.granted.holds(who, now), self.seen_public.holds(repo, now),
+                         credential is not None)  # fmt: skip
 
         step = decide(known())
         checked = False
