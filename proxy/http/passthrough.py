@@ -35,7 +35,14 @@ from proxy.oci.names import check_name
 from proxy.pull.access import Access, CredentialsNeeded
 from proxy.pull.route import Route, default_upstream, route
 from proxy.registry.client import Upstream
-from proxy.registry.credentials import CLIENT_CREDENTIAL, Challenge, ClientCredential, basic_digest, credential_digest
+from proxy.registry.credentials import (
+    CLIENT_CREDENTIAL,
+    Challenge,
+    ClientCredential,
+    basic_digest,
+    credential_digest,
+    token_lifetime,
+)
 
 log = structlog.get_logger("platproxy.auth")
 
@@ -191,8 +198,7 @@ def _note_tokens(access: Access, data: bytes, owner: str | None) -> None:
         return
     if not isinstance(answer, dict):
         return
-    expires = answer.get("expires_in", 60)
-    lifetime = float(expires) if isinstance(expires, int | float) else 60.0
+    lifetime = token_lifetime(answer)
     for key in ("token", "access_token"):
         if isinstance(answer.get(key), str) and answer[key]:
             access.note_token(answer[key], owner, lifetime)

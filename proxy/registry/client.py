@@ -32,7 +32,7 @@ import aiohttp
 from proxy.config import LimitsConfig, UpstreamConfig, is_loopback
 from proxy.errors import UpstreamError
 from proxy.oci.mediatypes import UPSTREAM_ACCEPT
-from proxy.registry.credentials import CLIENT_CREDENTIAL, Challenge, ClientCredential, TokenCache
+from proxy.registry.credentials import CLIENT_CREDENTIAL, Challenge, ClientCredential, TokenCache, token_lifetime
 from proxy.sizes import MAX_REFERRERS_SIZE
 
 if TYPE_CHECKING:  # the command line's clients count nothing: prometheus stays unloaded there
@@ -254,9 +254,7 @@ class Upstream:
         token = body.get("token") or body.get("access_token")
         if not isinstance(token, str) or not token:
             return False
-        expires = body.get("expires_in", 60)
-        lifetime = float(expires) if isinstance(expires, int | float) else 60.0
-        self._tokens.put(client.digest if client else "", scope, token, lifetime)
+        self._tokens.put(client.digest if client else "", scope, token, token_lifetime(body))
         return True
 
     def same_domain(self, url: str) -> bool:
@@ -271,12 +269,11 @@ class Upstream:
         known, until = self._challenge
         if until > time.monotonic():
             return known
-        try:
-            async with self.session.get(self.base + "/v2/", allow_redirects=False,
-                                        proxy=self.proxy_for(self.base)) as resp:  # fmt: skip
-                found = Challenge.parse(resp.headers.get("WWW-Authenticate", "")) if resp.status == 401 else None
-        except (TimeoutError, aiohttp.ClientError, OSError):
+        answer = await self._base_answer()
+        if answer is None:
             return known
+        status, header = answer
+        found = Challenge.parse(header) if status == 401 else None
         self._challenge = (found, time.monotonic() + CHALLENGE_TTL)
         return found
 
@@ -368,12 +365,18 @@ class Upstream:
 
     async def ping(self) -> bool:
         """Is the upstream answering at all (any HTTP status counts)."""
+        answer = await self._base_answer()
+        return answer is not None and answer[0] < 500
+
+    async def _base_answer(self) -> tuple[int, str] | None:
+        """The upstream's answer to an anonymous ``GET /v2/``: its status and ``WWW-Authenticate``
+        (``None``: unreachable)."""
         try:
             async with self.session.get(self.base + "/v2/", allow_redirects=False,
                                         proxy=self.proxy_for(self.base)) as resp:  # fmt: skip
-                return resp.status < 500
+                return resp.status, resp.headers.get("WWW-Authenticate", "")
         except (TimeoutError, aiohttp.ClientError, OSError):
-            return False
+            return None
 
 
 async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:

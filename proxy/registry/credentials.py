@@ -97,6 +97,13 @@ class ClientCredential:
 CLIENT_CREDENTIAL: ContextVar[ClientCredential | None] = ContextVar("client_credential", default=None)
 
 
+def token_lifetime(answer: dict[str, object]) -> float:
+    """Seconds a token service's answer says its token lasts (``expires_in``; 60 when it says
+    nothing usable, the distribution spec's default)."""
+    expires = answer.get("expires_in", 60)
+    return float(expires) if isinstance(expires, int | float) else 60.0
+
+
 def credential_digest(header: str) -> str:
     """What every memory of a credential is keyed by: never the credential itself."""
     return hashlib.sha256(header.strip().encode()).hexdigest()
