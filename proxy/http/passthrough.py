@@ -33,10 +33,9 @@ from proxy.errors import CannotAuthorize, InvalidName, NameUnknown, Subject, Una
 from proxy.http.keys import CONFIG, SERVICES
 from proxy.oci.names import check_name
 from proxy.pull.access import Access, CredentialsNeeded
-from proxy.pull.route import Route, default_upstream, route
+from proxy.pull.route import Route, default_upstream, route, upstream_named
 from proxy.registry.client import Upstream
 from proxy.registry.credentials import (
-    CLIENT_CREDENTIAL,
     Challenge,
     ClientCredential,
     basic_digest,
@@ -103,24 +102,16 @@ async def ping(request: web.Request, access: Access, up: Upstream) -> None:
         if request.headers.get("Authorization"):
             return  # a token the relay fetched anonymously: as good as the upstream's own /v2/ answer
         raise Unauthorized(await challenge_for(request, config, up, None))
-    token = CLIENT_CREDENTIAL.set(credential)
-    try:
-        await up.probe("", "base")
-    except UpstreamError as exc:
-        if exc.status in (401, 403):
-            request["auth"] = "refused"
-            raise Unauthorized(await challenge_for(request, config, up, None),
-                               f"upstream {up.name} refused these credentials") from None  # fmt: skip
-    finally:
-        CLIENT_CREDENTIAL.reset(token)
+    if await access.ask(up, "", "base", "", credential) in (401, 403):
+        request["auth"] = "refused"
+        raise Unauthorized(
+            await challenge_for(request, config, up, None), f"upstream {up.name} refused these credentials"
+        )
 
 
 def ping_upstream(config: Config, ns: str | None) -> UpstreamConfig:
     """The upstream a ``/v2/`` request speaks to: the one ``?ns=`` names, else the default."""
-    for u in config.upstreams:
-        if ns and ns.lower() in (n.lower() for n in u.names):
-            return u
-    return default_upstream(config)
+    return (upstream_named(config, ns) if ns else None) or default_upstream(config)
 
 
 def map_scopes(scopes: list[str], ns: str | None, config: Config) -> tuple[UpstreamConfig, list[str]]:

@@ -215,7 +215,7 @@ class Access:
         checked = False
         while step in (Step.ASK_ANONYMOUS, Step.ASK_AS_CLIENT):
             asking = credential if step is Step.ASK_AS_CLIENT else None
-            status = await self._check(up, route, kind, reference, asking)
+            status = await self.ask(up, route.repo, kind, reference, asking)
             checked = True
             if status is not None and status < 300:
                 if kind != "tags":
@@ -253,13 +253,14 @@ class Access:
         subject = Subject.BLOB if kind == "blob" else Subject.REPOSITORY if kind == "tags" else Subject.MANIFEST
         raise UpstreamFailed(UpstreamError(up.name, 404, f"{what} not found"), subject, what)
 
-    async def _check(
-        self, up: Upstream, route: Route, kind: str, reference: str, credential: ClientCredential | None
+    async def ask(
+        self, up: Upstream, repo: str, kind: str, reference: str, credential: ClientCredential | None
     ) -> int | None:
-        """The upstream's answer to ``credential`` (``None``: anonymous) for this object."""
+        """The upstream's answer to ``credential`` (``None``: anonymous) for this object (see
+        ``Upstream.probe``): 200 for a yes, its status for a no, ``None`` when unreachable."""
         token = CLIENT_CREDENTIAL.set(credential)
         try:
-            await up.probe(route.repo, kind, reference)
+            await up.probe(repo, kind, reference)
             return 200
         except UpstreamError as exc:
             return None if exc.unreachable else exc.status

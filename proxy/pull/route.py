@@ -41,16 +41,15 @@ class Route:
 
 def route(name: str, ns: str | None, config: Config) -> Route:
     selector, rest = split_selector(name)
-    by_name = {n.lower(): u for u in config.upstreams for n in u.names}
     if ns:
-        upstream = by_name.get(ns.lower())
+        upstream = upstream_named(config, ns)
         if upstream is None:
             raise NameUnknown(f"registry {ns!r} (from ns=) is not a configured upstream", {"ns": ns[:300]})
         return Route(upstream, _hub_name(upstream, rest), name, selector)
     first, slash, tail = rest.partition("/")
-    if slash and first in by_name:
-        upstream = by_name[first]
-        return Route(upstream, _hub_name(upstream, tail), name, selector)
+    named = upstream_named(config, first) if slash else None
+    if named is not None:
+        return Route(named, _hub_name(named, tail), name, selector)
     upstream = default_upstream(config)
     return Route(upstream, _hub_name(upstream, rest), name, selector)
 
@@ -69,6 +68,12 @@ def split_selector(name: str) -> tuple[str, str]:
         expected = "platform.<os>.<arch>[.<variant>] or platform.all"
         raise InvalidName(f"platform selector {first!r}: {exc}", {"selector": first, "expected": expected}) from None
     return platform, rest
+
+
+def upstream_named(config: Config, name: str) -> UpstreamConfig | None:
+    """The upstream one of whose names (or aliases) is ``name``, case-insensitively."""
+    wanted = name.lower()
+    return next((u for u in config.upstreams if any(n.lower() == wanted for n in u.names)), None)
 
 
 def default_upstream(config: Config) -> UpstreamConfig:
