@@ -119,9 +119,9 @@ class _Window:
     def __contains__(self, key: object) -> bool:
         return self.get(key) is not None
 
-    def get(self, key: object, now: float = 0.0) -> str | None:
+    def get(self, key: object) -> str | None:
         entry = self._until.get(key)
-        return entry[1] if entry is not None and entry[0] > (now or time.monotonic()) else None
+        return entry[1] if entry is not None and entry[0] > time.monotonic() else None
 
     def holds(self, key: object, now: float) -> bool:
         entry = self._until.get(key)

@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import structlog
 
@@ -151,17 +152,13 @@ class Leases:
         replica that took it over meanwhile finds the blob and fetches nothing, so removing its
         lease costs nothing; after a failed fill the marker stays for the next fill to take over."""
         if self.conditional_delete:
-            for value in (etag.strip('"'), f'"{etag.strip(chr(34))}"'):
-                try:
-                    await self.bucket.call("delete_object", Key=key, IfMatch=value)
+            try:
+                if await self._if_match("delete_object", key, etag) is not None:
                     return
-                except StoreUnavailable:
+            except Exception as exc:
+                if not is_missing(exc):
                     raise
-                except Exception as exc:
-                    if is_missing(exc):
-                        return
-                    if not lost_race(exc):
-                        raise
+                return
         elif await self.swap(key, lease_body(self.owner, 0.0, 0.0), etag) is not None:
             if stored:
                 await self.bucket.call("delete_object", Key=key)
@@ -204,15 +201,20 @@ class Leases:
         return Lease(self, key, etag)
 
     async def swap(self, key: str, body: bytes, etag: str) -> str | None:
-        """Compare-and-swap on the object's ETag; the new ETag, or ``None`` when it changed.
+        """Compare-and-swap on the object's ETag; the new ETag, or ``None`` when it changed."""
+        made = await self._if_match("put_object", key, etag, Body=body)
+        return None if made is None else str(made["ETag"])
+
+    async def _if_match(self, operation: str, key: str, etag: str, **kwargs: Any) -> Any | None:
+        """``operation`` on ``key`` only while its ETag is still ``etag``: the store's answer, or
+        ``None`` when the object changed.
 
         Sent unquoted first (Ceph RGW 16 compares If-Match without the quotes) and then quoted
         as RFC 9110 writes it: a value that does not match either way cannot succeed wrongly.
         """
         for value in (etag.strip('"'), f'"{etag.strip(chr(34))}"'):
             try:
-                made = await self.bucket.call("put_object", Key=key, Body=body, IfMatch=value)
-                return str(made["ETag"])
+                return await self.bucket.call(operation, Key=key, IfMatch=value, **kwargs)
             except StoreUnavailable:
                 raise
             except Exception as exc:
