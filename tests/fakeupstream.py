@@ -140,15 +140,16 @@ class FakeUpstream:
                          data: bytes) -> web.StreamResponse:  # fmt: skip
         cut = self.cut_first > 0
         self.cut_first -= cut
-        if digest in self.short or cut:
-            await response.write(data[: len(data) // 2])
+        short = digest in self.short or cut
+        end = len(data) // 2 if short else len(data)
+        for i in range(0, end, 65536):  # at the pace chunk_delay sets, a cut one included
+            await response.write(data[i : min(i + 65536, end)])
+            if self.chunk_delay:
+                await asyncio.sleep(self.chunk_delay)
+        if short:
             assert request.transport is not None
             request.transport.close()
             return response
-        for i in range(0, len(data), 65536):
-            await response.write(data[i : i + 65536])
-            if self.chunk_delay:
-                await asyncio.sleep(self.chunk_delay)
         await response.write_eof()
         return response
 
