@@ -57,6 +57,8 @@ class FakeUpstream:
     """When set (``user:password``), every /v2/ request needs that Basic authorization."""
     chunk_delay: float = 0.0
     """Seconds to wait between 64 KiB chunks of a blob (a slow upstream)."""
+    chunked: bool = False
+    """Send blob bodies with chunked encoding and no Content-Length (as some CDNs do)."""
     ssl_context: ssl.SSLContext | None = None
     host: str = "127.0.0.1"
     port: int = field(default_factory=free_port)
@@ -124,7 +126,10 @@ class FakeUpstream:
         if digest in self.corrupt:
             data = data[:-1] + bytes([data[-1] ^ 0xFF])
         response = web.StreamResponse(headers={"Docker-Content-Digest": digest})
-        response.content_length = len(data)
+        if self.chunked and request.method != "HEAD":
+            response.enable_chunked_encoding()
+        else:
+            response.content_length = len(data)
         response.content_type = "application/octet-stream"
         await response.prepare(request)
         if request.method == "HEAD":
@@ -144,7 +149,7 @@ class FakeUpstream:
         end = len(data) // 2 if short else len(data)
         for i in range(0, end, 65536):  # at the pace chunk_delay sets, a cut one included
             await response.write(data[i : min(i + 65536, end)])
-            if self.chunk_delay:
+            if self.chunk_delay and (short or i + 65536 < end):  # a whole body ends with its last byte
                 await asyncio.sleep(self.chunk_delay)
         if short:
             assert request.transport is not None

@@ -282,6 +282,9 @@ async def blob(request: web.Request, services: Services, r: Route, digest: str) 
         if request.transport is not None:
             request.transport.abort()  # never finish a short or wrong body cleanly
         return response
+    except ConnectionResetError:  # the fill is not this client's: it goes on for the others
+        request["cache"] = f"{request['cache']}, client left"
+        return response
     await response.write_eof()
     return response
 
@@ -291,7 +294,8 @@ async def _stream_fill(
 ) -> None:
     """Zero-copy (sendfile) from the growing temporary file; a plain copy where that is impossible."""
     transport = request.transport
-    if transport is not None and isinstance(transport, asyncio.Transport):
+    if end is not None and transport is not None and isinstance(transport, asyncio.Transport):
+        # (without a known end the answer is chunked, which aiohttp must frame: no sendfile)
         await response.drain()
         try:
             async for sent in send_fill(fill, transport, start, end):

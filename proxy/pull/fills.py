@@ -122,7 +122,8 @@ async def read_fill(fill: Fill, start: int, end: int | None) -> AsyncIterator[by
 async def send_fill(fill: Fill, transport: asyncio.Transport, start: int, end: int | None) -> AsyncIterator[int]:
     """Like ``read_fill``, but the kernel copies (``sendfile``) each range as it arrives.
 
-    Yields the number of bytes sent after each step.  Zero-copy matters here: every waiting
+    Yields the number of bytes sent after each step; ``ConnectionResetError`` when the client
+    left (the fill goes on for the others).  Zero-copy matters here: every waiting
     client of a cold blob is fed from the same temporary file, and copying each chunk through
     Python once per client is what limits a busy mirror.  Raises ``NotImplementedError`` before
     sending anything where the transport cannot sendfile (the caller then uses ``read_fill``).
@@ -134,6 +135,8 @@ async def send_fill(fill: Fill, transport: asyncio.Transport, start: int, end: i
     try:
         with os.fdopen(fd, "rb", closefd=False) as file:
             async for offset, length in ready_ranges(fill, start, end):
+                if transport.is_closing():  # asyncio says so with a RuntimeError
+                    raise ConnectionResetError("the client went away")
                 sent = await loop.sendfile(transport, file, offset, length, fallback=offset > start)
                 yield sent
     finally:
