@@ -60,7 +60,7 @@ class Hasher:
         algorithm, _, self.expected = digest.partition(":")
         self._hash: Any = hashlib.new(algorithm)
 
-    def update(self, chunk: bytes) -> None:
+    def update(self, chunk: bytes | memoryview) -> None:
         self._hash.update(chunk)
 
     def matches(self) -> bool:

@@ -74,13 +74,23 @@ class BlobService:
         up = self.upstreams[route.upstream.name]
 
         async def copy(fill: Fill) -> None:
-            async with up.open_blob(route.repo, digest) as resp:
-                fill.size = resp.content_length
-                fill.headers_ready.set()
-                async for chunk in resp.content.iter_chunked(CHUNK):
-                    fill.writer.write(chunk)
-                    up.fetched(len(chunk))
-                    await fill.advance(len(chunk))
+            if up.fills_off_loop:  # a worker thread reads, hashes and writes: the loop only follows
+                progress = fill.progress_from_thread()
+
+                def headers(size: int | None) -> None:
+                    fill.size = size
+                    fill.headers_ready.set()
+
+                writer = fill.writer
+                fill.reached(await up.pump_blob(route.repo, digest, headers, writer.store, writer.check, progress))
+            else:  # through an https forward proxy: copied on the loop
+                async with up.open_blob(route.repo, digest) as resp:
+                    fill.size = resp.content_length
+                    fill.headers_ready.set()
+                    async for chunk in resp.content.iter_chunked(CHUNK):
+                        fill.writer.write(chunk)
+                        up.fetched(len(chunk))
+                        await fill.advance(len(chunk))
             if fill.size is not None and fill.written != fill.size:
                 raise UpstreamError(up.name, 502, f"short body: {fill.written} of {fill.size} bytes")
 

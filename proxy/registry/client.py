@@ -17,21 +17,27 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import http.client
 import re
 import ssl
+import threading
 import time
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 import aiohttp
+from multidict import MultiMapping
 
 from proxy.config import LimitsConfig, UpstreamConfig, is_loopback
 from proxy.errors import UpstreamError
 from proxy.oci.mediatypes import UPSTREAM_ACCEPT
+from proxy.registry import wire
 from proxy.registry.credentials import CLIENT_CREDENTIAL, Challenge, ClientCredential, TokenCache, token_lifetime
 from proxy.sizes import MAX_REFERRERS_SIZE
 
@@ -42,6 +48,22 @@ MAX_REDIRECTS = 5
 MAX_TOKEN_ANSWER = 65536
 CHALLENGE_TTL = 600.0
 """How long the upstream's own challenge (where its token service is) is remembered."""
+
+
+class Answer(Protocol):
+    """An upstream's answer, from aiohttp (on the loop) or ``wire`` (a fill worker)."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers(self) -> MultiMapping[str]: ...
+    def release(self) -> Any: ...
+
+
+A = TypeVar("A", bound=Answer)
+Sender = Callable[[str, str, dict[str, str]], Awaitable[A]]
+"""Sends one request (method, URL, headers) without following redirects; ``UpstreamError`` when
+the upstream cannot be reached."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +115,8 @@ class Upstream:
         self._basic_challenged = False
         self._slots = asyncio.Semaphore(limits.max_upstream_fetches)
         self._env_proxies: dict[tuple[str, str], str | None] = {}
+        self._workers: ThreadPoolExecutor | None = None
+        self._context: ssl.SSLContext | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -100,14 +124,19 @@ class Upstream:
             timeout = aiohttp.ClientTimeout(
                 total=None, sock_connect=self._limits.connect_timeout, sock_read=self._limits.read_timeout
             )
-            connector = None
-            if self.config.ca:  # the system's CAs and this one (checked at start: serve refuses a bad file)
-                context = ssl.create_default_context()
-                context.load_verify_locations(cafile=self.config.ca)
-                connector = aiohttp.TCPConnector(ssl=context)
+            connector = aiohttp.TCPConnector(ssl=self.tls_context) if self.config.ca else None
             self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False, trust_env=False,
                                                   connector=connector)  # fmt: skip
         return self._session
+
+    @property
+    def tls_context(self) -> ssl.SSLContext:
+        """The system's CAs, and the upstream's ``ca`` (checked at start: serve refuses a bad file)."""
+        if self._context is None:
+            self._context = ssl.create_default_context()
+            if self.config.ca:
+                self._context.load_verify_locations(cafile=self.config.ca)
+        return self._context
 
     def proxy_for(self, url: str) -> str | None:
         """The forward proxy to reach ``url`` through (``None``: directly), from ``proxy``.
@@ -130,6 +159,8 @@ class Upstream:
     async def close(self) -> None:
         if self._session is not None and self._own_session:
             await self._session.close()
+        if self._workers is not None:
+            self._workers.shutdown(wait=False, cancel_futures=True)
 
     # -- requests --------------------------------------------------------------------------
 
@@ -138,13 +169,13 @@ class Upstream:
         self, method: str, path: str, *, scope: str, headers: dict[str, str] | None = None
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """A request to the upstream with auth and redirects handled; the caller reads the body."""
-        async with self._slots, self._request(method, path, scope, headers) as resp:
+        async with self._slots, self._request(method, path, scope, headers, self._send_here) as resp:
             yield resp
 
     @asynccontextmanager
     async def _request(
-        self, method: str, path: str, scope: str, headers: dict[str, str] | None
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        self, method: str, path: str, scope: str, headers: dict[str, str] | None, send: Sender[A]
+    ) -> AsyncIterator[A]:
         url = self.base + path
         hdrs = dict(headers or {})
         if self.config.parent:  # a mirror in front of this registry: name it, and let us resolve
@@ -152,7 +183,7 @@ class Upstream:
             hdrs[RESOLVE_HEADER] = "none"
         started = time.monotonic()
         try:
-            resp = await self._send(method, url, hdrs, scope)
+            resp = await self._send(method, url, hdrs, scope, send)
         except UpstreamError as exc:
             self._failed(exc)
             raise
@@ -163,7 +194,7 @@ class Upstream:
                 challenge = resp.headers.get("WWW-Authenticate", "")
                 resp.release()
                 if await self._authorize(challenge, scope):
-                    resp = await self._send(method, url, hdrs, scope)
+                    resp = await self._send(method, url, hdrs, scope, send)
                 else:
                     raise UpstreamError(self.name, 401, "authentication required and none succeeded")
             if resp.status == 429:
@@ -188,18 +219,14 @@ class Upstream:
         if self.metrics is not None:
             self.metrics.bytes_fetched.labels(self.name).inc(nbytes)
 
-    async def _send(self, method: str, url: str, headers: dict[str, str], scope: str) -> aiohttp.ClientResponse:
+    async def _send(self, method: str, url: str, headers: dict[str, str], scope: str, send: Sender[A]) -> A:
         for _ in range(MAX_REDIRECTS + 1):
             sent = dict(headers)
             if urlsplit(url).hostname == self.host:
                 auth = self._auth_header(scope)
                 if auth:
                     sent["Authorization"] = auth
-            try:
-                resp = await self.session.request(method, url, headers=sent, allow_redirects=False,
-                                                  proxy=self.proxy_for(url))  # fmt: skip
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                raise UpstreamError(self.name, None, f"unreachable: {type(exc).__name__}: {exc}") from None
+            resp = await send(method, url, sent)
             if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
                 url = urljoin(url, resp.headers["Location"])
                 resp.release()
@@ -208,6 +235,45 @@ class Upstream:
                 continue
             return resp
         raise UpstreamError(self.name, 502, f"more than {MAX_REDIRECTS} redirects")
+
+    async def _send_here(self, method: str, url: str, headers: dict[str, str]) -> aiohttp.ClientResponse:
+        """One request on the event loop (aiohttp)."""
+        try:
+            return await self.session.request(method, url, headers=headers, allow_redirects=False,
+                                              proxy=self.proxy_for(url))  # fmt: skip
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise UpstreamError(self.name, None, f"unreachable: {type(exc).__name__}: {exc}") from None
+
+    async def _send_by_worker(self, method: str, url: str, headers: dict[str, str]) -> wire.WireAnswer:
+        """One request from a fill worker thread: its status and headers, the body left unread."""
+        dial = wire.Dial(self.tls_context, self._limits.connect_timeout, self._limits.read_timeout,
+                         self.proxy_for(url))  # fmt: skip
+        opened = asyncio.get_running_loop().run_in_executor(
+            self.workers, functools.partial(wire.open_request, method, url, headers, dial)
+        )
+        try:
+            return await asyncio.shield(opened)
+        except asyncio.CancelledError:  # the worker still opens it: close it when it has
+            opened.add_done_callback(_release_when_opened)
+            raise
+        except (OSError, http.client.HTTPException) as exc:
+            raise UpstreamError(self.name, None, f"unreachable: {type(exc).__name__}: {exc}") from None
+
+    @property
+    def workers(self) -> ThreadPoolExecutor:
+        """The fill workers: at most ``max_upstream_fetches``, as many as fetches may run at once."""
+        if self._workers is None:
+            self._workers = ThreadPoolExecutor(self._limits.max_upstream_fetches, f"fill-{self.name}")
+        return self._workers
+
+    @property
+    def fills_off_loop(self) -> bool:
+        """Can blob bodies be read by worker threads (``pump_blob``)?  Not through an ``https://``
+        forward proxy (TLS inside TLS, which ``http.client`` does not do): those stay on the loop."""
+        setting = self.config.proxy
+        if setting == "env":
+            return not any(v.startswith("https:") for v in urllib.request.getproxies_environment().values())
+        return not setting.startswith("https:")
 
     def _client(self) -> ClientCredential | None:
         """The requesting client's credential, when this upstream takes each client's own."""
@@ -344,6 +410,50 @@ class Upstream:
         async with self.request("GET", f"/v2/{repo}/blobs/{digest}", scope=_pull(repo)) as resp:
             yield resp
 
+    async def pump_blob(
+        self,
+        repo: str,
+        digest: str,
+        on_headers: Callable[[int | None], None],
+        store: Callable[[memoryview], None],
+        check: Callable[[memoryview], None],
+        progress: Callable[[int], None],
+    ) -> int:
+        """GET a blob, with its body copied to ``sink`` by a worker thread; the bytes never pass
+        through the event loop (``wire`` says why).
+
+        Auth, redirects and errors are decided here on the loop, exactly as for ``request``; then
+        ``on_headers`` gets the Content-Length (loop), ``store`` each piece of the body and
+        ``progress`` the running total (worker thread), ``check`` each piece too (a helper
+        thread, see ``wire.pump``).  Returns the bytes copied.
+        A body cut short by the network raises ``UpstreamError`` (502); one that ended before its
+        Content-Length returns short (the caller compares).  Cancelled, the worker is stopped and
+        waited for before this returns: ``store`` and ``check`` are never called after.
+        """
+        path = f"/v2/{repo}/blobs/{digest}"
+        async with self._slots, self._request("GET", path, _pull(repo), None, self._send_by_worker) as answer:
+            on_headers(answer.content_length)
+            stop = threading.Event()
+            counted = 0
+
+            def report(total: int) -> None:
+                nonlocal counted
+                self.fetched(total - counted)
+                counted = total
+                progress(total)
+
+            loop = asyncio.get_running_loop()
+            copying = loop.run_in_executor(self.workers, wire.pump, answer, store, check, report, stop)
+            try:
+                return await asyncio.shield(copying)
+            except asyncio.CancelledError:
+                stop.set()
+                answer.abort()
+                await asyncio.wait([copying])
+                raise
+            except (OSError, http.client.HTTPException) as exc:
+                raise UpstreamError(self.name, 502, f"blob body cut: {type(exc).__name__}: {exc}") from None
+
     async def head_blob(self, repo: str, digest: str) -> int | None:
         async with self.request("HEAD", f"/v2/{repo}/blobs/{digest}", scope=_pull(repo)) as resp:
             return resp.content_length
@@ -389,6 +499,11 @@ async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes | None
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _release_when_opened(opened: asyncio.Future[wire.WireAnswer]) -> None:
+    if not opened.cancelled() and opened.exception() is None:
+        opened.result().release()
 
 
 def _pull(repo: str) -> str:

@@ -37,14 +37,23 @@ class BlobWriter:
         self.written = 0
         self.committed = False
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | memoryview) -> None:
         """Unbuffered: once this returns, readers of the temporary file see the bytes."""
+        self.store(chunk)
+        self.check(chunk)
+
+    def store(self, chunk: bytes | memoryview) -> None:
+        """``write`` without the hash: a fill worker hashes on another thread (``check``, same
+        order).  Each runs in one thread at a time; ``os.write`` and the hash release the GIL."""
         assert self._fd is not None
         view = memoryview(chunk)
         while view:
             view = view[os.write(self._fd, view) :]
-        self._hash.update(chunk)
         self.written += len(chunk)
+
+    def check(self, chunk: bytes | memoryview) -> None:
+        """Hash the next piece of content (every byte, in order, before ``verify``)."""
+        self._hash.update(chunk)
 
     def verify(self) -> None:
         """Check the digest of everything written; on a mismatch nothing is kept."""
@@ -113,7 +122,8 @@ class Fill:
     on_done: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     """Run after the fill is committed or dropped (a shared store's lease is released here)."""
     headers_ready: asyncio.Event = field(default_factory=asyncio.Event)
-    progress: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _pulse: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set (and replaced) on every change readers wait for: more bytes, the verdict, the end."""
 
     def __post_init__(self) -> None:
         # Held for as long as anyone holds the fill: the temporary file may be renamed (files)
@@ -125,23 +135,52 @@ class Fill:
         """A descriptor of the fill's file with its own offset (sendfile's fallback seeks)."""
         return os.open(f"/proc/self/fd/{self._fd}", os.O_RDONLY)
 
+    def reached(self, total: int) -> None:
+        """``total`` bytes are in the staging file now; event loop thread."""
+        self.written = total
+        self._wake()
+
+    def progress_from_thread(self) -> Callable[[int], None]:
+        """``reached`` for a worker thread: called there, run on the loop.
+
+        Calls that come faster than the loop runs them are folded into one (the latest total
+        wins): the worker never waits for the loop, and the loop is woken once per batch.
+        """
+        loop = asyncio.get_running_loop()
+        latest = 0
+        queued = False
+
+        def publish() -> None:
+            nonlocal queued
+            queued = False
+            self.reached(latest)
+
+        def report(total: int) -> None:
+            nonlocal latest, queued
+            latest = total
+            if not queued:
+                queued = True
+                loop.call_soon_threadsafe(publish)
+
+        return report
+
     async def advance(self, nbytes: int) -> None:
-        self.written += nbytes
-        async with self.progress:
-            self.progress.notify_all()
+        self.reached(self.written + nbytes)
 
     async def verified(self) -> None:
         self.ok = True
-        async with self.progress:
-            self.progress.notify_all()
+        self._wake()
 
     async def finish(self, error: BaseException | None) -> None:
         self.error = error
         self.finished = True
         self.headers_ready.set()
-        async with self.progress:
-            self.progress.notify_all()
+        self._wake()
 
     async def wait_beyond(self, offset: int) -> None:
-        async with self.progress:
-            await self.progress.wait_for(lambda: self.written > offset or self.finished or self.ok)
+        while not (self.written > offset or self.finished or self.ok):
+            await self._pulse.wait()
+
+    def _wake(self) -> None:
+        pulse, self._pulse = self._pulse, asyncio.Event()
+        pulse.set()

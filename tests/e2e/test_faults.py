@@ -36,6 +36,15 @@ def files(root: Path, sub: str) -> list[Path]:
     return [p for p in (root / sub).rglob("*") if p.is_file()]
 
 
+def files_soon(root: Path, sub: str, count: int, timeout: float = 10.0) -> list[Path]:
+    """``files`` once there are ``count`` of them (a client has its last byte as soon as the digest
+    matched; the fsync and rename into the cache follow)."""
+    deadline = time.monotonic() + timeout
+    while len(found := files(root, sub)) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
     """Real small filesystems (tmpfs mounts), unmounted afterwards."""
@@ -119,7 +128,7 @@ def test_concurrent_upstream_fetches_are_bounded(platproxy: Start, tmp_path: Pat
                  for d in digests]  # fmt: skip
         assert [p.wait(60) for p in procs] == [0] * 6
         assert fake.max_active == 2
-        assert len(files(proxy.cache_dir, "blobs")) == 6
+        assert len(files_soon(proxy.cache_dir, "blobs", 6)) == 6
     finally:
         fake.stop()
 
