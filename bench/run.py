@@ -356,23 +356,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     servers.append(server)
                     record(f"cold pull, {label} (s)", who, skopeo_pull(server.address, name, work / "p"))
                     server.stop()
-        # 32 cold clients on one blob ------------------------------------------------------------------
-        for _ in range(args.reps):
-            for who, make in (("distribution", lambda: DistributionProxy(dist_root, upstream.url)),
-                              ("platproxy", lambda: PlatproxyServer(pp_root, upstream.url))):  # fmt: skip
-                server = make().start()  # correctness pass: 32 cold clients, every body hashed
-                servers.append(server)
-                verify_many(f"http://{server.address}/v2/library/large/blobs/{big_digest}", 32, big_digest)
-                server.stop()
-                for clients in (1, 32):
-                    server = make().start()
-                    servers.append(server)
-                    before = upstream.requests_for(big_digest)
-                    took = curl_many(f"http://{server.address}/v2/library/large/blobs/{big_digest}", clients, big_size)
-                    record(f"{clients} cold client(s), same {args.blob_mib} MiB blob (s)", who, took)
-                    if clients == 32:
-                        record("32 cold clients: upstream fetches", who, upstream.requests_for(big_digest) - before)
-                    server.stop()
+        # cold blobs: 1 and 32 clients of one, 100 different ones ----------------------------------
+        from bench import cold
+
+        cold.section(upstream, work, record, args.reps, big_digest, big_size, args.blob_mib, servers)
         for who, attr in (("distribution", DistributionProxy), ("platproxy", PlatproxyServer), ("nginx", Nginx)):
             rss = [s.rss for s in servers if isinstance(s, attr)]
             record("peak RSS (MiB)", who, max(rss))
