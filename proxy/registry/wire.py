@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import mmap
 import queue
 import select
 import socket
@@ -39,12 +40,14 @@ PIECE = 1 * MiB
 MIN_PIECE = 64 * 1024
 RING = 4
 """Pieces per fill: the reader may run this many pieces ahead of the hash."""
-BUDGET = 32 * MiB
-"""Buffer memory shared by all fills at once: with many, each gets smaller pieces (down to
-``MIN_PIECE``), so memory stays flat however many fills run; one fill alone gets ``PIECE``."""
+BUDGET = 16 * MiB
+"""Buffer memory shared by all fills at once: a fill gets ``PIECE`` pieces while the budget
+lasts, smaller ones (down to ``MIN_PIECE``) when other fills hold it, so memory stays flat
+however many fills run.  Buffers are anonymous mappings, returned to the system when a fill
+ends (not kept by the allocator: peak memory is what fills hold at once)."""
 
-_running = 0
-_running_lock = threading.Lock()
+_in_use = 0
+_in_use_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -147,9 +150,9 @@ def open_request(method: str, url: str, headers: dict[str, str], dial: Dial) -> 
     return WireAnswer(conn, resp)
 
 
-def piece_size(fills: int) -> int:
-    """The piece size of each of ``fills`` fills running at once: their rings share ``BUDGET``."""
-    return max(MIN_PIECE, min(PIECE, BUDGET // (RING * max(fills, 1))))
+def piece_size(in_use: int) -> int:
+    """The piece size of a fill starting while other fills hold ``in_use`` bytes of buffers."""
+    return max(MIN_PIECE, min(PIECE, (BUDGET - in_use) // RING // MIN_PIECE * MIN_PIECE))
 
 
 def _connection(scheme: str, host: str, port: int, dial: Dial) -> http.client.HTTPConnection:
@@ -171,13 +174,13 @@ def pump(answer: WireAnswer, store: Callable[[memoryview], None], check: Callabl
     ``check`` was given is done when this returns.  Returns the total; raises ``OSError`` when
     the connection fails or ``stop`` is set, and what ``check`` raised.
     """
-    global _running
-    with _running_lock:
-        _running += 1
-        piece = piece_size(_running)
+    global _in_use
+    with _in_use_lock:
+        piece = piece_size(_in_use)
+        _in_use += piece * RING
     free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
-    for _ in range(RING):
-        free.put(memoryview(bytearray(piece)))
+    for _ in range(RING):  # unmapped when the last view of it goes, as this returns
+        free.put(memoryview(mmap.mmap(-1, piece)))
     checking: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
     failed: list[BaseException] = []
 
@@ -212,8 +215,8 @@ def pump(answer: WireAnswer, store: Callable[[memoryview], None], check: Callabl
         if checker is not None:
             checking.put(None)
             checker.join()
-        with _running_lock:
-            _running -= 1
+        with _in_use_lock:
+            _in_use -= piece * RING
     if failed:
         raise failed[0]
     return total

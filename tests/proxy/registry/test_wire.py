@@ -132,13 +132,16 @@ def test_a_failing_check_is_raised_without_hanging(fake: FakeUpstream) -> None:
 
 
 def test_the_pieces_of_many_fills_share_one_budget() -> None:
-    """One fill gets the largest pieces; many share ``BUDGET`` (flat memory), down to a floor."""
-    assert wire.piece_size(1) == wire.PIECE
+    """A fill alone gets the largest pieces; fills that start while others hold the budget get
+    smaller ones, down to a floor: what all hold stays near ``BUDGET`` however many run."""
     assert wire.piece_size(0) == wire.PIECE
-    sizes = [wire.piece_size(n) for n in (1, 2, 8, 16, 32, 64, 10_000)]
-    assert sizes == sorted(sizes, reverse=True)
-    assert all(wire.RING * n * wire.piece_size(n) <= wire.BUDGET for n in (8, 16, 32, 64, 128))
-    assert wire.piece_size(10_000) == wire.MIN_PIECE
+    held, sizes = 0, []
+    for _ in range(100):
+        sizes.append(wire.piece_size(held))
+        held += wire.RING * sizes[-1]
+    assert sizes == sorted(sizes, reverse=True) and sizes[-1] == wire.MIN_PIECE
+    assert sum(wire.RING * size for size in sizes[:32]) <= wire.BUDGET + 32 * wire.RING * wire.MIN_PIECE
+    assert wire.piece_size(10 * wire.BUDGET) == wire.MIN_PIECE
 
 
 def test_an_error_status_is_answered_without_reading_the_body(fake: FakeUpstream) -> None:
