@@ -134,6 +134,14 @@ class ManifestService:
         record = await self.tags.latest(up.name, route.repo, tag, host)  # another replica may have it
         if record is not None and self._fresh(record):
             return record, "hit"
+        async with self.tags.asking(up.name, route.repo, tag, host, self._fresh) as kept:  # one replica asks
+            if kept is not None:
+                return kept, "hit"
+            return await self._ask_upstream(route, tag, host, record)
+
+    async def _ask_upstream(self, route: Route, tag: str, host: str, record: TagRecord | None) -> tuple[TagRecord, str]:
+        """Revalidate ``record`` (HEAD) or fetch the tag, and keep what the upstream said."""
+        up = self.upstreams[route.upstream.name]
         now = self.clock()
         stale_on_404 = self.config.cache.serve_stale_on_not_found
         if record is not None:

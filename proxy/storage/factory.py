@@ -92,6 +92,6 @@ async def open_storage(config: Config, root: Path, metrics: Metrics | None = Non
             s3.bucket.on_call = lambda op, outcome: metrics.store_requests.labels(op, outcome).inc()
             s3.leases.on_lease = lambda outcome: metrics.leases.labels(outcome).inc()
         await s3.open()
-        return Storage(s3, TagRecords(index, SharedTags(s3.bucket)), None, metrics)
+        return Storage(s3, TagRecords(index, SharedTags(s3.bucket, s3.leases)), None, metrics)
     files = FileStore(root)
     return Storage(files, TagRecords(index), files, metrics)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from proxy.errors import StorageFailed
 from proxy.storage.sharedtags import SharedTags, newer
@@ -36,6 +38,27 @@ class TagRecords:
             self._put_local(found)
             record = found
         return record
+
+    @asynccontextmanager
+    async def asking(
+        self, upstream: str, repo: str, tag: str, host: str, usable: Callable[[TagRecord], bool]
+    ) -> AsyncIterator[TagRecord | None]:
+        """Around asking the upstream for a tag: yields ``None`` when this replica should ask
+        (alone, or holding the tag's shared lease until the block ends), or a ``usable`` record
+        another replica kept while this one waited (answer with that, ask nothing)."""
+        if self.shared is None:
+            yield None
+            return
+        lease, found = await self.shared.turn(upstream, repo, tag, host, usable)
+        if found is not None:
+            self._put_local(found)
+            yield found
+            return
+        try:
+            yield None
+        finally:
+            if lease is not None:
+                await lease.release(stored=True)
 
     async def keep(self, record: TagRecord) -> None:
         """A new or moved record: here (``StorageFailed`` if it cannot be written), then shared."""

@@ -7,18 +7,25 @@ record is missing or no longer fresh.  The bucket was chosen over another engine
 Redis) because the operator already runs it for the blobs, and a record is tiny, written once
 per tag per TTL, and read at most once per TTL per replica: no second stateful service for that.
 Last writer wins, which is right for records that only ever move forward in ``checked_at``.
+
+A cold (or stale) tag is asked of the upstream by one replica at a time (``turn``): the one that
+gets the tag's lease asks, the others wait for the record it keeps, so 30 clients of one new
+tag on 3 replicas cost one upstream request.  The warm path (a fresh record) never looks.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 
 import structlog
 
 from proxy.errors import StoreUnavailable
 from proxy.storage.s3.bucket import Bucket
+from proxy.storage.s3.lease import Lease, Leases, next_poll
 from proxy.storage.tagindex import TagRecord
 
 log = structlog.get_logger("platproxy.sharedtags")
@@ -56,8 +63,9 @@ def newer(local: TagRecord | None, shared: TagRecord | None) -> TagRecord | None
 
 
 class SharedTags:
-    def __init__(self, store: Bucket) -> None:
+    def __init__(self, store: Bucket, leases: Leases) -> None:
         self.store = store
+        self.leases = leases
 
     def _key(self, upstream: str, repo: str, tag: str, host: str) -> str:
         return record_key(self.store.config.prefix, upstream, repo, tag, host)
@@ -87,3 +95,30 @@ class SharedTags:
             await self.store.call("put_object", Key=key, Body=encode(record), ContentType="application/json")
         except StoreUnavailable as exc:
             log.warning("cannot share a tag record", key=key, error=str(exc))
+
+    async def turn(
+        self, upstream: str, repo: str, tag: str, host: str, usable: Callable[[TagRecord], bool]
+    ) -> tuple[Lease | None, TagRecord | None]:
+        """Wait for this replica's turn to ask the upstream for a tag.
+
+        ``(lease, None)``: ask now, holding the tag's lease (release it when the record is kept);
+        ``(None, record)``: another replica kept a ``usable`` record meanwhile, answer with it;
+        ``(None, None)``: the bucket cannot tell, ask anyway (a lease is best effort, like records).
+        """
+        key = self._key(upstream, repo, tag, host)
+        pause = 0.0
+        while True:
+            try:
+                lease = await self.leases.acquire_tag(key)
+            except StoreUnavailable as exc:
+                log.warning("cannot take a tag lease", key=key, error=str(exc))
+                return None, None
+            found = await self.get(upstream, repo, tag, host)  # the previous holder's, perhaps
+            if found is not None and usable(found):
+                if lease is not None:
+                    await lease.release(stored=True)
+                return None, found
+            if lease is not None:
+                return lease, None
+            pause = next_poll(pause, self.store.config.poll_interval)
+            await asyncio.sleep(pause)

@@ -1,6 +1,7 @@
-"""Fill leases in a shared bucket: which replica fetches a cold blob from the upstream.
+"""Leases in a shared bucket: which replica fetches a cold blob (or asks for a cold tag) upstream.
 
-A lease is a small object ``<prefix>leases/<digest>`` holding its owner and expiry.  It is
+A lease is a small object ``<prefix>leases/<digest>`` (a tag's: ``<prefix>leases/tags/...``,
+beside the path of its shared record) holding its owner and expiry.  It is
 created with ``PUT If-None-Match: *`` (exactly one replica wins), renewed and taken over with
 ``PUT If-Match: <etag>`` (a compare-and-swap: of several replicas that find the same expired
 lease, one wins), and released when the fill is over.  Expiry is what bounds a dead owner:
@@ -172,9 +173,16 @@ class Leases:
 
     async def acquire(self, digest: str) -> Lease | None:
         """The lease to fill ``digest`` from the upstream, or ``None`` while another replica holds it."""
-        config = self.bucket.config
-        key = f"{config.prefix}leases/{check_digest(digest)}"
-        body = lease_body(self.owner, time.time(), config.lease_ttl)
+        return await self._acquire(f"{self.bucket.config.prefix}leases/{check_digest(digest)}", digest)
+
+    async def acquire_tag(self, record_key: str) -> Lease | None:
+        """The lease to ask the upstream for a tag (``record_key``: its shared record's key), or
+        ``None`` while another replica is asking: one upstream request per cold tag, fleet-wide."""
+        prefix = self.bucket.config.prefix
+        return await self._acquire(f"{prefix}leases/{record_key.removeprefix(prefix)}", record_key)
+
+    async def _acquire(self, key: str, what: str) -> Lease | None:
+        body = lease_body(self.owner, time.time(), self.bucket.config.lease_ttl)
         try:
             made = await self.bucket.call("put_object", Key=key, Body=body, IfNoneMatch="*")
             self.count(LeaseOutcome.ACQUIRED)
@@ -196,7 +204,7 @@ class Leases:
         if etag is None:
             self.count(LeaseOutcome.HELD)  # another replica took it over first
             return None
-        log.warning("took over an expired fill lease", digest=digest, previous=current.decode(errors="replace"))
+        log.warning("took over an expired lease", of=what, previous=current.decode(errors="replace"))
         self.count(LeaseOutcome.TAKEN_OVER)
         return Lease(self, key, etag)
 
