@@ -49,7 +49,7 @@ def _free_range(size: int) -> int:
     raise RuntimeError("no free port range for the Ceph OSD")
 
 
-def _conf(base: Path, fsid: str, mon_port: int, rgw_port: int, ms_first: int) -> str:
+def _conf(base: Path, fsid: str, mon_port: int, rgw_port: int, rgw2_port: int, ms_first: int) -> str:
     return f"""[global]
 fsid = {fsid}
 mon host = v2:127.0.0.1:{mon_port}
@@ -99,24 +99,34 @@ osd data = {base}/osd/$cluster-$id
 osd objectstore = memstore
 memstore device bytes = 2147483648
 
+[client.rgw]
+rgw thread pool size = 64
+rgw gc obj min wait = 30
+rgw gc processor period = 30
+
 [client.rgw.gw]
 keyring = {base}/rgw/keyring
 rgw data = {base}/rgw
 rgw frontends = beast endpoint=127.0.0.1:{rgw_port}
-rgw thread pool size = 64
-rgw gc obj min wait = 30
-rgw gc processor period = 30
+
+[client.rgw.gw2]
+keyring = {base}/rgw2/keyring
+rgw data = {base}/rgw2
+rgw frontends = beast endpoint=127.0.0.1:{rgw2_port}
 """
 
 
 class Rgw:
-    """A running single-node Ceph cluster with radosgw; ``endpoint`` is its S3 address."""
+    """A running single-node Ceph cluster with two radosgw gateways (as real Ceph runs several
+    behind a load balancer): ``endpoint`` and ``endpoints[1]`` are their S3 addresses."""
 
     def __init__(self, base: Path) -> None:
         self.base = base
         self.mon_port = free_port()
         self.port = free_port()
+        self.port2 = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.endpoints = [self.endpoint, f"http://127.0.0.1:{self.port2}"]
         self.conf = base / "ceph.conf"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -144,10 +154,10 @@ class Rgw:
 
     def start(self) -> Rgw:
         b, c = self.base, str(self.conf)
-        for d in ("mon", "osd", "rgw", "log", "run", "crash"):
+        for d in ("mon", "osd", "rgw", "rgw2", "log", "run", "crash"):
             (b / d).mkdir(parents=True, exist_ok=True)
         fsid = str(uuid.uuid4())
-        self.conf.write_text(_conf(b, fsid, self.mon_port, self.port, _free_range(8)))
+        self.conf.write_text(_conf(b, fsid, self.mon_port, self.port, self.port2, _free_range(8)))
         self._run("ceph-authtool", "--create-keyring", f"{b}/keyring.mon", "--gen-key", "-n", "mon.",
                   "--cap", "mon", "allow *")  # fmt: skip
         self._run("ceph-authtool", "--create-keyring", f"{b}/keyring.admin", "--gen-key", "-n", "client.admin",
@@ -166,10 +176,11 @@ class Rgw:
                   "-i", f"{b}/osd/ceph-{osd_id}/keyring")  # fmt: skip
         self._daemon("osd", "ceph-osd", "-c", c, "-f", "-i", osd_id)
         self._until("the OSD", lambda: "1 up" in self._run("ceph", "-c", c, "osd", "stat"))
-        self._run("ceph", "-c", c, "auth", "get-or-create", "client.rgw.gw", "mon", "allow rw", "osd", "allow rwx",
-                  "-o", f"{b}/rgw/keyring")  # fmt: skip
-        self._daemon("rgw", "radosgw", "-c", c, "-f", "-n", "client.rgw.gw")
-        wait_http(self.port, "/", timeout=60, proc=self.procs["rgw"])
+        for gateway, data, port in (("gw", "rgw", self.port), ("gw2", "rgw2", self.port2)):
+            self._run("ceph", "-c", c, "auth", "get-or-create", f"client.rgw.{gateway}", "mon", "allow rw", "osd",
+                      "allow rwx", "-o", f"{b}/{data}/keyring")  # fmt: skip
+            self._daemon(data, "radosgw", "-c", c, "-f", "-n", f"client.rgw.{gateway}")
+            wait_http(port, "/", timeout=60, proc=self.procs[data])
         self._run("radosgw-admin", "-c", c, "user", "create", "--uid=platproxy", "--display-name=platproxy tests",
                   f"--access-key={ACCESS_KEY}", f"--secret-key={SECRET_KEY}")  # fmt: skip
         return self
@@ -178,8 +189,8 @@ class Rgw:
         return subprocess.run(args, capture_output=True, timeout=5).returncode == 0
 
     def stop(self) -> None:
-        """In order (rgw, OSD, mon): an OSD stopped after its mon waits 5 s for it."""
-        for name in ("rgw", "osd", "mon"):
+        """In order (gateways, OSD, mon): an OSD stopped after its mon waits 5 s for it."""
+        for name in ("rgw", "rgw2", "osd", "mon"):
             proc = self.procs.pop(name, None)
             if proc is None:
                 continue

@@ -51,16 +51,17 @@ def bucket(rgw: Rgw) -> str:
     return rgw.bucket(f"platproxy-test-{os.getpid()}-{next(_BUCKETS)}")
 
 
-def s3_args(tmp_path: Path, rgw: Rgw, name: str, extra: str = "") -> list[str]:
-    return config_args(tmp_path, s3_text(rgw, name, extra))
+def s3_args(tmp_path: Path, rgw: Rgw, name: str, extra: str = "", gateway: int = 0) -> list[str]:
+    return config_args(tmp_path, s3_text(rgw, name, extra, gateway))
 
 
-def s3_text(rgw: Rgw, name: str, extra: str = "") -> str:
+def s3_text(rgw: Rgw, name: str, extra: str = "", gateway: int = 0) -> str:
+    """A ``[store]`` on bucket ``name`` through the cluster's first gateway (or ``gateway``)."""
     return f"""
 [store]
 backend = "s3"
 [store.s3]
-endpoint = "{rgw.endpoint}"
+endpoint = "{rgw.endpoints[gateway]}"
 bucket = "{name}"
 access_key = "{ACCESS_KEY}"
 secret_key = "{SECRET_KEY}"
@@ -116,16 +117,21 @@ def check_pulled(out: Path, case: Case, spec: str) -> None:
         assert sha256(data) == d["digest"] and len(data) == d["size"]
 
 
+@pytest.mark.parametrize("gateways", [1, 2], ids=["one-gateway", "two-gateways"])
 def test_three_replicas_thirty_clients_each_blob_fetched_once(
-    seeded: Seeded, platproxy: Start, rgw: Rgw, tmp_path: Path
+    seeded: Seeded, platproxy: Start, rgw: Rgw, tmp_path: Path, gateways: int
 ) -> None:
+    """With two gateways, the replicas are split across them (as behind a load balancer): the
+    conditional writes that elect one fetcher are the cluster's, not one gateway's."""
     registry = seeded.registry
     # A 12 MiB base layer: with 5 MiB parts it is stored as a three-part multipart upload.
     case = fresh_case([{"architecture": "amd64", "os": "linux"}, {"architecture": "arm64", "os": "linux"}], 12)
     push_case(registry, "library/scaleout:1", case)
     name = bucket(rgw)
-    args = s3_args(tmp_path, rgw, name, 'part_size = "5MiB"')
-    replicas = [platproxy(registry.url, "linux/amd64", args) for _ in range(3)]
+    replicas = [platproxy(registry.url, "linux/amd64", s3_args(tmp_path, rgw, name, 'part_size = "5MiB"', i % gateways))
+                for i in range(3)]  # fmt: skip
+    if gateways == 2:  # each replica says which gateway it uses
+        assert f"store s3 {rgw.endpoints[1]}" in replicas[1].log() and rgw.endpoints[1] not in replicas[0].log()
     chosen = case.images["linux/amd64"]
     blobs = [chosen.config, *chosen.layers]
     before = {b.digest: registry.requests_for(f"/blobs/{b.digest}") for b in blobs}
