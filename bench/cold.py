@@ -36,6 +36,16 @@ def drop_caches() -> bool:
     return True
 
 
+def start_cold(direct: str, size: int) -> bool:
+    """Drop the page cache, then read the blob once straight from the upstream (``direct``), so
+    the upstream serves it from memory and nothing of the proxy's is cached; ``drop_caches``'s answer."""
+    from bench.run import curl_many
+
+    dropped = drop_caches()
+    curl_many(direct, 1, size)
+    return dropped
+
+
 def many_blobs(upstream: Registry, name: str) -> list[str]:
     """``MANY`` different random blobs of ``MANY_MIB`` MiB pushed to ``name``; their digests."""
     digests = []
@@ -70,8 +80,7 @@ def section(
 
     def cold() -> None:
         nonlocal dropped
-        dropped = drop_caches() and dropped
-        curl_many(direct, 1, size)  # the upstream's copy back in memory; nothing of the proxy's
+        dropped = start_cold(direct, size) and dropped
 
     one, many = f"1 cold client, same {mib} MiB blob (MB/s)", f"32 cold clients, same {mib} MiB blob (s)"
     for _ in range(reps):

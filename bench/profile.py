@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.cold import drop_caches  # noqa: E402
+from bench.cold import start_cold  # noqa: E402
 from bench.run import PlatproxyServer, curl_many, large_case  # noqa: E402
 from tests.registry import Registry, push_case  # noqa: E402
 
@@ -48,8 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         for run in range(args.runs):
             server = PlatproxyServer(work / "pp", upstream.url).start()
             assert server.proc is not None
-            drop_caches()
-            curl_many(f"http://{upstream.address}/v2/library/large/blobs/{digest}", 1, size)
+            start_cold(f"http://{upstream.address}/v2/library/large/blobs/{digest}", size)
             raw = work / f"samples-{run}.txt"
             sampler = subprocess.Popen([spy, "record", "--pid", str(server.proc.pid), "--rate", "250", "--threads",
                                         "--format", "raw", "-o", str(raw), "--nonblocking", "--duration", "3"],

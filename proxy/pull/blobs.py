@@ -90,7 +90,7 @@ class BlobService:
                     async for chunk in resp.content.iter_chunked(CHUNK):
                         fill.writer.write(chunk)
                         up.fetched(len(chunk))
-                        await fill.advance(len(chunk))
+                        fill.advance(len(chunk))
             if fill.size is not None and fill.written != fill.size:
                 raise UpstreamError(up.name, 502, f"short body: {fill.written} of {fill.size} bytes")
 

@@ -52,7 +52,7 @@ class Fills:
         try:
             await source(fill)
             fill.writer.verify()
-            await fill.verified()  # clients may have their last byte now; durability is ours
+            fill.verified()  # clients may have their last byte now; durability is ours
             if fill.already_stored:
                 fill.writer.abort()
             else:
@@ -70,7 +70,7 @@ class Fills:
                     await done()
                 except Exception as exc:  # a cleanup failing must not hide the fill's outcome
                     log.warning("fill cleanup failed", digest=fill.digest, error=str(exc))
-            await fill.finish(error)
+            fill.finish(error)
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -242,7 +242,10 @@ class Upstream:
             return await self.session.request(method, url, headers=headers, allow_redirects=False,
                                               proxy=self.proxy_for(url))  # fmt: skip
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise UpstreamError(self.name, None, f"unreachable: {type(exc).__name__}: {exc}") from None
+            raise self._unreachable(exc) from None
+
+    def _unreachable(self, exc: Exception) -> UpstreamError:
+        return UpstreamError(self.name, None, f"unreachable: {type(exc).__name__}: {exc}")
 
     async def _send_by_worker(self, method: str, url: str, headers: dict[str, str]) -> wire.WireAnswer:
         """One request from a fill worker thread: its status and headers, the body left unread."""
@@ -257,7 +260,7 @@ class Upstream:
             opened.add_done_callback(_release_when_opened)
             raise
         except (OSError, http.client.HTTPException) as exc:
-            raise UpstreamError(self.name, None, f"unreachable: {type(exc).__name__}: {exc}") from None
+            raise self._unreachable(exc) from None
 
     @property
     def workers(self) -> ThreadPoolExecutor:
@@ -419,8 +422,8 @@ class Upstream:
         check: Callable[[memoryview], None],
         progress: Callable[[int], None],
     ) -> int:
-        """GET a blob, with its body copied to ``sink`` by a worker thread; the bytes never pass
-        through the event loop (``wire`` says why).
+        """GET a blob, its body copied by a worker thread to ``store`` and ``check``; the bytes
+        never pass through the event loop (``wire`` says why).
 
         Auth, redirects and errors are decided here on the loop, exactly as for ``request``; then
         ``on_headers`` gets the Content-Length (loop), ``store`` each piece of the body and

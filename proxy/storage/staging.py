@@ -164,14 +164,14 @@ class Fill:
 
         return report
 
-    async def advance(self, nbytes: int) -> None:
+    def advance(self, nbytes: int) -> None:
         self.reached(self.written + nbytes)
 
-    async def verified(self) -> None:
+    def verified(self) -> None:
         self.ok = True
         self._wake()
 
-    async def finish(self, error: BaseException | None) -> None:
+    def finish(self, error: BaseException | None) -> None:
         self.error = error
         self.finished = True
         self.headers_ready.set()

@@ -234,7 +234,7 @@ class S3Store:
                 fill.headers_ready.set()
                 async for chunk in self.read_range(fill.digest, 0, size):
                     fill.writer.write(chunk)
-                    await fill.advance(len(chunk))
+                    fill.advance(len(chunk))
                 return
             lease = await self.leases.acquire(fill.digest)
             if lease is not None:
