@@ -10,6 +10,7 @@ them in RAM).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import shutil
 import signal
@@ -20,7 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.registry import RESERVED, free_port, wait_http
+from tests.registry import RESERVED, config_args, free_port, wait_http
 
 ACCESS_KEY = "PLATPROXYTESTACCESS01"
 SECRET_KEY = "platproxytestsecretkey000000000000000001"
@@ -251,3 +252,44 @@ class Rgw:
                   MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})  # fmt: skip
         self.call("delete_object", Bucket=name, Key="warmup")
         return name
+
+
+_BUCKETS = itertools.count()
+
+
+def bucket(rgw: Rgw) -> str:
+    """A new, empty bucket on the cluster (one per test)."""
+    return rgw.bucket(f"platproxy-test-{os.getpid()}-{next(_BUCKETS)}")
+
+
+def s3_args(tmp_path: Path, rgw: Rgw, name: str, extra: str = "", gateway: int = 0) -> list[str]:
+    return config_args(tmp_path, s3_text(rgw, name, extra, gateway))
+
+
+def s3_text(rgw: Rgw, name: str, extra: str = "", gateway: int = 0) -> str:
+    """A ``[store]`` on bucket ``name`` through the cluster's first gateway (or ``gateway``)."""
+    return f"""
+[store]
+backend = "s3"
+[store.s3]
+endpoint = "{rgw.endpoints[gateway]}"
+bucket = "{name}"
+access_key = "{ACCESS_KEY}"
+secret_key = "{SECRET_KEY}"
+poll_interval = "0.1s"
+{extra}
+"""
+
+
+def blob_key(digest: str) -> str:
+    return f"platproxy/blobs/sha256/{digest.split(':')[1]}"
+
+
+def landed(server: Rgw, name: str, keys: set[str], timeout: float = 10.0) -> dict[str, int]:
+    """The bucket's listing once ``keys`` are all in it: a client gets its last byte as soon as
+    the digest matched, and the upload completes after that."""
+    deadline = time.monotonic() + timeout
+    while not keys <= set(listing := server.keys(name)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert keys <= set(listing), sorted(keys - set(listing))
+    return listing

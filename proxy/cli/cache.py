@@ -1,8 +1,10 @@
-"""``platproxy cache ls | gc | rm IMAGE``: inspect and trim the cache directory directly.
+"""``platproxy cache ls | gc | rm IMAGE``: inspect and trim the cache directly.
 
 They work on the directory (``--cache-dir``, or the config's) and are safe beside a running
 server: SQLite serializes the writes, and a file removed while it is being sent stays readable
 for that send.  Temporary files younger than a day are left alone (a running fill owns them).
+With a bucket-backed config (``[store] backend = "s3"``) they work on the bucket every replica
+shares instead (``proxy.cli.bucketcache``).
 """
 
 from __future__ import annotations
@@ -14,15 +16,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from proxy.cli import bucketcache
 from proxy.cli.common import fail, subcommand
-from proxy.config import ConfigError, load_config, parse_size
+from proxy.config import Config, ConfigError, load_config, parse_size
 from proxy.errors import PlatproxyError
 from proxy.oci.descriptors import references
-from proxy.oci.names import ImageRef
 from proxy.sizes import human
-from proxy.storage.budget import Evictor, needed_by
+from proxy.storage.budget import Evictor, choose_victims, needed_by
 from proxy.storage.files import FileStore
-from proxy.storage.tagindex import TagIndex, TagRecord
+from proxy.storage.tagindex import ContentEntry, TagIndex, TagRecord
 
 DESCRIPTION = "Inspect and trim the cache directory directly (safe beside a running server)."
 
@@ -35,11 +37,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ls = subcommand(sub, "ls", "cached tags: what each resolved to, its rank label and size")
     ls.set_defaults(action=run_ls)
     gc = subcommand(sub, "gc", "drop stale temporary files, reconcile, evict down to the budget")
-    gc.add_argument("--max-size", help="budget to evict down to (default: cache.max_size)")
+    gc.add_argument("--max-size", help="budget to evict down to (default: cache.max_size, or store.s3.max_size)")
+    gc.add_argument("--max-age", help="bucket: also remove content not pulled for this long "
+                    "(default: store.s3.max_age)")  # fmt: skip
+    gc.add_argument("--abort-uploads-after", help="bucket: abort unfinished uploads older than this "
+                    "(default: store.s3.abort_uploads_after, 1d)")  # fmt: skip
     gc.set_defaults(action=run_gc)
     rm = subcommand(sub, "rm", "forget IMAGE (all its tags, or the one named) and content nothing else uses")
     rm.add_argument("image", help="e.g. alpine, alpine:3.20, ghcr.io/o/r:tag")
     rm.set_defaults(action=run_rm)
+    for command in (gc, rm):
+        command.add_argument("--dry-run", action="store_true", help="print what would go and how much; change nothing")
     for command in (ls, gc, rm):  # the options go before or after the subcommand, as in serve
         _where(command, argparse.SUPPRESS)
         command.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
@@ -52,14 +60,23 @@ def _where(parser: argparse.ArgumentParser, default: str | None) -> None:
     parser.add_argument("--cache-dir", default=default, help="the cache directory (overrides the config)")
 
 
-def _open(args: argparse.Namespace) -> tuple[Path, FileStore, TagIndex, int]:
+def _config(args: argparse.Namespace) -> Config:
     overrides = {"cache.dir": args.cache_dir} if args.cache_dir else {}
-    config = load_config(args.config, overrides)
-    if config.store.backend != "filesystem":
-        raise ConfigError(
-            f"this configuration keeps content in the bucket {config.store.s3.bucket!r}, which replicas share: "
-            "size it with the bucket's lifecycle rules, not per replica"
-        )
+    return load_config(args.config, overrides)
+
+
+def _on_bucket(args: argparse.Namespace) -> Config | None:
+    """The config when it keeps content in a bucket (the commands then work on the bucket)."""
+    config = _config(args)
+    if config.store.backend == "s3" and args.cache_dir:
+        raise ConfigError("--cache-dir names a cache directory, but this configuration keeps content in the "
+                          f"bucket {config.store.s3.bucket!r}: the command works on the bucket "
+                          "(drop --cache-dir)")  # fmt: skip
+    return config if config.store.backend == "s3" else None
+
+
+def _open(args: argparse.Namespace) -> tuple[Path, FileStore, TagIndex, int]:
+    config = _config(args)
     root = config.cache.path()
     if not (root / "index.db").exists():
         raise ConfigError(f"no platproxy cache at {root}")
@@ -68,6 +85,8 @@ def _open(args: argparse.Namespace) -> tuple[Path, FileStore, TagIndex, int]:
 
 def run_ls(args: argparse.Namespace) -> int:
     try:
+        if (shared := _on_bucket(args)) is not None:
+            return bucketcache.run_ls(args, shared, _print_table)
         root, store, tags, _ = _open(args)
     except ConfigError as exc:
         return _fail("ls", str(exc))
@@ -106,20 +125,28 @@ def _image_size(store: FileStore, record: TagRecord) -> tuple[int, bool]:
 
 def run_gc(args: argparse.Namespace) -> int:
     try:
+        if (shared := _on_bucket(args)) is not None:
+            return bucketcache.run_gc(args, shared, _print_table)
         root, store, tags, budget = _open(args)
     except ConfigError as exc:
         return _fail("gc", str(exc))
+    for flag in ("max_age", "abort_uploads_after"):
+        if getattr(args, flag):
+            return _fail("gc", f"--{flag.replace('_', '-')} applies to a bucket ([store] backend = \"s3\"); "
+                         "a cache directory is kept within --max-size / cache.max_size")  # fmt: skip
     if args.max_size:
         try:
             budget = parse_size(args.max_size)
         except ValueError as exc:
             return _fail("gc", f"--max-size {args.max_size}: {exc}")
-    removed_tmp = 0
-    for leftover in store.tmp.iterdir():
-        if time.time() - leftover.stat().st_mtime > TMP_GRACE:
-            leftover.unlink(missing_ok=True)
-            removed_tmp += 1
+    stale = [f for f in store.tmp.iterdir() if time.time() - f.stat().st_mtime > TMP_GRACE]
+    removed_tmp = len(stale)
     evictor = Evictor(store, tags, budget, busy=set, unreachable=set)
+    if args.dry_run:
+        victims = choose_victims(tags.content_entries(), budget, set()) if budget else []
+        return _gc_dry_run(args, root, budget, victims, removed_tmp)
+    for leftover in stale:
+        leftover.unlink(missing_ok=True)
     victims = evictor.run() if budget else []
     freed = sum(v.size for v in victims)
     result = {"cache": str(root), "budget_bytes": budget, "temporary_files_removed": removed_tmp,
@@ -137,21 +164,42 @@ def run_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gc_dry_run(args: argparse.Namespace, root: Path, budget: int, victims: list[ContentEntry], tmp: int) -> int:
+    freed = sum(v.size for v in victims)
+    if args.json:
+        print(json.dumps({"cache": str(root), "dry_run": True, "budget_bytes": budget, "would_evict": len(victims),
+                          "would_free_bytes": freed, "temporary_files": tmp,
+                          "digests": [v.digest for v in victims]}, indent=2))  # fmt: skip
+        return 0
+    print(f"cache {root}: budget {human(budget) if budget else 'none (no eviction)'} (dry run: nothing changed)")
+    _print_table([("WOULD EVICT", "WOULD FREE", "TEMPORARY FILES"), (str(len(victims)), human(freed), str(tmp))])
+    for v in victims:
+        print(f"would evict {v.digest} {human(v.size)}")
+    return 0
+
+
 def run_rm(args: argparse.Namespace) -> int:
     try:
+        wanted = bucketcache.image_matcher(args.image)
+        if (shared := _on_bucket(args)) is not None:
+            return bucketcache.run_rm(args, shared, wanted, _print_table)
         root, store, tags, _ = _open(args)
-        ref = ImageRef.parse(args.image)
     except ConfigError as exc:
         return _fail("rm", str(exc))
     except PlatproxyError as exc:
         return _fail("rm", f"bad image reference {args.image!r}: {exc.message}")
-    tag_given = ":" in args.image.rpartition("/")[2]
-    doomed = [r for r in tags.all_tags() if _matches(r, ref, tag_given)]
+    doomed = [r for r in tags.all_tags() if wanted(r)]
     if not doomed:
         return _fail("rm", f"nothing cached for {args.image} in {root}")
     keep = needed_by(store, tags, [r for r in tags.all_tags() if r not in doomed])
     gone = needed_by(store, tags, doomed) - keep
     freed = sum(store.size(d) or 0 for d in gone)
+    if args.dry_run:
+        print(json.dumps({"cache": str(root), "dry_run": True, "tags_removed": sorted({_name(r) for r in doomed}),
+                          "files_removed": len(gone), "freed_bytes": freed}, indent=2) if args.json else
+              f"cache {root} (dry run: nothing changed): would remove {len(doomed)} tag record(s) and "
+              f"{len(gone)} file(s), {human(freed)}")  # fmt: skip
+        return 0
     tags.delete_tags(doomed)
     for digest in gone:
         store.remove(digest)
@@ -178,15 +226,6 @@ def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-
-
-def _matches(record: TagRecord, ref: ImageRef, tag_given: bool) -> bool:
-    """``registry/repo`` as parsed, or ``<upstream name>/<repo>`` (the path-prefix form)."""
-    names = {(ref.registry, ref.name)}
-    first, _, rest = ref.name.partition("/")
-    if rest:
-        names.add((first, rest))
-    return (record.upstream, record.repo) in names and (not tag_given or record.tag == ref.reference)
 
 
 def _fail(command: str, message: str) -> int:

@@ -28,11 +28,11 @@ from proxy.config.models import (
 )
 from proxy.config.store import S3Config, StoreConfig
 from proxy.config.upstream import UpstreamConfig
-from proxy.config.values import ConfigError, check_platform, is_loopback, parse_size
+from proxy.config.values import ConfigError, check_platform, is_loopback, parse_duration, parse_size
 
 __all__ = [
     "ENV_PREFIX", "INDEX_TOOLS", "SECRET_KEYS", "AuthConfig", "CacheConfig", "Capability", "ClientRule",
     "CompatConfig", "Config", "ConfigError", "LimitsConfig", "MetricsConfig", "PlatformConfig", "PolicyRule",
     "ResolveConfig", "S3Config", "StoreConfig", "TlsConfig", "UpstreamConfig", "check_platform", "is_loopback",
-    "load_config", "masked", "parse_size", "upstream_from_url",
+    "load_config", "masked", "parse_duration", "parse_size", "upstream_from_url",
 ]  # fmt: skip

@@ -12,7 +12,7 @@ from pydantic import (
     model_validator,
 )
 
-from proxy.config.values import Interval, Section, Size, is_loopback
+from proxy.config.values import Duration, Interval, Section, Size, is_loopback
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _PREFIX = re.compile(r"[A-Za-z0-9._/-]*")
@@ -45,6 +45,17 @@ class S3Config(Section):
     """How often a replica waiting on another's fill looks for the finished blob (backing off to 8x)."""
     part_size: Size = 16 * 2**20
     """Multipart upload part size (S3's minimum is 5 MiB); smaller blobs go in one PUT."""
+    max_size: Size = 0
+    """The bucket's budget: a collection removes the least recently pulled images beyond it (0: none)."""
+    max_age: Duration = 0.0
+    """A collection removes content not pulled for this long (``30d``; 0: no age limit)."""
+    gc_interval: Duration = 0.0
+    """Every replica offers to collect the bucket this often and one (the gc lease's holder)
+    does; 0: only ``platproxy cache gc`` collects (from cron or a CronJob)."""
+    abort_uploads_after: Interval = 86400.0
+    """A collection aborts multipart uploads started longer ago than this whose fill holds no lease."""
+    pull_times_every: Interval = 60.0
+    """Each replica reports what it served this often, in one object (a collection's "last pulled")."""
 
     @field_validator("endpoint")
     @classmethod

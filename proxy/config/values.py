@@ -37,7 +37,7 @@ class ConfigError(ValueError):
     """A configuration mistake; the message names the key and what was expected."""
 
 
-def _duration(value: Any) -> float:
+def parse_duration(value: Any) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
         if value < 0:
             raise ValueError(f"{value} is negative: a duration is 0 or more (30s, 5m, 1h or seconds)")
@@ -65,11 +65,11 @@ def _positive(value: _N) -> _N:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(_duration)]
+Duration = Annotated[float, BeforeValidator(parse_duration)]
 """0 or more: 0 is meaningful where the key says so (``tag_ttl = 0``: always revalidate)."""
 Size = Annotated[int, BeforeValidator(parse_size)]
 """0 or more: 0 is meaningful where the key says so (``max_size = 0``: no budget)."""
-Interval = Annotated[float, BeforeValidator(_duration), AfterValidator(_positive)]
+Interval = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
 """A timeout or period: 0 would mean never waiting (or spinning), so it is refused."""
 Limit = Annotated[int, BeforeValidator(parse_size), AfterValidator(_positive)]
 

@@ -3,7 +3,8 @@ records that go with it, and the disk budget where one applies.
 
 Nothing outside ``proxy.storage`` names a backend: the services get a ``Store`` and
 ``TagRecords``, and ``Storage.apply_budget`` starts least-recently-used eviction only where the
-content is this replica's own (a shared bucket is sized by the operator's lifecycle rules).
+content is this replica's own (a shared bucket is kept within its budget by a collection,
+``proxy.storage.s3.collect``).
 aiobotocore is imported only when an S3 store is opened.
 """
 
@@ -69,7 +70,7 @@ class Storage:
         """Evict least-recently-used content beyond ``budget`` bytes, never what ``busy`` names
         (being filled or served) nor what tags of ``unreachable`` upstreams need."""
         if self._files is None:
-            return  # a bucket's size is the operator's (lifecycle rules), not a replica's
+            return  # a bucket is collected as a whole ([store.s3] max_size), not per replica
         evictor = Evictor(self._files, self.tags.index, budget, busy=busy, unreachable=unreachable,
                           metrics=self._metrics)  # fmt: skip
         self._files.on_added, self._files.on_used = evictor.added, evictor.used

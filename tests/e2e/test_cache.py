@@ -135,6 +135,16 @@ def test_cache_ls_gc_rm(seeded: Seeded, platproxy: Start, tmp_path: Path) -> Non
     assert "RANK LABEL" in text and "native" in text and "linux/arm64/v8" in text and "from sha256:" in text
     assert "[" not in text and "{" not in text
     before = set(stored(proxy))
+    dry = cache_cli("rm", *where, f"127.0.0.1:{seeded.registry.port}/library/multi:1", "--dry-run")
+    assert (
+        dry.returncode == 0
+        and "dry run: nothing changed" in dry.stdout
+        and "would remove 1 tag record(s)" in dry.stdout
+    )
+    planned = json.loads(cache_cli("gc", *where, "--max-size", "1", "--dry-run", "--json").stdout)
+    assert planned["dry_run"] and planned["would_evict"] == len(before) and planned["would_free_bytes"] > 0
+    assert set(stored(proxy)) == before  # dry runs change nothing
+    assert "applies to a bucket" in cache_cli("gc", *where, "--max-age", "1d").stderr
     done = cache_cli("rm", *where, f"127.0.0.1:{seeded.registry.port}/library/multi:1")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"cache {proxy.cache_dir}:") and "removed " in done.stdout and "{" not in done.stdout

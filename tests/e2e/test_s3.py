@@ -10,14 +10,14 @@ registry does not produce on demand).
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import os
 import signal
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,58 +30,11 @@ from tests.fakeupstream import FakeUpstream
 from tests.indexes import Case
 from tests.ocibuild import Image, gzip_layer, image, index
 from tests.registry import Platproxy, config_args, push_case, request
-from tests.rgw import ACCESS_KEY, SECRET_KEY, Rgw
+from tests.rgw import Rgw, blob_key, bucket, landed, s3_args, s3_text
 from tests.tokenserver import USERS, TokenUpstream, passthrough_config
 
 pytestmark = pytest.mark.e2e
 Start = Callable[..., Platproxy]
-_BUCKETS = itertools.count()
-
-
-@pytest.fixture(scope="session")
-def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rgw]:
-    server = Rgw(tmp_path_factory.mktemp("ceph")).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def bucket(rgw: Rgw) -> str:
-    return rgw.bucket(f"platproxy-test-{os.getpid()}-{next(_BUCKETS)}")
-
-
-def s3_args(tmp_path: Path, rgw: Rgw, name: str, extra: str = "", gateway: int = 0) -> list[str]:
-    return config_args(tmp_path, s3_text(rgw, name, extra, gateway))
-
-
-def s3_text(rgw: Rgw, name: str, extra: str = "", gateway: int = 0) -> str:
-    """A ``[store]`` on bucket ``name`` through the cluster's first gateway (or ``gateway``)."""
-    return f"""
-[store]
-backend = "s3"
-[store.s3]
-endpoint = "{rgw.endpoints[gateway]}"
-bucket = "{name}"
-access_key = "{ACCESS_KEY}"
-secret_key = "{SECRET_KEY}"
-poll_interval = "0.1s"
-{extra}
-"""
-
-
-def blob_key(digest: str) -> str:
-    return f"platproxy/blobs/sha256/{digest.split(':')[1]}"
-
-
-def landed(server: Rgw, name: str, keys: set[str], timeout: float = 10.0) -> dict[str, int]:
-    """The bucket's listing once ``keys`` are all in it: a client gets its last byte as soon as
-    the digest matched, and the upload completes after that."""
-    deadline = time.monotonic() + timeout
-    while not keys <= set(listing := server.keys(name)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert keys <= set(listing), sorted(keys - set(listing))
-    return listing
 
 
 def pull_and_land(proxy: Platproxy, ref: str, dest: Path, server: Rgw, name: str, image: Image) -> None:
@@ -470,7 +423,7 @@ def test_with_the_store_gone_known_tags_still_answer_and_blobs_fail_promptly(
 def test_a_missing_bucket_is_a_clear_503_until_it_is_created(
     platproxy: Start, seeded: Seeded, rgw: Rgw, tmp_path: Path
 ) -> None:
-    name = f"not-yet-{os.getpid()}-{next(_BUCKETS)}"
+    name = f"not-yet-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     proxy = platproxy(seeded.registry.url, "linux/amd64", s3_args(tmp_path, rgw, name))
     status, _, body = request(proxy.port, "GET", "/readyz")
     assert status == 503 and json.loads(body)["store"]["reachable"] is False

@@ -181,6 +181,11 @@ class Leases:
         prefix = self.bucket.config.prefix
         return await self._acquire(f"{prefix}leases/{record_key.removeprefix(prefix)}", record_key)
 
+    async def acquire_collection(self) -> Lease | None:
+        """The lease to collect the bucket (``proxy.storage.s3.collect``), or ``None`` while
+        another replica or a ``cache gc`` run collects: one collection at a time."""
+        return await self._acquire(f"{self.bucket.config.prefix}leases/gc", "the bucket's collection")
+
     async def _acquire(self, key: str, what: str) -> Lease | None:
         body = lease_body(self.owner, time.time(), self.bucket.config.lease_ttl)
         try:

@@ -11,7 +11,7 @@ under a digest's key is ever partial: a multipart upload is invisible until comp
 it is only started after the digest matched.  This was chosen over "upload to a staging key,
 then server-side copy": the copy moves every byte a second time inside the store, and a
 crashed replica's staging objects would need a sweeper; an unfinished multipart upload costs
-nothing visible and a bucket lifecycle rule (AbortIncompleteMultipartUpload) reclaims it.
+nothing visible and a collection (``proxy.storage.s3.collect``) aborts it after a day.
 
 Small content read back (manifests, configs) is hashed again and kept in a bounded in-memory
 map: content-addressed bytes that matched their digest can be served from memory safely,
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections import OrderedDict
 from collections.abc import AsyncGenerator
 from pathlib import Path
@@ -36,7 +37,9 @@ from proxy.oci.names import check_digest
 from proxy.sizes import CHUNK, MAX_CONFIG_SIZE, MiB
 from proxy.storage.base import FetchFromUpstream, LocalFile, Redirect, clear_staging
 from proxy.storage.s3.bucket import Bucket
+from proxy.storage.s3.collect import Collector
 from proxy.storage.s3.lease import Lease, Leases, next_poll
+from proxy.storage.s3.pulls import PullTimes
 from proxy.storage.s3.upload import UPLOADS_AT_ONCE, Upload
 from proxy.storage.staging import BlobWriter, Fill
 
@@ -62,6 +65,8 @@ class S3Store:
         self._sizes: OrderedDict[str, int] = OrderedDict()
         self._uploads = asyncio.Semaphore(UPLOADS_AT_ONCE)
         self._following: dict[BlobWriter, tuple[Upload, asyncio.Task[None]]] = {}
+        self.pulls = PullTimes(self.bucket, self.leases.owner)
+        self._collecting: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         await self.bucket.open()
@@ -69,9 +74,40 @@ class S3Store:
             await self.leases.detect()
         except Exception as exc:  # the bucket is not usable yet: releases take the swap, always safe
             log.info("store capabilities not detected; leases are released by swap", error=str(exc))
+        self.pulls.start()
+        if self.config.gc_interval:
+            self._collecting = asyncio.create_task(self._collect_every(self.config.gc_interval))
 
     async def close(self) -> None:
+        if self._collecting is not None:
+            self._collecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._collecting
+        await self.pulls.stop()
         await self.bucket.close()
+
+    async def _collect_every(self, period: float) -> None:
+        """Offer to collect the bucket every ``period`` (give or take 10%, so replicas started
+        together do not all ask at once); the one that gets the gc lease collects."""
+        while True:
+            await asyncio.sleep(period * random.uniform(0.9, 1.1))
+            try:
+                await self.collect_once()
+            except Exception as exc:  # the next period tries again; serving is unaffected
+                log.warning("bucket collection failed", error=str(exc) or type(exc).__name__)
+
+    async def collect_once(self) -> bool:
+        """One collection by this replica if no one else is collecting; True when it collected."""
+        lease = await self.leases.acquire_collection()
+        if lease is None:
+            return False
+        try:
+            await self.pulls.report()  # this replica's own recent pulls count in this collection
+            c = self.config
+            await Collector(self.bucket, self.leases).collect(c.max_size, c.max_age, c.abort_uploads_after)
+        finally:
+            await lease.release(stored=True)
+        return True
 
     async def ping(self) -> str:
         return await self.bucket.ping()
@@ -104,6 +140,8 @@ class S3Store:
 
     async def get(self, digest: str) -> bytes | None:
         found = await self._get_small(digest)
+        if found is not None:
+            self.pulls.note(digest)
         return found[0] if found else None
 
     async def media_type(self, digest: str) -> str | None:
@@ -157,6 +195,7 @@ class S3Store:
                 await followed[1]  # it stops at the verdict; a failed part fails the commit
             await upload.finish(writer.written)
             self._know_size(writer.digest, writer.written)
+            self.pulls.note(writer.digest)
         finally:
             await upload.abort()
             writer.abort()
@@ -187,7 +226,7 @@ class S3Store:
                 await fill.wait_beyond(upload.sent + upload.part - 1)
 
     def touch(self, digest: str) -> None:
-        pass  # no per-replica budget: the bucket's size is the operator's (lifecycle rules)
+        self.pulls.note(digest)  # reported in batches: a collection keeps what was pulled last
 
     async def locate(self, digest: str) -> LocalFile | Redirect | None:
         """A presigned URL with ``redirect = true``; else ``None``: streamed from the bucket."""
@@ -201,7 +240,7 @@ class S3Store:
     async def read_range(self, digest: str, start: int, end: int) -> AsyncGenerator[bytes, None]:
         """Bytes ``start`` .. ``end`` (exclusive) of a stored blob, streamed from the bucket.
 
-        ``FileNotFoundError`` when the object is gone (a lifecycle rule removed it meanwhile).
+        ``FileNotFoundError`` when the object is gone (a collection removed it meanwhile).
         """
         if end <= start:
             return
@@ -232,6 +271,7 @@ class S3Store:
                 fill.size = size
                 fill.already_stored = True
                 fill.headers_ready.set()
+                self.pulls.note(fill.digest)
                 async for chunk in self.read_range(fill.digest, 0, size):
                     fill.writer.write(chunk)
                     fill.advance(len(chunk))
