@@ -92,6 +92,14 @@ def test_mirror_tier_config_passes_config_check_with_its_environment(tmp_path: P
     (certificate,) = [d for d in documents("mirror-tier.yaml") if d["kind"] == "Certificate"]
     assert certificate["spec"]["secretName"] == secret
     assert pod["readinessProbe"]["httpGet"] == {"port": 5001, "path": "/readyz"}
+    assert config.store.s3.max_size == 500 * 2**30 and config.store.s3.max_age == 30 * 86400
+    # The nightly collection runs `cache gc` on the same config, with the same credentials.
+    (cron,) = [d for d in documents("mirror-tier.yaml") if d["kind"] == "CronJob"]
+    job = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (gc,) = job["containers"]
+    assert gc["args"] == ["cache", "gc", "--config", "/etc/platproxy/config.toml"]
+    assert {e["name"] for e in gc["env"]} == set(env) and cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert [v["configMap"]["name"] for v in job["volumes"]] == [pod["_volumes"][1]["configMap"]["name"]]
 
 
 def test_the_mirror_tiers_child_example_passes_config_check(tmp_path: Path) -> None:
