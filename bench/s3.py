@@ -2,13 +2,20 @@
 replicas in proxy mode with its S3 driver on the same server (a real Ceph RGW, tests/rgw.py).
 
 Measures a cached blob served from the bucket (1 and 8 streams) and, with 3 replicas of each,
-30 cold clients (10 per replica) asking for the same blob: wall time and upstream fetches.
+30 cold clients (10 per replica) asking for the same blob: wall time and upstream fetches, and
+for platproxy how long the clients of the replicas that waited on the lease holder took to their
+last byte against the holder's own clients (medians).  Last, the bucket collection's throughput:
+``platproxy cache gc`` removing a bucket of small objects (objects/s, listing included).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
+import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -88,8 +95,15 @@ def section(upstream: Registry, work: Path, record: Record, reps: int, digest: s
                 servers += replicas
                 url = "http://{}/v2/library/large/blobs/" + digest
                 before = upstream.requests_for(digest)
-                took = _thirty_cold_clients([url.format(r.address) for r in replicas], size, digest)
+                took, each = _thirty_cold_clients([url.format(r.address) for r in replicas], size, digest)
                 record(f"3 replicas on S3, 30 cold clients, same {mib} MiB blob (s)", who, took)
+                if who == "platproxy":
+                    holders = [i for i, r in enumerate(replicas) if _leases_acquired(r.port)]
+                    if len(holders) == 1:
+                        mine = [t for i, t in each if i == holders[0]]
+                        others = [t for i, t in each if i != holders[0]]
+                        record("3 replicas on S3: waiting replicas' time to last byte / the holder's (x)", who,
+                               statistics.median(others) / statistics.median(mine))  # fmt: skip
                 fetches = upstream.requests_for(digest) - before
                 record("3 replicas on S3, 30 cold clients: upstream fetches", who, fetches)
                 time.sleep(0.5)  # let a last upload land before the cached measurements
@@ -101,27 +115,81 @@ def section(upstream: Registry, work: Path, record: Record, reps: int, digest: s
                     r.stop()
         for who, kind in (("distribution", DistributionS3), ("platproxy", PlatproxyS3)):
             record("peak RSS with the S3 store (MiB)", who, max(s.rss for s in servers if isinstance(s, kind)))
+        for rep in range(reps):
+            record(f"cache gc on S3, {GC_OBJECTS} objects removed (objects/s)", "platproxy",
+                   _gc_throughput(rgw, work, f"bench-gc-{rep}"))  # fmt: skip
     finally:
         for server in servers:
             server.stop()
         rgw.stop()
 
 
-def _thirty_cold_clients(urls: list[str], size: int, digest: str) -> float:
-    """30 curl-like clients spread over the replicas at once; every body is hashed."""
+def _thirty_cold_clients(urls: list[str], size: int, digest: str) -> tuple[float, list[tuple[int, float]]]:
+    """30 curl-like clients spread over the replicas at once; every body is hashed.  The wall
+    time, and each client's (replica, time to its last byte)."""
     import urllib.request
 
-    def fetch(i: int) -> str:
+    started = time.monotonic()
+
+    def fetch(i: int) -> tuple[str, float]:
         with urllib.request.urlopen(urls[i % len(urls)], timeout=300) as resp:
             h = hashlib.sha256()
             while chunk := resp.read(1 << 20):
                 h.update(chunk)
-        return "sha256:" + h.hexdigest()
+        return "sha256:" + h.hexdigest(), time.monotonic() - started
 
-    started = time.monotonic()
     with ThreadPoolExecutor(30) as pool:
         got = list(pool.map(fetch, range(30)))
     took = time.monotonic() - started
-    if got != [digest] * 30:
-        raise AssertionError(f"{sum(g != digest for g in got)} of 30 clients got wrong bytes")
-    return took
+    if [g for g, _ in got] != [digest] * 30:
+        raise AssertionError(f"{sum(g != digest for g, _ in got)} of 30 clients got wrong bytes")
+    return took, [(i % len(urls), t) for i, (_, t) in enumerate(got)]
+
+
+def _leases_acquired(port: int) -> float:
+    """How many fill leases a platproxy replica won (its /metrics)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    found = re.search(r'^platproxy_lease_total\{outcome="(?:acquired|taken_over)"\} (\S+)$', text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+GC_OBJECTS = 5000
+
+
+def _gc_throughput(rgw: Rgw, work: Path, name: str) -> float:
+    """Objects per second ``platproxy cache gc`` removes from a bucket of ``GC_OBJECTS`` small
+    blobs (as many content objects, 1 KiB each, least recently pulled first), listing included."""
+    import asyncio
+
+    from aiobotocore.session import get_session
+
+    rgw.bucket(name)
+
+    async def seed() -> None:
+        gate = asyncio.Semaphore(32)
+        async with get_session().create_client("s3", **rgw.client_kwargs()) as s3:
+
+            async def put(i: int) -> None:
+                data = i.to_bytes(8, "big") * 128
+                async with gate:
+                    await s3.put_object(Bucket=name, Key=f"platproxy/blobs/sha256/{hashlib.sha256(data).hexdigest()}",
+                                        Body=data)  # fmt: skip
+
+            await asyncio.gather(*(put(i) for i in range(GC_OBJECTS)))
+
+    asyncio.run(seed())
+    config = work / f"{name}.toml"
+    config.write_text(
+        f'[store]\nbackend = "s3"\n[store.s3]\nendpoint = "{rgw.endpoint}"\nbucket = "{name}"\n'
+        f'access_key = "{ACCESS_KEY}"\nsecret_key = "{SECRET_KEY}"\nmax_size = 1\n'
+    )
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "proxy.cli", "cache", "gc", "--config", str(config), "--json"],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    took = time.monotonic() - started
+    if done.returncode != 0 or json.loads(done.stdout)["objects_removed"] != GC_OBJECTS:
+        raise AssertionError(f"cache gc did not remove the {GC_OBJECTS} objects: {done.stdout} {done.stderr}")
+    return GC_OBJECTS / took
