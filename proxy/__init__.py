@@ -2,6 +2,8 @@
 
 - ``errors``, ``sizes``, ``logs``, ``metrics``: the base every layer may use (domain errors,
   shared size limits, log output, the Prometheus registry); they import nothing of platproxy.
+- ``wire``: blocking HTTP for worker threads that copy a blob's bytes off the event loop (an
+  upstream's for ``registry``, another replica's for ``storage``); imports ``sizes`` only.
 - ``oci``: the OCI domain (names, media types, digests, descriptors, the resolver); pure.
 - ``config``: the configuration models.
 - ``registry`` (the upstream client) and ``storage`` (the store interface, its backends, tag

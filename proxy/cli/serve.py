@@ -31,8 +31,9 @@ def store_line(config: Config) -> str:
     if config.store.backend != "s3":
         return f"cache {config.cache.path()}"
     s3 = config.store.s3
+    peers = f", peers on {s3.peer_listen} as {s3.advertised_peer()}" if s3.peer_listen else ""
     return (f"store s3 {s3.endpoint or 'AWS'} bucket {s3.bucket} prefix {s3.prefix or '(none)'}, "
-            f"local cache {config.cache.path()}")  # fmt: skip
+            f"local cache {config.cache.path()}{peers}")  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -22,7 +22,7 @@ from proxy.config.values import ConfigError
 from proxy.oci.names import DOCKER_HUB, DOCKER_HUB_ALIASES
 
 ENV_PREFIX = "PLATPROXY_"
-SECRET_KEYS = frozenset({"password", "secret_key"})
+SECRET_KEYS = frozenset({"password", "secret_key", "peer_secret"})
 
 
 def load_config(

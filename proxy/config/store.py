@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -12,10 +13,18 @@ from pydantic import (
     model_validator,
 )
 
-from proxy.config.values import Duration, Interval, Section, Size, is_loopback
+from proxy.config.values import Duration, Interval, Section, Size, host_port, is_loopback
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _PREFIX = re.compile(r"[A-Za-z0-9._/-]*")
+
+
+def machine_address() -> str:
+    """This machine's address as the other replicas would reach it (its hostname's, as a pod's)."""
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
 
 
 class S3Config(Section):
@@ -39,8 +48,21 @@ class S3Config(Section):
     redirect: bool = False
     """Answer cached blob GETs with a 307 to a presigned URL (clients must reach the store)."""
     presign_ttl: Interval = 300.0
-    lease_ttl: Interval = 30.0
-    """A fill's lease lasts this long unless renewed; a replica that died blocks others at most this long."""
+    lease_ttl: Interval = 10.0
+    """A fill's lease lasts this long unless renewed (every third of it); a replica that died
+    holds the others back at most this long before one takes the fill over.  Shorter: a faster
+    takeover, but a holder stalled longer than this (a store answering slowly) loses its lease
+    and the blob is fetched twice; nothing is ever served wrong either way."""
+    peer_listen: str = ""
+    """``HOST:PORT`` of this replica's internal listener: replicas waiting on its fills stream
+    the bytes from it as they arrive (authenticated with ``peer_secret``; never the client
+    port).  Empty: waiting replicas poll the bucket for the finished blob."""
+    peer_url: str = ""
+    """How the other replicas reach this one's ``peer_listen`` (``http://10.1.2.3:5002``); empty:
+    ``http://<listen host>:<port>``, with a wildcard host replaced by this machine's address."""
+    peer_secret: str = Field(default="", repr=False)
+    """Shared by the replicas (at least 16 characters); it signs each peer request and never
+    crosses the network itself."""
     poll_interval: Interval = 0.25
     """How often a replica waiting on another's fill looks for the finished blob (backing off to 8x)."""
     part_size: Size = 16 * 2**20
@@ -94,6 +116,39 @@ class S3Config(Section):
                              f"PLATPROXY_STORE__S3__{missing.upper()}), or neither to use botocore's chain "
                              "(AWS_ACCESS_KEY_ID with AWS_SECRET_ACCESS_KEY, profiles, instance roles)")  # fmt: skip
         return self
+
+    @field_validator("peer_listen")
+    @classmethod
+    def _peer_listen(cls, value: str) -> str:
+        return host_port(value) if value else value
+
+    @field_validator("peer_url")
+    @classmethod
+    def _peer_url(cls, value: str) -> str:
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme != "http" or not parts.hostname or not parts.port or parts.path not in ("", "/"):
+                raise ValueError("expected http://HOST:PORT, the address other replicas reach peer_listen at")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _peer_secret(self) -> S3Config:
+        if self.peer_listen and len(self.peer_secret) < 16:
+            raise ValueError("store.s3.peer_listen needs store.s3.peer_secret, at least 16 characters shared by "
+                             "every replica (or PLATPROXY_STORE__S3__PEER_SECRET)")  # fmt: skip
+        return self
+
+    def advertised_peer(self) -> str:
+        """The URL this replica's peer listener is announced at in its leases (empty: none)."""
+        if not self.peer_listen:
+            return ""
+        if self.peer_url:
+            return self.peer_url
+        host, _, port = self.peer_listen.rpartition(":")
+        host = host.strip("[]")
+        if host in ("0.0.0.0", "::", ""):
+            host = machine_address()
+        return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
     @field_validator("part_size")
     @classmethod

@@ -20,8 +20,9 @@ from proxy.http import health
 from proxy.http.auth import Htpasswd, auth_middleware
 from proxy.http.guard import guard
 from proxy.http.handlers import dispatch, errors_middleware
-from proxy.http.keys import CONFIG, METRICS, SERVICES, Services
+from proxy.http.keys import CONFIG, FILLS, METRICS, SERVICES, Services
 from proxy.http.passthrough import TOKEN_PATH, token_relay
+from proxy.http.peer import build_peer_app
 from proxy.http.tls import CertificateWatcher, server_context
 from proxy.metrics import Metrics
 from proxy.pull.access import Access
@@ -32,7 +33,6 @@ from proxy.pull.targets import Targets
 from proxy.registry.client import Upstream
 from proxy.storage.factory import Storage, open_storage
 
-FILLS: web.AppKey[Fills] = web.AppKey("fills", Fills)
 STORAGE: web.AppKey[Storage] = web.AppKey("storage", Storage)
 HTPASSWD: web.AppKey[Htpasswd] = web.AppKey("htpasswd", Htpasswd)
 
@@ -154,6 +154,13 @@ async def serve(config: Config, host: HostProfile, on_ready: Callable[[], None] 
         runners.append(ops)
         host_part, _, port = config.metrics.listen.rpartition(":")
         sites.append((config.metrics.listen, web.TCPSite(ops, host_part.strip("[]"), int(port))))
+    s3 = config.store.s3
+    if config.store.backend == "s3" and s3.peer_listen:  # the tier's internal port: never the client's
+        peers = web.AppRunner(build_peer_app(app, s3.peer_secret), access_log=None)
+        await peers.setup()
+        runners.append(peers)
+        host_part, _, port = s3.peer_listen.rpartition(":")
+        sites.append((s3.peer_listen, web.TCPSite(peers, host_part.strip("[]"), int(port))))
     stop = asyncio.Event()
     received: list[str] = []
     loop = asyncio.get_running_loop()

@@ -275,7 +275,7 @@ async def blob(request: web.Request, services: Services, r: Route, digest: str) 
     try:
         request["bytes"] = 0
         with services.blobs.pinned(digest):
-            await _stream_fill(request, response, services, fill, start, end)
+            await stream_fill(request, response, fill, start, end)
     except FillFailed as exc:
         log.warning("cutting client: blob fill failed", digest=digest, error=str(exc))
         request["cache"] = f"{request['cache']}, cut"
@@ -289,10 +289,11 @@ async def blob(request: web.Request, services: Services, r: Route, digest: str) 
     return response
 
 
-async def _stream_fill(
-    request: web.Request, response: web.StreamResponse, services: Services, fill: Fill, start: int, end: int | None
+async def stream_fill(
+    request: web.Request, response: web.StreamResponse, fill: Fill, start: int, end: int | None
 ) -> None:
-    """Zero-copy (sendfile) from the growing temporary file; a plain copy where that is impossible."""
+    """Zero-copy (sendfile) from the growing temporary file; a plain copy where that is impossible.
+    Raises ``FillFailed`` (cut the connection) and ``ConnectionResetError`` (the client left)."""
     transport = request.transport
     if end is not None and transport is not None and isinstance(transport, asyncio.Transport):
         # (without a known end the answer is chunked, which aiohttp must frame: no sendfile)

@@ -10,6 +10,7 @@ from proxy.config import Config
 from proxy.metrics import Metrics
 from proxy.pull.access import Access
 from proxy.pull.blobs import BlobService
+from proxy.pull.fills import Fills
 from proxy.pull.manifests import ManifestService
 from proxy.pull.targets import Targets
 
@@ -26,3 +27,4 @@ class Services:
 SERVICES: web.AppKey[Any] = web.AppKey("services", object)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
+FILLS: web.AppKey[Fills] = web.AppKey("fills", Fills)

@@ -8,7 +8,7 @@ short or with the wrong digest is seen by the client as a cut connection, never 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import structlog
@@ -23,6 +23,22 @@ from proxy.storage.base import Store
 from proxy.storage.staging import Fill
 
 log = structlog.get_logger("platproxy.blobs")
+
+
+def skipping(sink: Callable[[memoryview], None], count: int) -> Callable[[memoryview], None]:
+    """``sink`` for every byte after the first ``count``: a fill that another replica had
+    already streamed ``count`` bytes into carries on from there when it fetches the rest."""
+    left = count
+
+    def take(piece: memoryview) -> None:
+        nonlocal left
+        if left >= len(piece):
+            left -= len(piece)
+            return
+        sink(piece[left:] if left else piece)
+        left = 0
+
+    return take if count else sink
 
 
 class BlobService:
@@ -74,6 +90,7 @@ class BlobService:
         up = self.upstreams[route.upstream.name]
 
         async def copy(fill: Fill) -> None:
+            have = fill.written  # what another replica streamed to this fill before it stopped
             if up.fills_off_loop:  # a worker thread reads, hashes and writes: the loop only follows
                 progress = fill.progress_from_thread()
 
@@ -82,15 +99,20 @@ class BlobService:
                     fill.headers_ready.set()
 
                 writer = fill.writer
-                fill.reached(await up.pump_blob(route.repo, digest, headers, writer.store, writer.check, progress))
+                store, check = skipping(writer.store, have), skipping(writer.check, have)
+                copied = await up.pump_blob(route.repo, digest, headers, store, check,
+                                            lambda total: progress(max(total, have)))  # fmt: skip
+                fill.reached(max(copied, have))
             else:  # through an https forward proxy: copied on the loop
                 async with up.open_blob(route.repo, digest) as resp:
                     fill.size = resp.content_length
                     fill.headers_ready.set()
+                    write, seen = skipping(fill.writer.write, have), 0
                     async for chunk in resp.content.iter_chunked(CHUNK):
-                        fill.writer.write(chunk)
+                        write(memoryview(chunk))
                         up.fetched(len(chunk))
-                        fill.advance(len(chunk))
+                        seen += len(chunk)
+                        fill.reached(max(seen, have))
             if fill.size is not None and fill.written != fill.size:
                 raise UpstreamError(up.name, 502, f"short body: {fill.written} of {fill.size} bytes")
 

@@ -34,10 +34,10 @@ from urllib.parse import quote, urlencode, urljoin, urlsplit
 import aiohttp
 from multidict import MultiMapping
 
+from proxy import wire
 from proxy.config import LimitsConfig, UpstreamConfig, is_loopback
 from proxy.errors import UpstreamError
 from proxy.oci.mediatypes import UPSTREAM_ACCEPT
-from proxy.registry import wire
 from proxy.registry.credentials import CLIENT_CREDENTIAL, Challenge, ClientCredential, TokenCache, token_lifetime
 from proxy.sizes import MAX_REFERRERS_SIZE
 

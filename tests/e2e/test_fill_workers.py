@@ -1,4 +1,4 @@
-"""Cold fills run by worker threads (``proxy.registry.wire``): what a client of a fill can rely on.
+"""Cold fills run by worker threads (``proxy.wire``): what a client of a fill can rely on.
 
 The upstream is the fake (tests/fakeupstream.py) for what Distribution will not do on purpose: pace
 a body slowly enough to leave in the middle of it, send chunked bodies, and count the blob

@@ -59,10 +59,15 @@ class LeaseOutcome(StrEnum):
 class LeaseBody:
     owner: str
     expires: float
+    peer: str = ""
+    """The holder's peer listener (``http://host:port``): waiting replicas stream from it."""
 
 
-def lease_body(owner: str, now: float, ttl: float) -> bytes:
-    return json.dumps({"owner": owner, "expires": now + ttl}).encode()
+def lease_body(owner: str, now: float, ttl: float, peer: str = "") -> bytes:
+    doc: dict[str, str | float] = {"owner": owner, "expires": now + ttl}
+    if peer:
+        doc["peer"] = peer
+    return json.dumps(doc).encode()
 
 
 def parse_lease(data: bytes) -> LeaseBody | None:
@@ -76,7 +81,8 @@ def parse_lease(data: bytes) -> LeaseBody | None:
     owner, expires = doc.get("owner"), doc.get("expires")
     if not isinstance(owner, str) or not isinstance(expires, int | float) or isinstance(expires, bool):
         return None
-    return LeaseBody(owner, float(expires))
+    peer = doc.get("peer")
+    return LeaseBody(owner, float(expires), peer if isinstance(peer, str) and peer.startswith("http://") else "")
 
 
 def still_held(lease: LeaseBody | None, now: float) -> bool:
@@ -102,7 +108,8 @@ class Lease:
         ttl = self.leases.bucket.config.lease_ttl
         while True:
             await asyncio.sleep(ttl / 3)
-            etag = await self.leases.swap(self.key, lease_body(self.leases.owner, time.time(), ttl), self.etag)
+            body = lease_body(self.leases.owner, time.time(), ttl, self.leases.peer)
+            etag = await self.leases.swap(self.key, body, self.etag)
             if etag is None:
                 self.leases.count(LeaseOutcome.LOST)
                 log.warning("lease lost to another replica", key=self.key)
@@ -120,8 +127,10 @@ class Lease:
 class Leases:
     """This replica's side of the fill leases in one bucket."""
 
-    def __init__(self, bucket: Bucket) -> None:
+    def __init__(self, bucket: Bucket, peer: str = "") -> None:
         self.bucket = bucket
+        self.peer = peer
+        """This replica's peer listener, written into its leases (empty: none)."""
         self.owner = f"{os.uname().nodename}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
         self.on_lease: Callable[[str], None] | None = None
         """Called with each ``LeaseOutcome`` (the metrics listen)."""
@@ -173,7 +182,11 @@ class Leases:
 
     async def acquire(self, digest: str) -> Lease | None:
         """The lease to fill ``digest`` from the upstream, or ``None`` while another replica holds it."""
-        return await self._acquire(f"{self.bucket.config.prefix}leases/{check_digest(digest)}", digest)
+        return (await self.acquire_or_holder(digest))[0]
+
+    async def acquire_or_holder(self, digest: str) -> tuple[Lease | None, LeaseBody | None]:
+        """``acquire``, and when another replica holds the lease, what its lease says (its peer)."""
+        return await self._acquire_or_holder(f"{self.bucket.config.prefix}leases/{check_digest(digest)}", digest)
 
     async def acquire_tag(self, record_key: str) -> Lease | None:
         """The lease to ask the upstream for a tag (``record_key``: its shared record's key), or
@@ -187,11 +200,14 @@ class Leases:
         return await self._acquire(f"{self.bucket.config.prefix}leases/gc", "the bucket's collection")
 
     async def _acquire(self, key: str, what: str) -> Lease | None:
-        body = lease_body(self.owner, time.time(), self.bucket.config.lease_ttl)
+        return (await self._acquire_or_holder(key, what))[0]
+
+    async def _acquire_or_holder(self, key: str, what: str) -> tuple[Lease | None, LeaseBody | None]:
+        body = lease_body(self.owner, time.time(), self.bucket.config.lease_ttl, self.peer)
         try:
             made = await self.bucket.call("put_object", Key=key, Body=body, IfNoneMatch="*")
             self.count(LeaseOutcome.ACQUIRED)
-            return Lease(self, key, str(made["ETag"]))
+            return Lease(self, key, str(made["ETag"])), None
         except StoreUnavailable:
             raise
         except Exception as exc:
@@ -199,19 +215,20 @@ class Leases:
                 raise
         resp = await self.bucket.call_if_exists("get_object", Key=key)
         if resp is None:  # released in between: the blob is probably there now; look again
-            return None
+            return None, None
         async with resp["Body"] as stream:
             current = await stream.read()
-        if still_held(parse_lease(current), time.time()):
+        holder = parse_lease(current)
+        if still_held(holder, time.time()):
             self.count(LeaseOutcome.HELD)
-            return None
+            return None, holder
         etag = await self.swap(key, body, str(resp["ETag"]))
         if etag is None:
             self.count(LeaseOutcome.HELD)  # another replica took it over first
-            return None
+            return None, None
         log.warning("took over an expired lease", of=what, previous=current.decode(errors="replace"))
         self.count(LeaseOutcome.TAKEN_OVER)
-        return Lease(self, key, etag)
+        return Lease(self, key, etag), None
 
     async def swap(self, key: str, body: bytes, etag: str) -> str | None:
         """Compare-and-swap on the object's ETag; the new ETag, or ``None`` when it changed."""

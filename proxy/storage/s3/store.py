@@ -39,6 +39,7 @@ from proxy.storage.base import FetchFromUpstream, LocalFile, Redirect, clear_sta
 from proxy.storage.s3.bucket import Bucket
 from proxy.storage.s3.collect import Collector
 from proxy.storage.s3.lease import Lease, Leases, next_poll
+from proxy.storage.s3.peers import Peers
 from proxy.storage.s3.pulls import PullTimes
 from proxy.storage.s3.upload import UPLOADS_AT_ONCE, Upload
 from proxy.storage.staging import BlobWriter, Fill
@@ -59,7 +60,8 @@ class S3Store:
         self.tmp = tmp
         clear_staging(tmp)
         self.bucket = Bucket(config, limits)
-        self.leases = Leases(self.bucket)
+        self.leases = Leases(self.bucket, config.advertised_peer())
+        self.peers = Peers(self.leases.peer, config.peer_secret, limits) if config.peer_listen else None
         self._memo: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
         self._memo_bytes = 0
         self._sizes: OrderedDict[str, int] = OrderedDict()
@@ -84,6 +86,8 @@ class S3Store:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._collecting
         await self.pulls.stop()
+        if self.peers is not None:
+            await self.peers.close()
         await self.bucket.close()
 
     async def _collect_every(self, period: float) -> None:
@@ -260,9 +264,12 @@ class S3Store:
     async def fill(self, fill: Fill, fetch: FetchFromUpstream) -> None:
         """One upstream fetch per blob across replicas: the lease holder fetches, the others wait.
 
-        A replica that finds the blob in the bucket (already, or after waiting on another's lease)
-        copies it from there into its own staging file, verified like any fill, and streams that to
-        its clients.  A lease left by a dead replica expires and is taken over.
+        A waiting replica streams the bytes from the holder as they arrive when the holder has a
+        peer listener (``proxy.storage.s3.peers``); otherwise, or when the holder stops, it waits
+        for the blob in the bucket.  Either way the bytes go into its own staging file, verified
+        like any fill, and its clients are served from there.  A lease left by a dead replica
+        expires and is taken over; what a fill already has (from a holder that died mid-stream)
+        stays, and the new fetch skips that many bytes of the upstream's body.
         """
         pause = 0.0
         while True:
@@ -272,11 +279,15 @@ class S3Store:
                 fill.already_stored = True
                 fill.headers_ready.set()
                 self.pulls.note(fill.digest)
-                async for chunk in self.read_range(fill.digest, 0, size):
+                async for chunk in self.read_range(fill.digest, fill.written, size):
                     fill.writer.write(chunk)
                     fill.advance(len(chunk))
                 return
-            lease = await self.leases.acquire(fill.digest)
+            lease, holder = await self.leases.acquire_or_holder(fill.digest)
+            peer = holder.peer if holder is not None else ""
+            if self.peers is not None and peer not in ("", self.peers.url) and await self.peers.stream(peer, fill):
+                fill.already_stored = True  # the holder stores it; this replica only serves it
+                return
             if lease is not None:
 
                 async def release(lease: Lease = lease) -> None:

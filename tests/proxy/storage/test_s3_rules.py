@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from proxy.config import ConfigError, load_config, masked
+from proxy.pull.blobs import skipping
 from proxy.storage.s3.lease import LeaseBody, lease_body, next_poll, parse_lease, still_held
+from proxy.storage.s3.peers import SIGNATURE_WINDOW, sign, signed_by
 from proxy.storage.sharedtags import decode, encode, newer, record_key
 from proxy.storage.tagindex import TagRecord
 
@@ -86,6 +88,11 @@ def write(tmp_path: Path, text: str) -> Path:
         ('[store.s3]\nbucket = "b12"\npart_size = "1MiB"\n', "at least 5MiB"),
         ('[store.s3]\nbucket = "b12"\nprefix = "no space"\n', "store.s3.prefix: 'no space' is not a key prefix"),
         ('[store.s3]\nbucket = "b12"\nlease_ttl = "soon"\n', "store.s3.lease_ttl"),
+        ('[store.s3]\nbucket = "b12"\npeer_listen = "0.0.0.0:5002"\n', "needs store.s3.peer_secret, at least 16"),
+        ('[store.s3]\nbucket = "b12"\npeer_listen = "5002"\n', "store.s3.peer_listen: expected HOST:PORT"),
+        ('[store.s3]\nbucket = "b12"\npeer_url = "https://x:1"\n', "expected http://HOST:PORT"),
+        ('[store.s3]\nbucket = "b12"\nmax_size = "lots"\n', "store.s3.max_size"),
+        ('[store.s3]\nbucket = "b12"\nmax_age = "-1d"\n', "store.s3.max_age"),
     ],
 )
 def test_store_config_mistakes_are_named(tmp_path: Path, text: str, message: str) -> None:
@@ -95,10 +102,47 @@ def test_store_config_mistakes_are_named(tmp_path: Path, text: str, message: str
     assert "\n" not in str(info.value).strip()
 
 
-def test_the_store_secret_is_masked(tmp_path: Path) -> None:
-    text = '[store]\nbackend = "s3"\n[store.s3]\nbucket = "mirror"\naccess_key = "AK"\nsecret_key = "hunter2"\n'
+def test_the_store_secrets_are_masked(tmp_path: Path) -> None:
+    text = ('[store]\nbackend = "s3"\n[store.s3]\nbucket = "mirror"\naccess_key = "AK"\nsecret_key = "hunter2"\n'
+            'peer_listen = "0.0.0.0:5002"\npeer_secret = "correct-horse-battery"\n')  # fmt: skip
     shown = json.dumps(masked(load_config(write(tmp_path, text), env={})))
     assert "hunter2" not in shown and '"secret_key": "***"' in shown
+    assert "correct-horse" not in shown and '"peer_secret": "***"' in shown
+
+
+def test_a_lease_names_its_holders_peer_listener(tmp_path: Path) -> None:
+    body = parse_lease(lease_body("replica-a", now=100.0, ttl=10.0, peer="http://10.0.0.5:5002"))
+    assert body == LeaseBody("replica-a", 110.0, "http://10.0.0.5:5002")
+    assert parse_lease(json.dumps({"owner": "a", "expires": 1, "peer": "file:///etc"}).encode()) == LeaseBody("a", 1)
+    wildcard = load_config(write(tmp_path, '[store.s3]\nbucket = "b12"\npeer_listen = "0.0.0.0:5002"\n'
+                                 'peer_secret = "0123456789abcdef"\n'), env={}).store.s3  # fmt: skip
+    assert wildcard.advertised_peer().startswith("http://") and wildcard.advertised_peer().endswith(":5002")
+    assert "0.0.0.0" not in wildcard.advertised_peer()  # a wildcard is no address to reach
+    named = wildcard.model_copy(update={"peer_url": "http://pod-1.tier:5002"})
+    assert named.advertised_peer() == "http://pod-1.tier:5002"
+    assert wildcard.model_copy(update={"peer_listen": ""}).advertised_peer() == ""
+
+
+def test_peer_requests_are_signed_for_one_blob_offset_and_minute() -> None:
+    digest = "sha256:" + "a" * 64
+    header = sign("s" * 16, digest, 1024, 1000.0)
+    assert signed_by("s" * 16, header, digest, 1024, 1030.0)
+    assert not signed_by("t" * 16, header, digest, 1024, 1030.0)  # another secret
+    assert not signed_by("s" * 16, header, "sha256:" + "b" * 64, 1024, 1030.0)  # another blob
+    assert not signed_by("s" * 16, header, digest, 0, 1030.0)  # another offset
+    assert not signed_by("s" * 16, header, digest, 1024, 1000.0 + SIGNATURE_WINDOW + 1)  # too old
+    assert not signed_by("s" * 16, "", digest, 1024, 1000.0) and not signed_by("s" * 16, "x:y", digest, 1024, 1000.0)
+    assert "s" * 16 not in header
+
+
+def test_a_fill_carries_on_after_what_another_replica_gave_it() -> None:
+    got: list[bytes] = []
+    take = skipping(lambda piece: got.append(bytes(piece)), 5)
+    for piece in (b"abc", b"defg", b"hij"):
+        take(memoryview(piece))
+    assert b"".join(got) == b"fghij"
+    every: list[bytes] = []
+    assert skipping(every.append, 0) == every.append
 
 
 def test_a_parent_upstream_is_configured_per_upstream(tmp_path: Path) -> None:

@@ -12,8 +12,11 @@ pattern: read what the socket has, hand it over in large pieces, and never sit o
 already has while the socket is idle (a slow upstream's clients still see every byte as it
 comes).
 
-Decisions (auth, redirects, retries, which errors mean what) stay in ``client``, on the loop:
-the worker is asked for one request at a time and reports the status and headers it got.
+Decisions (auth, redirects, retries, which errors mean what) stay with the caller, on the loop
+(``proxy.registry.client`` for upstreams, ``proxy.storage.s3.peers`` for another replica of the
+tier): the worker is asked for one request at a time and reports the status and headers it got.
+
+May import: proxy.sizes.
 """
 
 from __future__ import annotations

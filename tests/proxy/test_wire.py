@@ -1,4 +1,4 @@
-"""The fill worker's HTTP (``proxy.registry.wire``): bodies copied whole, in order and hashed, fast
+"""The fill worker's HTTP (``proxy.wire``): bodies copied whole, in order and hashed, fast
 or slow, with or without Content-Length, and stopped cleanly.
 
 The upstream is the fake (tests/fakeupstream.py), a real HTTP server on a loopback port: it is
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from proxy.registry import wire
+from proxy import wire
 from tests.fakeupstream import FakeUpstream
 
 DIAL = wire.Dial(ssl.create_default_context(), connect_timeout=5.0, read_timeout=10.0)
