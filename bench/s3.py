@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.run import REGISTRY_BIN, Server, curl_many, verify_many
-from tests.registry import Registry
+from tests.registry import Registry, free_port
 from tests.rgw import ACCESS_KEY, REGION, SECRET_KEY, Rgw
 
 Record = Callable[[str, str, float], None]
@@ -70,6 +70,7 @@ class PlatproxyS3(Server):
         config.write_text(
             f'[store]\nbackend = "s3"\n[store.s3]\nendpoint = "{self.rgw.endpoint}"\nbucket = "{self.bucket}"\n'
             f'access_key = "{ACCESS_KEY}"\nsecret_key = "{SECRET_KEY}"\npoll_interval = "50ms"\n'
+            f'peer_listen = "127.0.0.1:{free_port()}"\npeer_secret = "bench-peer-secret-0123"\n'
         )
         self.launch([sys.executable, "-m", "proxy.cli", "serve", "--listen", self.address, "--upstream", self.upstream,
                      "--cache-dir", str(self.root / f"cache-{self.port}"), "--config", str(config),
@@ -79,7 +80,8 @@ class PlatproxyS3(Server):
 
 def section(upstream: Registry, work: Path, record: Record, reps: int, digest: str, size: int, mib: int) -> None:
     """Runs ``reps`` times; each repetition uses fresh buckets so every cold run is cold."""
-    rgw = Rgw(work / "ceph").start()
+    # every repetition keeps its buckets (two copies of the blob, and their uploads' parts)
+    rgw = Rgw(work / "ceph", memory=max(2 * 2**30, reps * 6 * size)).start()
     servers: list[Server] = []
     try:
         for rep in range(reps):

@@ -50,7 +50,8 @@ def _free_range(size: int) -> int:
     raise RuntimeError("no free port range for the Ceph OSD")
 
 
-def _conf(base: Path, fsid: str, mon_port: int, rgw_port: int, rgw2_port: int, ms_first: int) -> str:
+def _conf(base: Path, fsid: str, mon_port: int, rgw_port: int, rgw2_port: int, ms_first: int,
+          memory: int) -> str:  # fmt: skip
     return f"""[global]
 fsid = {fsid}
 mon host = v2:127.0.0.1:{mon_port}
@@ -98,7 +99,7 @@ mgr initial modules = iostat
 keyring = $osd_data/keyring
 osd data = {base}/osd/$cluster-$id
 osd objectstore = memstore
-memstore device bytes = 2147483648
+memstore device bytes = {memory}
 
 [client.rgw]
 rgw thread pool size = 64
@@ -121,8 +122,10 @@ class Rgw:
     """A running single-node Ceph cluster with two radosgw gateways (as real Ceph runs several
     behind a load balancer): ``endpoint`` and ``endpoints[1]`` are their S3 addresses."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, memory: int = 2 * 2**30) -> None:
+        """``memory``: what the memstore OSD may hold (a full OSD blocks every write)."""
         self.base = base
+        self.memory = memory
         self.mon_port = free_port()
         self.port = free_port()
         self.port2 = free_port()
@@ -158,7 +161,7 @@ class Rgw:
         for d in ("mon", "osd", "rgw", "rgw2", "log", "run", "crash"):
             (b / d).mkdir(parents=True, exist_ok=True)
         fsid = str(uuid.uuid4())
-        self.conf.write_text(_conf(b, fsid, self.mon_port, self.port, self.port2, _free_range(8)))
+        self.conf.write_text(_conf(b, fsid, self.mon_port, self.port, self.port2, _free_range(8), self.memory))
         self._run("ceph-authtool", "--create-keyring", f"{b}/keyring.mon", "--gen-key", "-n", "mon.",
                   "--cap", "mon", "allow *")  # fmt: skip
         self._run("ceph-authtool", "--create-keyring", f"{b}/keyring.admin", "--gen-key", "-n", "client.admin",

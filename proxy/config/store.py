@@ -48,11 +48,12 @@ class S3Config(Section):
     redirect: bool = False
     """Answer cached blob GETs with a 307 to a presigned URL (clients must reach the store)."""
     presign_ttl: Interval = 300.0
-    lease_ttl: Interval = 10.0
+    lease_ttl: Interval = 8.0
     """A fill's lease lasts this long unless renewed (every third of it); a replica that died
-    holds the others back at most this long before one takes the fill over.  Shorter: a faster
-    takeover, but a holder stalled longer than this (a store answering slowly) loses its lease
-    and the blob is fetched twice; nothing is ever served wrong either way."""
+    holds the others back at most this long (plus one poll, 2 s at most) before one takes the
+    fill over: about 10 s by default.  Shorter: a faster takeover, but a holder that cannot renew
+    for that long (a store answering slowly, a paused process) loses its lease and the blob is
+    fetched twice; nothing is ever served wrong either way."""
     peer_listen: str = ""
     """``HOST:PORT`` of this replica's internal listener: replicas waiting on its fills stream
     the bytes from it as they arrive (authenticated with ``peer_secret``; never the client

@@ -79,8 +79,15 @@ def test_mirror_tier_config_passes_config_check_with_its_environment(tmp_path: P
         "/var/cache/platproxy": str(tmp_path / "cache"),
     })  # fmt: skip
     pod = container("mirror-tier.yaml", "Deployment")
-    env = {e["name"]: "set-by-the-secret" for e in pod["env"]}
-    assert set(env) == {"PLATPROXY_STORE__S3__ACCESS_KEY", "PLATPROXY_STORE__S3__SECRET_KEY"}
+    values = {"POD_IP": "10.1.2.3"}  # what Kubernetes gives, then $(POD_IP) expanded as it does
+    for e in pod["env"]:
+        if "value" in e:
+            values[e["name"]] = e["value"].replace("$(POD_IP)", values["POD_IP"])
+        elif "secretKeyRef" in e["valueFrom"]:
+            values[e["name"]] = "from-the-secret-0123"
+    env = {k: v for k, v in values.items() if k.startswith("PLATPROXY_")}
+    assert set(env) == {"PLATPROXY_STORE__S3__ACCESS_KEY", "PLATPROXY_STORE__S3__SECRET_KEY",
+                        "PLATPROXY_STORE__S3__PEER_SECRET", "PLATPROXY_STORE__S3__PEER_URL"}  # fmt: skip
     done = cli("config", "check", str(path), env=env)
     assert done.returncode == 0, done.stderr
     config = load_config(path, env=env)
@@ -93,12 +100,17 @@ def test_mirror_tier_config_passes_config_check_with_its_environment(tmp_path: P
     assert certificate["spec"]["secretName"] == secret
     assert pod["readinessProbe"]["httpGet"] == {"port": 5001, "path": "/readyz"}
     assert config.store.s3.max_size == 500 * 2**30 and config.store.s3.max_age == 30 * 86400
+    assert config.store.s3.advertised_peer() == "http://10.1.2.3:5002"  # each replica's own address
+    assert {p["containerPort"] for p in pod["ports"]} == {5000, 5001, 5002}
+    (service,) = [d for d in documents("mirror-tier.yaml") if d["kind"] == "Service"]
+    assert [p["port"] for p in service["spec"]["ports"]] == [5000]  # the peer port is not the clients'
     # The nightly collection runs `cache gc` on the same config, with the same credentials.
     (cron,) = [d for d in documents("mirror-tier.yaml") if d["kind"] == "CronJob"]
     job = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     (gc,) = job["containers"]
     assert gc["args"] == ["cache", "gc", "--config", "/etc/platproxy/config.toml"]
-    assert {e["name"] for e in gc["env"]} == set(env) and cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert {e["name"] for e in gc["env"]} == {"PLATPROXY_STORE__S3__ACCESS_KEY", "PLATPROXY_STORE__S3__SECRET_KEY"}
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     assert [v["configMap"]["name"] for v in job["volumes"]] == [pod["_volumes"][1]["configMap"]["name"]]
 
 
