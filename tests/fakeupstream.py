@@ -57,6 +57,8 @@ class FakeUpstream:
     """When set (``user:password``), every /v2/ request needs that Basic authorization."""
     chunk_delay: float = 0.0
     """Seconds to wait between 64 KiB chunks of a blob (a slow upstream)."""
+    headers_delay: float = 0.0
+    """Seconds to wait before answering a blob GET at all (an upstream slow to start)."""
     chunked: bool = False
     """Send blob bodies with chunked encoding and no Content-Length (as some CDNs do)."""
     ssl_context: ssl.SSLContext | None = None
@@ -131,6 +133,7 @@ class FakeUpstream:
         else:
             response.content_length = len(data)
         response.content_type = "application/octet-stream"
+        await asyncio.sleep(self.headers_delay)
         await response.prepare(request)
         if request.method == "HEAD":
             return response

@@ -88,6 +88,9 @@ async def errors_middleware(
     except web.HTTPException as exc:
         response = web.Response(status=exc.status, body=error_body("UNSUPPORTED", exc.reason),
                                 content_type="application/json")  # fmt: skip
+    except ConnectionResetError:  # the client left before its answer began (a cold blob's fill goes on)
+        request["cache"] = ", ".join(filter(None, [request.get("cache", ""), "client left"]))
+        response = web.Response(status=499)  # nginx's "client closed request": for the log, never sent
     except Exception:
         log.exception("unexpected error", method=request.method, path=request.path[:300])
         response = web.Response(status=500, body=error_body("UNKNOWN", "internal error; see the server log"),

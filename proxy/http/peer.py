@@ -55,15 +55,16 @@ async def peer_blob(request: web.Request) -> web.StreamResponse:
     response.content_type = "application/octet-stream"
     if fill.size is not None:
         response.content_length = fill.size - start
-    await response.prepare(request)
     request["bytes"] = 0
     try:
+        await response.prepare(request)
         await stream_fill(request, response, fill, start, fill.size)
     except FillFailed:
         if request.transport is not None:
             request.transport.abort()  # never finish a wrong body cleanly
         return response
-    except ConnectionResetError:
+    except ConnectionResetError:  # the waiting replica gave up (this replica was paused, say)
+        log.info("a waiting replica left", peer=request.remote, digest=digest, bytes=request["bytes"])
         return response
     log.info("streamed to a waiting replica", peer=request.remote, digest=digest, start=start, bytes=request["bytes"])
     await response.write_eof()

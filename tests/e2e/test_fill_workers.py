@@ -55,6 +55,24 @@ def test_a_client_leaving_mid_fill_does_not_stop_it_for_the_others(platproxy: St
         fake.stop()
 
 
+def test_a_client_leaving_before_the_upstream_answers_is_no_error(platproxy: Start) -> None:
+    """The client gives up while the upstream has not sent its headers yet: the fill goes on, the
+    next client gets the blob, and the log says the client left (no traceback, no 500)."""
+    fake = FakeUpstream(headers_delay=1.0).start()
+    try:
+        digest = fake.add_blob(os.urandom(65536))
+        proxy = platproxy(fake.url, "linux/amd64")
+        url = f"http://{proxy.address}/v2/library/x/blobs/{digest}"
+        gave_up = subprocess.run(["curl", "-sf", "-m", "0.3", "-o", "/dev/null", url], timeout=10)
+        assert gave_up.returncode == 28  # curl's "timed out"
+        assert digest_of(sha256_of(url)) == digest
+        assert fake.count("GET", digest) == 1
+        assert proxy.wait_for_log("client left") == 1
+        assert "unexpected error" not in proxy.log() and '"status": 500' not in proxy.log()
+    finally:
+        fake.stop()
+
+
 def test_a_hundred_cold_fills_stay_within_max_upstream_fetches(platproxy: Start, tmp_path: Path) -> None:
     fake = FakeUpstream(chunk_delay=0.01).start()
     try:

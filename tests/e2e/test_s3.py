@@ -29,7 +29,7 @@ from tests.conftest import Seeded, skopeo_copy
 from tests.fakeupstream import FakeUpstream
 from tests.indexes import Case
 from tests.ocibuild import Image, gzip_layer, image, index
-from tests.registry import Platproxy, config_args, push_case, request
+from tests.registry import Platproxy, config_args, free_port, push_case, request
 from tests.rgw import Rgw, blob_key, bucket, landed, s3_args, s3_text
 from tests.tokenserver import USERS, TokenUpstream, passthrough_config
 
@@ -221,17 +221,26 @@ def test_replica_killed_mid_fill_another_takes_over_after_the_lease(platproxy: S
     assert "took over an expired lease" in second.log()
 
 
-def test_a_stalled_holder_never_releases_its_successors_lease(platproxy: Start, rgw: Rgw, tmp_path: Path) -> None:
+@pytest.mark.parametrize("peers", [False, True], ids=["polling", "streaming-from-the-holder"])
+def test_a_stalled_holder_never_releases_its_successors_lease(
+    platproxy: Start, rgw: Rgw, tmp_path: Path, peers: bool
+) -> None:
     """The holder is paused past its TTL (SIGSTOP), another replica takes over, then the first
     resumes and its fetch fails: releasing its lease must not remove the successor's, or the
-    third replica would start a third fetch."""
+    third replica would start a third fetch.  With peer listeners, the waiting replicas are
+    streaming from the paused holder: they give up on it after a lease's length, not later."""
     data = os.urandom(3 * 2**20)
     digest = sha256(data)
     fake = FakeUpstream(blobs={digest: data}, chunk_delay=0.08, cut_first=1).start()  # about 4 s a fetch
     try:
         name = bucket(rgw)
-        args = s3_args(tmp_path, rgw, name, 'lease_ttl = "2s"')  # renewals every 0.7 s, even on a busy machine
-        first, second, third = (platproxy(fake.url, "linux/amd64", args) for _ in range(3))
+        extra = 'lease_ttl = "2s"\n'  # renewals every 0.7 s, even on a busy machine
+
+        def peer() -> str:
+            return f'peer_listen = "127.0.0.1:{free_port()}"\npeer_secret = "0123456789abcdef"\n' if peers else ""
+
+        first, second, third = (platproxy(fake.url, "linux/amd64", s3_args(tmp_path, rgw, name, extra + peer()))
+                                for _ in range(3))  # fmt: skip
         assert all("lease_release" in r.log() for r in (first, second, third))  # what the store supports, said
         path = f"/v2/library/slow/blobs/{digest}"
         pool = ThreadPoolExecutor(3)
@@ -256,6 +265,9 @@ def test_a_stalled_holder_never_releases_its_successors_lease(platproxy: Start, 
     finally:
         fake.stop()
     assert fake.count("GET", digest) == 2  # not 3: the stalled holder left its successor's lease alone
+    if peers:  # the waiting replicas gave up on the silent holder after a lease's length
+        waited = second.log() + third.log()
+        assert "the lease holder cannot be reached" in waited or "streaming from the lease holder stopped" in waited
     assert "lease not released: another replica holds it now" in first.log()
     deadline = time.monotonic() + 5
     while rgw.keys(name, "platproxy/leases/") and time.monotonic() < deadline:

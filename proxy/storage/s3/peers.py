@@ -59,11 +59,14 @@ class Peers:
     """This replica's client side: streams from a lease holder into a fill, on worker threads
     (``proxy.wire``: the bytes never pass through the event loop, as for an upstream's fill)."""
 
-    def __init__(self, url: str, secret: str, limits: LimitsConfig) -> None:
+    def __init__(self, url: str, secret: str, limits: LimitsConfig, lease_ttl: float) -> None:
         self.url = url
         """This replica's own peer URL (a lease naming it is not asked)."""
         self.secret = secret
-        self.dial = wire.Dial(ssl.create_default_context(), limits.connect_timeout, limits.read_timeout)
+        # A holder silent for a lease's length is stalled or gone (it could not renew either):
+        # back to the lease, which a takeover will have by then, rather than the read timeout.
+        wait = min(limits.read_timeout, lease_ttl)
+        self.dial = wire.Dial(ssl.create_default_context(), min(limits.connect_timeout, wait), wait)
         self.workers = ThreadPoolExecutor(limits.max_upstream_fetches, "peer-fill")
 
     async def close(self) -> None:

@@ -61,7 +61,9 @@ class S3Store:
         clear_staging(tmp)
         self.bucket = Bucket(config, limits)
         self.leases = Leases(self.bucket, config.advertised_peer())
-        self.peers = Peers(self.leases.peer, config.peer_secret, limits) if config.peer_listen else None
+        self.peers = (
+            Peers(self.leases.peer, config.peer_secret, limits, config.lease_ttl) if config.peer_listen else None
+        )
         self._memo: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
         self._memo_bytes = 0
         self._sizes: OrderedDict[str, int] = OrderedDict()
