@@ -22,7 +22,7 @@ from proxy.config import Config, parse_duration, parse_size
 from proxy.errors import StoreUnavailable
 from proxy.oci.names import ImageRef
 from proxy.sizes import human
-from proxy.storage.s3.bucket import Bucket
+from proxy.storage.s3.bucket import Bucket, s3_client_missing
 from proxy.storage.s3.collect import Collection, Collector, record_name
 from proxy.storage.s3.lease import Leases
 from proxy.storage.tagindex import TagRecord
@@ -32,6 +32,10 @@ Table = Callable[[list[tuple[str, ...]]], None]
 
 
 def _on_bucket(config: Config, work: Callable[[Collector], Awaitable[T]]) -> T:
+    """``work`` on the configured bucket; ``StoreUnavailable`` when it cannot be used."""
+    if missing := s3_client_missing():
+        raise StoreUnavailable(missing)
+
     async def go() -> T:
         bucket = Bucket(config.store.s3, config.limits)
         await bucket.open()

@@ -198,3 +198,12 @@ def test_cache_rm_forgets_an_image_in_the_bucket_and_keeps_what_others_share(
     assert missing.returncode == 2 and "nothing cached for" in missing.stderr
     mixed = cli("cache", "ls", "--config", str(config), "--cache-dir", str(tmp_path))
     assert mixed.returncode == 2 and "drop --cache-dir" in mixed.stderr
+
+
+def test_bucket_commands_on_a_missing_bucket_say_so(rgw: Rgw, tmp_path: Path) -> None:
+    config = tmp_path / "missing.toml"
+    config.write_text(s3_text(rgw, "no-such-bucket-here"))
+    for command in (["ls"], ["gc", "--dry-run"], ["rm", "library/x"]):
+        done = cli("cache", *command, "--config", str(config))
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert "bucket no-such-bucket-here" in done.stderr and "NoSuchBucket" in done.stderr, done.stderr

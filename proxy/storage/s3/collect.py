@@ -14,6 +14,7 @@ object; a replica that finds content gone fetches it again.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -35,6 +36,7 @@ log = structlog.get_logger("platproxy.s3gc")
 
 DELETE_BATCH = 1000
 """S3's limit of keys per DeleteObjects request."""
+READS_AT_ONCE = 32
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,16 @@ class Collector:
             data: bytes = await body.read()
         return data
 
+    async def read_all(self, keys: list[str]) -> list[bytes | None]:
+        """Many small objects (tag records, pull batches), ``READS_AT_ONCE`` requests at a time."""
+        gate = asyncio.Semaphore(READS_AT_ONCE)
+
+        async def one(key: str) -> bytes | None:
+            async with gate:
+                return await self.read(key)
+
+        return list(await asyncio.gather(*(one(k) for k in keys)))
+
     def digest_of(self, key: str) -> str:
         """``<prefix>blobs/<algorithm>/<hex>`` -> ``<algorithm>:<hex>`` (empty for any other key)."""
         algorithm, _, encoded = key.removeprefix(self.prefix + "blobs/").partition("/")
@@ -139,11 +151,11 @@ class Collector:
         async for item in self.keys("blobs/"):
             if digest := self.digest_of(item["Key"]):
                 found.objects[digest] = (int(item["Size"]), item["LastModified"].timestamp())
-        async for item in self.keys("tags/"):
-            data = await self.read(item["Key"])
+        record_keys = [item["Key"] async for item in self.keys("tags/")]
+        for key, data in zip(record_keys, await self.read_all(record_keys), strict=True):
             record = decode(data) if data is not None else None
             if record is not None:  # anything else is left alone, as replicas ignore it
-                found.records[item["Key"]] = record
+                found.records[key] = record
         manifests: dict[str, set[str]] = {}
         for key, record in found.records.items():
             found.needs[key] = {d for d in (record.digest, record.index_digest) if d}
@@ -151,13 +163,9 @@ class Collector:
                 if digest not in manifests:
                     manifests[digest] = await self._references(digest, found.objects)
                 found.needs[key] |= manifests[digest]
-        batches = []
-        async for item in self.keys("pulls/"):
-            data = await self.read(item["Key"])
-            batches.append(parse_pulls(data or b""))
-            if not item["Key"].endswith("/" + MERGED):
-                found.batches.append(item["Key"])
-        found.pulls = merge_pulls(batches)
+        batch_keys = [item["Key"] async for item in self.keys("pulls/")]
+        found.pulls = merge_pulls(parse_pulls(data or b"") for data in await self.read_all(batch_keys))
+        found.batches = [key for key in batch_keys if not key.endswith("/" + MERGED)]
         async for item in self.keys("leases/"):
             if is_digest(name := item["Key"].removeprefix(self.prefix + "leases/")):
                 found.leased.add(name)
