@@ -28,7 +28,7 @@ from proxy.sizes import MAX_CONFIG_SIZE
 from proxy.storage.s3.bucket import Bucket
 from proxy.storage.s3.lease import Leases
 from proxy.storage.s3.pulls import MERGED
-from proxy.storage.s3.retention import doomed_records, is_digest, last_used, merge_pulls, parse_pulls, plan, unneeded
+from proxy.storage.s3.retention import collection, is_digest, last_used, merge_pulls, parse_pulls, unneeded
 from proxy.storage.sharedtags import decode
 from proxy.storage.tagindex import ContentEntry, TagRecord
 
@@ -198,9 +198,9 @@ class Collector:
         started = time.monotonic()
         found = await self.look()
         now = clock()
-        victims = plan(last_used(found.objects, found.pulls, found.needs), budget, max_age, now, found.leased)
+        entries = last_used(found.objects, found.pulls, found.needs)
+        victims, dropped = collection(entries, found.needs, budget, max_age, now, found.leased)
         gone = {v.digest for v in victims}
-        dropped = doomed_records(found.needs, gone)
         abandoned = [u for u in found.uploads if now - u.initiated > abort_after and u.digest not in found.leased]
         result = Collection(dry_run, budget, max_age, found.total, victims, [found.records[k] for k in dropped],
                             abandoned, len(found.batches))  # fmt: skip

@@ -14,7 +14,8 @@ rather than to files one by one:
 - content older than ``max_age`` goes, then the oldest goes first until the total fits the
   budget; content a fill holds a lease on never goes;
 - a tag record that needs anything that went goes with it: no record outlives its content, so
-  every record kept pulls without the upstream.
+  every record kept pulls without the upstream; and what only the dropped records needed goes
+  too (an image goes whole).
 """
 
 from __future__ import annotations
@@ -88,6 +89,19 @@ def plan(entries: Iterable[ContentEntry], budget: int, max_age: float, now: floa
     rest = [e for e in entries if e.digest not in gone]
     over = choose_victims(rest, budget, protected) if budget else []
     return sorted(old, key=lambda e: (e.last_used, e.digest)) + over
+
+
+def collection(entries: Iterable[ContentEntry], needs: Mapping[str, set[str]], budget: int, max_age: float,
+               now: float, protected: set[str]) -> tuple[list[ContentEntry], list[str]]:  # fmt: skip
+    """What a collection removes: ``plan``'s content, the tag records that needed any of it, and
+    what only those records needed (an image goes whole: its manifest and config are no use
+    without its record, and would otherwise linger as the oldest content next time)."""
+    entries = list(entries)
+    victims = plan(entries, budget, max_age, now, protected)
+    gone = {v.digest for v in victims}
+    dropped = doomed_records(needs, gone)
+    leftovers = unneeded(needs, dropped) - gone - protected
+    return victims + [e for e in entries if e.digest in leftovers], dropped
 
 
 def doomed_records(needs: Mapping[str, set[str]], gone: set[str]) -> list[str]:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import json
 
-from proxy.storage.s3.retention import doomed_records, last_used, merge_pulls, parse_pulls, plan, unneeded
+from proxy.storage.s3.retention import (
+    collection,
+    doomed_records,
+    last_used,
+    merge_pulls,
+    parse_pulls,
+    plan,
+    unneeded,
+)
 from proxy.storage.tagindex import ContentEntry
 
 A, B, C, M, N = ("sha256:" + ch * 64 for ch in "abcde")
@@ -34,6 +42,17 @@ def test_plan_removes_by_age_then_oldest_first_until_within_budget_never_protect
     assert [e.digest for e in plan(entries, 0, 750.0, 1000.0, set())] == [A, B]  # unused for > 750 s
     assert [e.digest for e in plan(entries, 0, 0, 1000.0, set())] == []  # no limit: nothing goes
     assert [e.digest for e in plan(entries, 15, 850.0, 1000.0, {C})] == [A, B, M]  # age: A; budget: B, then M (not C)
+
+
+def test_an_image_goes_whole_and_what_another_image_shares_stays() -> None:
+    entries = [ContentEntry(M, 1, 10.0), ContentEntry(A, 100, 10.0), ContentEntry(C, 1, 10.0),
+               ContentEntry(N, 1, 20.0), ContentEntry(B, 100, 20.0)]  # fmt: skip
+    needs = {"one": {M, A, C}, "two": {N, B, C}}
+    victims, dropped = collection(entries, needs, 150, 0, 100.0, set())
+    # A alone brings it under budget; its record goes, and with it M, but not C (two needs it)
+    assert [v.digest for v in victims] == [A, M] and dropped == ["one"]
+    victims, dropped = collection(entries, needs, 150, 0, 100.0, {M})
+    assert [v.digest for v in victims] == [A] and dropped == ["one"]  # a fill's lease keeps M
 
 
 def test_records_go_with_what_they_need_and_rm_keeps_what_others_share() -> None:
