@@ -10,6 +10,7 @@ in the middle of it (a real registry does not produce that on demand).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import signal
@@ -18,10 +19,12 @@ import time
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from proxy.config import S3Config
 from tests.conftest import Seeded
 from tests.fakeupstream import FakeUpstream
 from tests.ocibuild import Blob
@@ -118,15 +121,18 @@ def test_the_peer_port_answers_only_signed_requests_and_the_client_port_never(
     assert request(peer_port, "GET", "/v2/")[0] == 404  # and the peer port serves nothing else
 
 
+@pytest.mark.parametrize("ttl", [2.0, 0.0], ids=["lease_ttl-2s", "lease_ttl-default"])
 def test_killing_the_holder_mid_fill_still_serves_every_waiting_client(
-    platproxy: Start, rgw: Rgw, tmp_path: Path
+    platproxy: Start, rgw: Rgw, tmp_path: Path, ttl: float
 ) -> None:
+    """With the default ``lease_ttl`` the takeover comes within about 10 s of the holder's death
+    (the lease expires at most one TTL after its last renewal, then one poll, 2 s at most)."""
     data = os.urandom(6 * MiB)
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     fake = FakeUpstream(blobs={digest: data}, chunk_delay=0.05).start()  # 96 chunks: about 5 s per fetch
     try:
         name = bucket(rgw)
-        replicas = replicas_on(platproxy, fake.url, rgw, name, tmp_path, 'lease_ttl = "2s"')
+        replicas = replicas_on(platproxy, fake.url, rgw, name, tmp_path, f'lease_ttl = "{ttl}s"' if ttl else "")
         path = f"/v2/library/slow/blobs/{digest}"
         pool = ThreadPoolExecutor(7)
         started = time.monotonic()
@@ -138,6 +144,7 @@ def test_killing_the_holder_mid_fill_still_serves_every_waiting_client(
         assert replicas[0].log().count('"streamed to a waiting replica"') == 0  # (logged at the end only)
         assert replicas[0].proc is not None
         replicas[0].proc.send_signal(signal.SIGKILL)
+        killed_at = time.time()
         replicas[0].proc.wait()
         try:
             cut = first.result(timeout=30)[0]
@@ -154,5 +161,7 @@ def test_killing_the_holder_mid_fill_still_serves_every_waiting_client(
     assert fake.count("GET", digest) == 2  # the dead holder's fetch, then the takeover's
     logs = replicas[1].log() + replicas[2].log()
     assert "streaming from the lease holder stopped; back to the bucket" in logs
-    assert "took over an expired lease" in logs
+    (takeover,) = [json.loads(line) for line in logs.splitlines() if "took over an expired lease" in line]
+    took = datetime.fromisoformat(takeover["timestamp"].replace("Z", "+00:00")).timestamp() - killed_at
+    assert took <= (ttl or S3Config().lease_ttl) + 2.5, took  # default: within about 10 s
     assert rgw.keys(name)[blob_key(digest)] == len(data)  # complete, never partial
