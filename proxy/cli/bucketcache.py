@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from proxy.cli.common import fail
+from proxy.cli.tables import print_table, print_tags
 from proxy.config import Config, parse_duration, parse_size
 from proxy.errors import StoreUnavailable
 from proxy.oci.names import ImageRef
@@ -28,7 +29,6 @@ from proxy.storage.s3.lease import Leases
 from proxy.storage.tagindex import TagRecord
 
 T = TypeVar("T")
-Table = Callable[[list[tuple[str, ...]]], None]
 
 
 def _on_bucket(config: Config, work: Callable[[Collector], Awaitable[T]]) -> T:
@@ -52,7 +52,7 @@ def _where(config: Config) -> str:
     return f"bucket {s3.bucket} ({s3.endpoint or 'AWS'}, prefix {s3.prefix!r})"
 
 
-def run_ls(args: argparse.Namespace, config: Config, table: Table) -> int:
+def run_ls(args: argparse.Namespace, config: Config) -> int:
     try:
         found = _on_bucket(config, lambda c: c.look())
     except StoreUnavailable as exc:
@@ -71,20 +71,11 @@ def run_ls(args: argparse.Namespace, config: Config, table: Table) -> int:
         return 0
     print(f"{_where(config)}: {len(rows)} tag record(s), {len(found.objects)} object(s), {human(found.total)} "
           f"stored, {len(found.uploads)} unfinished upload(s)")  # fmt: skip
-    lines: list[tuple[str, ...]] = [
-        ("IMAGE", "RESOLVED FOR", "PLATFORM", "RANK LABEL", "SIZE", "AGE", "DIGEST / INDEX")
-    ]
-    for row in rows:
-        shown = human(row["size"]) + ("" if row["complete"] else " (partial)")
-        lines.append((row["image"], row["resolved_for"], row["platform"], row["label"] or "-", shown,
-                      f"{row['age_s']}s", row["digest"]))  # fmt: skip
-        if row["index"]:
-            lines.append(("", "", "", "", "", "", f"from {row['index']}"))
-    table(lines)
+    print_tags(rows)
     return 0
 
 
-def run_gc(args: argparse.Namespace, config: Config, table: Table) -> int:
+def run_gc(args: argparse.Namespace, config: Config) -> int:
     s3 = config.store.s3
     try:
         budget = parse_size(args.max_size) if args.max_size else s3.max_size
@@ -116,7 +107,7 @@ def run_gc(args: argparse.Namespace, config: Config, table: Table) -> int:
               f"max age {max_age / 86400:g}d" if max_age else "no age limit"]  # fmt: skip
     verb = "would remove" if result.dry_run else "removed"
     print(f"{_where(config)}: {', '.join(limits)}" + (" (dry run: nothing changed)" if result.dry_run else ""))
-    table([("STORED BEFORE", verb.upper(), "FREED", "STORED AFTER", "TAG RECORDS DROPPED", "UPLOADS ABORTED"),
+    print_table([("STORED BEFORE", verb.upper(), "FREED", "STORED AFTER", "TAG RECORDS DROPPED", "UPLOADS ABORTED"),
            (human(result.before), f"{len(result.content)} object(s)", human(result.freed), human(result.after),
             str(len(result.records)), str(len(result.uploads)))])  # fmt: skip
     for record in result.records:
@@ -131,7 +122,7 @@ def _ago(when: float) -> str:
     return f"{max(0, round(time.time() - when))}s ago"
 
 
-def run_rm(args: argparse.Namespace, config: Config, wanted: Callable[[TagRecord], bool], table: Table) -> int:
+def run_rm(args: argparse.Namespace, config: Config, wanted: Callable[[TagRecord], bool]) -> int:
     try:
         records, gone, freed = _on_bucket(config, lambda c: c.remove(wanted, dry_run=args.dry_run))
     except StoreUnavailable as exc:
@@ -144,7 +135,9 @@ def run_rm(args: argparse.Namespace, config: Config, wanted: Callable[[TagRecord
                           "objects_removed": len(gone), "freed_bytes": freed}, indent=2))  # fmt: skip
         return 0
     print(f"{_where(config)}:" + (" (dry run: nothing changed)" if args.dry_run else ""))
-    table([("TAG RECORDS REMOVED", "OBJECTS REMOVED", "FREED"), (str(len(records)), str(len(gone)), human(freed))])
+    print_table(
+        [("TAG RECORDS REMOVED", "OBJECTS REMOVED", "FREED"), (str(len(records)), str(len(gone)), human(freed))]
+    )
     for name in names:
         print(f"{'would remove' if args.dry_run else 'removed'} {name}")
     return 0

@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from proxy.cli import bucketcache
 from proxy.cli.common import fail, subcommand
+from proxy.cli.tables import print_table, print_tags
 from proxy.config import Config, ConfigError, load_config, parse_size
 from proxy.errors import PlatproxyError
 from proxy.oci.descriptors import references
@@ -86,7 +86,7 @@ def _open(args: argparse.Namespace) -> tuple[Path, FileStore, TagIndex, int]:
 def run_ls(args: argparse.Namespace) -> int:
     try:
         if (shared := _on_bucket(args)) is not None:
-            return bucketcache.run_ls(args, shared, _print_table)
+            return bucketcache.run_ls(args, shared)
         root, store, tags, _ = _open(args)
     except ConfigError as exc:
         return _fail("ls", str(exc))
@@ -101,16 +101,7 @@ def run_ls(args: argparse.Namespace) -> int:
         print(json.dumps({"cache": str(root), "tags": rows}, indent=2))
         return 0
     print(f"cache {root}: {len(rows)} tag record(s), {human(tags.content_total())} stored")
-    table: list[tuple[str, ...]] = [
-        ("IMAGE", "RESOLVED FOR", "PLATFORM", "RANK LABEL", "SIZE", "AGE", "DIGEST / INDEX")
-    ]
-    for row in rows:
-        shown = human(row["size"]) + ("" if row["complete"] else " (partial)")
-        table.append((row["image"], row["resolved_for"], row["platform"], row["label"] or "-", shown,
-                      f"{row['age_s']}s", row["digest"]))  # fmt: skip
-        if row["index"]:
-            table.append(("", "", "", "", "", "", f"from {row['index']}"))
-    _print_table(table)
+    print_tags(rows)
     return 0
 
 
@@ -126,7 +117,7 @@ def _image_size(store: FileStore, record: TagRecord) -> tuple[int, bool]:
 def run_gc(args: argparse.Namespace) -> int:
     try:
         if (shared := _on_bucket(args)) is not None:
-            return bucketcache.run_gc(args, shared, _print_table)
+            return bucketcache.run_gc(args, shared)
         root, store, tags, budget = _open(args)
     except ConfigError as exc:
         return _fail("gc", str(exc))
@@ -156,7 +147,7 @@ def run_gc(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(f"cache {root}: budget {human(budget) if budget else 'none (no eviction)'}")
-    _print_table([("EVICTED", "FREED", "NOW STORED", "TEMPORARY FILES REMOVED", "TAG RECORDS DROPPED"),
+    print_table([("EVICTED", "FREED", "NOW STORED", "TEMPORARY FILES REMOVED", "TAG RECORDS DROPPED"),
                   (str(len(victims)), human(freed), human(evictor.total), str(removed_tmp),
                    str(len(evictor.dropped)))])  # fmt: skip
     for record in evictor.dropped:
@@ -172,7 +163,7 @@ def _gc_dry_run(args: argparse.Namespace, root: Path, budget: int, victims: list
                           "digests": [v.digest for v in victims]}, indent=2))  # fmt: skip
         return 0
     print(f"cache {root}: budget {human(budget) if budget else 'none (no eviction)'} (dry run: nothing changed)")
-    _print_table([("WOULD EVICT", "WOULD FREE", "TEMPORARY FILES"), (str(len(victims)), human(freed), str(tmp))])
+    print_table([("WOULD EVICT", "WOULD FREE", "TEMPORARY FILES"), (str(len(victims)), human(freed), str(tmp))])
     for v in victims:
         print(f"would evict {v.digest} {human(v.size)}")
     return 0
@@ -182,7 +173,7 @@ def run_rm(args: argparse.Namespace) -> int:
     try:
         wanted = bucketcache.image_matcher(args.image)
         if (shared := _on_bucket(args)) is not None:
-            return bucketcache.run_rm(args, shared, wanted, _print_table)
+            return bucketcache.run_rm(args, shared, wanted)
         root, store, tags, _ = _open(args)
     except ConfigError as exc:
         return _fail("rm", str(exc))
@@ -212,7 +203,7 @@ def run_rm(args: argparse.Namespace) -> int:
                          indent=2))  # fmt: skip
         return 0
     print(f"cache {root}:")
-    _print_table([("TAG RECORDS REMOVED", "FILES REMOVED", "FREED"), (str(len(doomed)), str(len(gone)), human(freed))])
+    print_table([("TAG RECORDS REMOVED", "FILES REMOVED", "FREED"), (str(len(doomed)), str(len(gone)), human(freed))])
     for name in names:
         print(f"removed {name}")
     return 0
@@ -220,12 +211,6 @@ def run_rm(args: argparse.Namespace) -> int:
 
 def _name(record: TagRecord) -> str:
     return f"{record.upstream}/{record.repo}:{record.tag}"
-
-
-def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 def _fail(command: str, message: str) -> int:

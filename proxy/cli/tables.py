@@ -1,0 +1,28 @@
+"""Plain-text tables of the ``cache`` commands, one layout for a cache directory and a bucket."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from proxy.sizes import human
+
+
+def print_table(rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def print_tags(rows: Sequence[dict[str, Any]]) -> None:
+    """``cache ls``'s rows (image, what it resolved for, platform, rank label, size, age, digests)."""
+    lines: list[tuple[str, ...]] = [
+        ("IMAGE", "RESOLVED FOR", "PLATFORM", "RANK LABEL", "SIZE", "AGE", "DIGEST / INDEX")
+    ]
+    for row in rows:
+        shown = human(row["size"]) + ("" if row["complete"] else " (partial)")
+        lines.append((row["image"], row["resolved_for"], row["platform"], row["label"] or "-", shown,
+                      f"{row['age_s']}s", row["digest"]))  # fmt: skip
+        if row["index"]:
+            lines.append(("", "", "", "", "", "", f"from {row['index']}"))
+    print_table(lines)
