@@ -67,10 +67,12 @@ def run_ls(args: argparse.Namespace, config: Config) -> int:
     if args.json:
         print(json.dumps({"bucket": config.store.s3.bucket, "prefix": config.store.s3.prefix, "tags": rows,
                           "objects": len(found.objects), "total_bytes": found.total,
-                          "unfinished_uploads": len(found.uploads)}, indent=2))  # fmt: skip
+                          "unfinished_uploads": len(found.uploads), "last_collected": found.collected or None},
+                         indent=2))  # fmt: skip
         return 0
     print(f"{_where(config)}: {len(rows)} tag record(s), {len(found.objects)} object(s), {human(found.total)} "
-          f"stored, {len(found.uploads)} unfinished upload(s)")  # fmt: skip
+          f"stored, {len(found.uploads)} unfinished upload(s), "
+          + (f"last collected {_ago(found.collected)}" if found.collected else "never collected"))  # fmt: skip
     print_tags(rows)
     return 0
 

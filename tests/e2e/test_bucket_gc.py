@@ -101,6 +101,7 @@ def test_cache_gc_brings_the_bucket_under_its_budget_oldest_pulled_first(
     assert listed.returncode == 0, listed.stderr
     assert f"bucket {name}" in listed.stdout and "10 tag record(s)" in listed.stdout
     assert "1 unfinished upload(s)" in listed.stdout and "/library/gc3:1" in listed.stdout
+    assert "never collected" in listed.stdout
 
     before = rgw.keys(name)
     planned = gc(config, "--dry-run", "--abort-uploads-after", "0s")
@@ -115,6 +116,7 @@ def test_cache_gc_brings_the_bucket_under_its_budget_oldest_pulled_first(
     assert blobs_total(rgw, name) <= 40 * MiB < int(str(done["bytes_before"]))
     assert not rgw.call("list_multipart_uploads", Bucket=name).get("Uploads")  # the orphan upload is gone
     assert not [k for k in rgw.keys(name, "platproxy/pulls/") if not k.endswith("/merged.json")]
+    assert "last collected" in cli("cache", "ls", "--config", str(config)).stdout
     # Oldest pulled first: gc0 was pulled again last, so gc1..gc7 went and gc0, gc8, gc9 stayed.
     keys = rgw.keys(name)
     kept = [i for i, img in enumerate(images) if keys_of(img) <= keys.keys()]
@@ -166,6 +168,10 @@ def test_the_elected_replica_collects_and_only_one_at_a_time(
     assert blobs_total(rgw, name) <= 40 * MiB
     collected = [r.log().count('"bucket collected"') for r in replicas]
     assert sum(collected) >= 1, collected
+    # The replicas pace themselves by the last collection: not each of them every interval.
+    time.sleep(2.5)
+    again = [r.log().count('"bucket collected"') for r in replicas]
+    assert sum(again) - sum(collected) <= 3, (collected, again)  # 2.5 s at 1 s: not 3 replicas x 2-3
     # While a collection holds the gc lease, `cache gc` refuses to run beside it.
     rgw.call("put_object", Bucket=name, Key="platproxy/leases/gc",
              Body=json.dumps({"owner": "elsewhere", "expires": time.time() + 60}).encode())  # fmt: skip

@@ -37,6 +37,8 @@ log = structlog.get_logger("platproxy.s3gc")
 DELETE_BATCH = 1000
 """S3's limit of keys per DeleteObjects request."""
 READS_AT_ONCE = 32
+LAST = "collected.json"
+"""``<prefix>collected.json``: the last collection's time and figures."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ class Listing:
     batches: list[str] = field(default_factory=list)
     leased: set[str] = field(default_factory=set)
     uploads: list[Upload] = field(default_factory=list)
+    collected: float = 0.0
+    """When the bucket was last collected (0: never)."""
 
     @property
     def total(self) -> int:
@@ -88,6 +92,10 @@ class Collection:
     @property
     def after(self) -> int:
         return self.before - self.freed
+
+    def summary(self) -> dict[str, Any]:
+        """``to_json`` without the lists (for the log and ``collected.json``)."""
+        return {k: v for k, v in self.to_json().items() if k not in ("removed", "tags_dropped")}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -170,6 +178,7 @@ class Collector:
             if is_digest(name := item["Key"].removeprefix(self.prefix + "leases/")):
                 found.leased.add(name)
         found.uploads = [u async for u in self._uploads()]
+        found.collected = await self.last_collected()
         return found
 
     async def _references(self, digest: str, objects: dict[str, tuple[int, float]]) -> set[str]:
@@ -211,9 +220,20 @@ class Collector:
                 await self.bucket.call_if_exists("abort_multipart_upload", Key=upload.key, UploadId=upload.upload_id)
             await self._fold_pulls(found, gone)
         result.seconds = time.monotonic() - started
-        log.info("bucket collected" if not dry_run else "bucket collection planned (dry run)", **{
-            k: v for k, v in result.to_json().items() if k not in ("removed", "tags_dropped")})  # fmt: skip
+        if not dry_run:  # when, and what: the elected replicas pace themselves by it
+            summary = json.dumps({"at": clock(), **result.summary()}).encode()
+            await self.bucket.call("put_object", Key=self.prefix + LAST, Body=summary, ContentType="application/json")
+        log.info("bucket collected" if not dry_run else "bucket collection planned (dry run)", **result.summary())
         return result
+
+    async def last_collected(self) -> float:
+        """When the bucket was last collected (0: never, or unknown)."""
+        data = await self.read(self.prefix + LAST)
+        try:
+            when = json.loads(data or b"{}").get("at", 0.0)
+        except (ValueError, AttributeError):
+            return 0.0
+        return float(when) if isinstance(when, int | float) else 0.0
 
     async def remove(
         self, wanted: Callable[[TagRecord], bool], dry_run: bool = False

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator
 from pathlib import Path
@@ -103,14 +104,19 @@ class S3Store:
                 log.warning("bucket collection failed", error=str(exc) or type(exc).__name__)
 
     async def collect_once(self) -> bool:
-        """One collection by this replica if no one else is collecting; True when it collected."""
+        """One collection by this replica, unless another is collecting or one collected less
+        than ``gc_interval`` ago (so N replicas collect about once per interval, not N times);
+        True when it collected."""
+        collector = Collector(self.bucket, self.leases)
+        if time.time() - await collector.last_collected() < self.config.gc_interval * 0.9:
+            return False
         lease = await self.leases.acquire_collection()
         if lease is None:
             return False
         try:
             await self.pulls.report()  # this replica's own recent pulls count in this collection
             c = self.config
-            await Collector(self.bucket, self.leases).collect(c.max_size, c.max_age, c.abort_uploads_after)
+            await collector.collect(c.max_size, c.max_age, c.abort_uploads_after)
         finally:
             await lease.release(stored=True)
         return True
