@@ -21,7 +21,9 @@ May import: proxy.sizes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import http.client
 import mmap
 import queue
@@ -31,6 +33,7 @@ import ssl
 import threading
 from base64 import b64encode
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -151,6 +154,39 @@ def open_request(method: str, url: str, headers: dict[str, str], dial: Dial) -> 
         conn.close()
         raise
     return WireAnswer(conn, resp)
+
+
+async def open_on(workers: Executor, method: str, url: str, headers: dict[str, str], dial: Dial) -> WireAnswer:
+    """``open_request`` on a worker of ``workers``, awaited from the event loop.  Cancelled, the
+    answer the worker still opens is closed when it has (no connection is left behind)."""
+    opened = asyncio.get_running_loop().run_in_executor(
+        workers, functools.partial(open_request, method, url, headers, dial)
+    )
+    try:
+        return await asyncio.shield(opened)
+    except asyncio.CancelledError:
+        opened.add_done_callback(_release_when_opened)
+        raise
+
+
+def _release_when_opened(opened: asyncio.Future[WireAnswer]) -> None:
+    if not opened.cancelled() and opened.exception() is None:
+        opened.result().release()
+
+
+async def pump_on(workers: Executor, answer: WireAnswer, store: Callable[[memoryview], None],
+                  check: Callable[[memoryview], None], progress: Callable[[int], None]) -> int:  # fmt: skip
+    """``pump`` on a worker of ``workers``, awaited from the event loop.  Cancelled, the worker is
+    stopped (its socket shut down) and waited for: ``store`` and ``check`` are never called after."""
+    stop = threading.Event()
+    copying = asyncio.get_running_loop().run_in_executor(workers, pump, answer, store, check, progress, stop)
+    try:
+        return await asyncio.shield(copying)
+    except asyncio.CancelledError:
+        stop.set()
+        answer.abort()
+        await asyncio.wait([copying])
+        raise
 
 
 def piece_size(in_use: int) -> int:

@@ -18,13 +18,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from proxy.cli.common import fail
-from proxy.cli.tables import print_table, print_tags
+from proxy.cli.tables import print_table, print_tags, tag_row
 from proxy.config import Config, parse_duration, parse_size
 from proxy.errors import StoreUnavailable
 from proxy.oci.names import ImageRef
 from proxy.sizes import human
 from proxy.storage.s3.bucket import Bucket, s3_client_missing
-from proxy.storage.s3.collect import Collection, Collector, record_name
+from proxy.storage.s3.collect import Collection, Collector
 from proxy.storage.s3.lease import Leases
 from proxy.storage.tagindex import TagRecord
 
@@ -59,11 +59,9 @@ def run_ls(args: argparse.Namespace, config: Config) -> int:
         return fail("cache ls", f"{_where(config)}: {exc}")
     now = time.time()
     rows: list[dict[str, Any]] = []
-    for key, r in sorted(found.records.items(), key=lambda kv: record_name(kv[1])):
+    for key, r in sorted(found.records.items(), key=lambda kv: kv[1].image):
         sizes = [found.objects.get(d) for d in found.needs[key]]
-        rows.append({"image": record_name(r), "resolved_for": r.host, "platform": r.platform or "(not a list)",
-                     "label": r.label, "size": sum(s[0] for s in sizes if s), "complete": None not in sizes,
-                     "digest": r.digest, "index": r.index_digest, "age_s": round(now - r.fetched_at)})  # fmt: skip
+        rows.append(tag_row(r, sum(s[0] for s in sizes if s), None not in sizes, now))
     if args.json:
         print(json.dumps({"bucket": config.store.s3.bucket, "prefix": config.store.s3.prefix, "tags": rows,
                           "objects": len(found.objects), "total_bytes": found.total,
@@ -113,7 +111,7 @@ def run_gc(args: argparse.Namespace, config: Config) -> int:
            (human(result.before), f"{len(result.content)} object(s)", human(result.freed), human(result.after),
             str(len(result.records)), str(len(result.uploads)))])  # fmt: skip
     for record in result.records:
-        print(f"{'would drop' if result.dry_run else 'dropped'} {record_name(record)} "
+        print(f"{'would drop' if result.dry_run else 'dropped'} {record.image} "
               "(its content goes; the next pull fetches it again)")  # fmt: skip
     for entry in result.content:
         print(f"{verb} {entry.digest} {human(entry.size)} last used {_ago(entry.last_used)}")
@@ -131,7 +129,7 @@ def run_rm(args: argparse.Namespace, config: Config, wanted: Callable[[TagRecord
         return fail("cache rm", f"{_where(config)}: {exc}")
     if not records:
         return fail("cache rm", f"nothing cached for {args.image} in {_where(config)}")
-    names = sorted({record_name(r) for r in records})
+    names = sorted({r.image for r in records})
     if args.json:
         print(json.dumps({"bucket": config.store.s3.bucket, "dry_run": args.dry_run, "tags_removed": names,
                           "objects_removed": len(gone), "freed_bytes": freed}, indent=2))  # fmt: skip

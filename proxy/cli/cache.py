@@ -17,7 +17,7 @@ from typing import Any
 
 from proxy.cli import bucketcache
 from proxy.cli.common import fail, subcommand
-from proxy.cli.tables import print_table, print_tags
+from proxy.cli.tables import print_table, print_tags, tag_row
 from proxy.config import Config, ConfigError, load_config, parse_size
 from proxy.errors import PlatproxyError
 from proxy.oci.descriptors import references
@@ -94,9 +94,7 @@ def run_ls(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     for r in tags.all_tags():
         size, complete = _image_size(store, r)
-        rows.append({"image": f"{r.upstream}/{r.repo}:{r.tag}", "resolved_for": r.host,
-                     "platform": r.platform or "(not a list)", "label": r.label, "size": size, "complete": complete,
-                     "digest": r.digest, "index": r.index_digest, "age_s": round(now - r.fetched_at)})  # fmt: skip
+        rows.append(tag_row(r, size, complete, now))
     if args.json:
         print(json.dumps({"cache": str(root), "tags": rows}, indent=2))
         return 0
@@ -142,7 +140,7 @@ def run_gc(args: argparse.Namespace) -> int:
     freed = sum(v.size for v in victims)
     result = {"cache": str(root), "budget_bytes": budget, "temporary_files_removed": removed_tmp,
               "evicted": len(victims), "evicted_bytes": freed, "total_bytes": evictor.total,
-              "tags_dropped": [_name(r) for r in evictor.dropped]}  # fmt: skip
+              "tags_dropped": [r.image for r in evictor.dropped]}  # fmt: skip
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -151,7 +149,7 @@ def run_gc(args: argparse.Namespace) -> int:
                   (str(len(victims)), human(freed), human(evictor.total), str(removed_tmp),
                    str(len(evictor.dropped)))])  # fmt: skip
     for record in evictor.dropped:
-        print(f"dropped {_name(record)} (its content was evicted; the next pull fetches it again)")
+        print(f"dropped {record.image} (its content was evicted; the next pull fetches it again)")
     return 0
 
 
@@ -186,7 +184,7 @@ def run_rm(args: argparse.Namespace) -> int:
     gone = needed_by(store, tags, doomed) - keep
     freed = sum(store.size(d) or 0 for d in gone)
     if args.dry_run:
-        print(json.dumps({"cache": str(root), "dry_run": True, "tags_removed": sorted({_name(r) for r in doomed}),
+        print(json.dumps({"cache": str(root), "dry_run": True, "tags_removed": sorted({r.image for r in doomed}),
                           "files_removed": len(gone), "freed_bytes": freed}, indent=2) if args.json else
               f"cache {root} (dry run: nothing changed): would remove {len(doomed)} tag record(s) and "
               f"{len(gone)} file(s), {human(freed)}")  # fmt: skip
@@ -197,7 +195,7 @@ def run_rm(args: argparse.Namespace) -> int:
         tags.forget_content(digest)
         tags.forget_manifest(digest)
     tags.forget_conversions(gone)
-    names = sorted({_name(r) for r in doomed})
+    names = sorted({r.image for r in doomed})
     if args.json:
         print(json.dumps({"cache": str(root), "tags_removed": names, "files_removed": len(gone), "freed_bytes": freed},
                          indent=2))  # fmt: skip
@@ -207,10 +205,6 @@ def run_rm(args: argparse.Namespace) -> int:
     for name in names:
         print(f"removed {name}")
     return 0
-
-
-def _name(record: TagRecord) -> str:
-    return f"{record.upstream}/{record.repo}:{record.tag}"
 
 
 def _fail(command: str, message: str) -> int:

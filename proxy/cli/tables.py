@@ -6,12 +6,20 @@ from collections.abc import Sequence
 from typing import Any
 
 from proxy.sizes import human
+from proxy.storage.tagindex import TagRecord
 
 
 def print_table(rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def tag_row(record: TagRecord, size: int, complete: bool, now: float) -> dict[str, Any]:
+    """One row of ``cache ls`` (``--json`` prints these; ``print_tags`` lays them out)."""
+    return {"image": record.image, "resolved_for": record.host, "platform": record.platform or "(not a list)",
+            "label": record.label, "size": size, "complete": complete, "digest": record.digest,
+            "index": record.index_digest, "age_s": round(now - record.fetched_at)}  # fmt: skip
 
 
 def print_tags(rows: Sequence[dict[str, Any]]) -> None:

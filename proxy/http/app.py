@@ -152,15 +152,13 @@ async def serve(config: Config, host: HostProfile, on_ready: Callable[[], None] 
         ops = web.AppRunner(build_ops_app(app), access_log=None)
         await ops.setup()
         runners.append(ops)
-        host_part, _, port = config.metrics.listen.rpartition(":")
-        sites.append((config.metrics.listen, web.TCPSite(ops, host_part.strip("[]"), int(port))))
+        sites.append((config.metrics.listen, _site(ops, config.metrics.listen)))
     s3 = config.store.s3
     if config.store.backend == "s3" and s3.peer_listen:  # the tier's internal port: never the client's
         peers = web.AppRunner(build_peer_app(app, s3.peer_secret), access_log=None)
         await peers.setup()
         runners.append(peers)
-        host_part, _, port = s3.peer_listen.rpartition(":")
-        sites.append((s3.peer_listen, web.TCPSite(peers, host_part.strip("[]"), int(port))))
+        sites.append((s3.peer_listen, _site(peers, s3.peer_listen)))
     stop = asyncio.Event()
     received: list[str] = []
     loop = asyncio.get_running_loop()
@@ -193,6 +191,12 @@ async def serve(config: Config, host: HostProfile, on_ready: Callable[[], None] 
         for runner in reversed(runners):
             await runner.cleanup()
     log.info("stopped")
+
+
+def _site(runner: web.AppRunner, address: str) -> web.TCPSite:
+    """A site of ``runner`` on ``HOST:PORT`` (``[::1]:PORT`` for IPv6)."""
+    host, _, port = address.rpartition(":")
+    return web.TCPSite(runner, host.strip("[]"), int(port))
 
 
 def reload(app: web.Application, watcher: CertificateWatcher | None) -> None:

@@ -17,6 +17,7 @@ import structlog
 from aiohttp import web
 
 from proxy.errors import PlatproxyError
+from proxy.http.errors import error_body
 from proxy.http.handlers import stream_fill
 from proxy.http.keys import FILLS
 from proxy.oci.names import check_digest
@@ -30,7 +31,7 @@ MAIN: web.AppKey[web.Application] = web.AppKey("main", web.Application)
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"errors": [{"code": code, "message": message, "detail": None}]}, status=status)
+    return web.Response(status=status, body=error_body(code, message), content_type="application/json")
 
 
 async def peer_blob(request: web.Request) -> web.StreamResponse:

@@ -17,11 +17,9 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import http.client
 import re
 import ssl
-import threading
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -251,14 +249,8 @@ class Upstream:
         """One request from a fill worker thread: its status and headers, the body left unread."""
         dial = wire.Dial(self.tls_context, self._limits.connect_timeout, self._limits.read_timeout,
                          self.proxy_for(url))  # fmt: skip
-        opened = asyncio.get_running_loop().run_in_executor(
-            self.workers, functools.partial(wire.open_request, method, url, headers, dial)
-        )
         try:
-            return await asyncio.shield(opened)
-        except asyncio.CancelledError:  # the worker still opens it: close it when it has
-            opened.add_done_callback(_release_when_opened)
-            raise
+            return await wire.open_on(self.workers, method, url, headers, dial)
         except (OSError, http.client.HTTPException) as exc:
             raise self._unreachable(exc) from None
 
@@ -436,7 +428,6 @@ class Upstream:
         path = f"/v2/{repo}/blobs/{digest}"
         async with self._slots, self._request("GET", path, _pull(repo), None, self._send_by_worker) as answer:
             on_headers(answer.content_length)
-            stop = threading.Event()
             counted = 0
 
             def report(total: int) -> None:
@@ -445,15 +436,8 @@ class Upstream:
                 counted = total
                 progress(total)
 
-            loop = asyncio.get_running_loop()
-            copying = loop.run_in_executor(self.workers, wire.pump, answer, store, check, report, stop)
             try:
-                return await asyncio.shield(copying)
-            except asyncio.CancelledError:
-                stop.set()
-                answer.abort()
-                await asyncio.wait([copying])
-                raise
+                return await wire.pump_on(self.workers, answer, store, check, report)
             except (OSError, http.client.HTTPException) as exc:
                 raise UpstreamError(self.name, 502, f"blob body cut: {type(exc).__name__}: {exc}") from None
 
@@ -502,11 +486,6 @@ async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes | None
             return None
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _release_when_opened(opened: asyncio.Future[wire.WireAnswer]) -> None:
-    if not opened.cancelled() and opened.exception() is None:
-        opened.result().release()
 
 
 def _pull(repo: str) -> str:

@@ -74,11 +74,9 @@ class SharedTags:
         """Best effort: an unreachable bucket means "no shared record", never a failed pull."""
         key = self._key(upstream, repo, tag, host)
         try:
-            resp = await self.store.call_if_exists("get_object", Key=key)
-            if resp is None:
+            data = await self.store.read(key)
+            if data is None:
                 return None
-            async with resp["Body"] as body:
-                data = await body.read()
         except StoreUnavailable as exc:
             log.warning("cannot read a shared tag record", key=key, error=str(exc))
             return None

@@ -66,6 +66,11 @@ class TagRecord:
     fetched_at: float
     checked_at: float
 
+    @property
+    def image(self) -> str:
+        """``<upstream>/<repo>:<tag>``, as the ``cache`` commands name a record."""
+        return f"{self.upstream}/{self.repo}:{self.tag}"
+
 
 class TagIndex:
     def __init__(self, path: Path) -> None:

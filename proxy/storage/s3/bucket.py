@@ -53,6 +53,12 @@ def lost_race(exc: Exception) -> bool:
     return _status(exc) in (409, 412) or _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict")
 
 
+def blob_key(prefix: str, digest: str) -> str:
+    """Where content lives in the bucket: ``<prefix>blobs/<algorithm>/<hex>`` (a checked digest)."""
+    algorithm, _, encoded = digest.partition(":")
+    return f"{prefix}blobs/{algorithm}/{encoded}"
+
+
 class Bucket:
     """The S3 client of one bucket (``config.bucket``)."""
 
@@ -135,6 +141,15 @@ class Bucket:
             if is_missing(exc):
                 return None
             raise
+
+    async def read(self, key: str) -> bytes | None:
+        """A small object's bytes (a record, a lease, a batch), ``None`` when it does not exist."""
+        resp = await self.call_if_exists("get_object", Key=key)
+        if resp is None:
+            return None
+        async with resp["Body"] as body:
+            data: bytes = await body.read()
+        return data
 
     def _count(self, operation: str, outcome: str) -> None:
         if self.on_call is not None:

@@ -25,7 +25,7 @@ import structlog
 
 from proxy.oci.descriptors import references
 from proxy.sizes import MAX_CONFIG_SIZE
-from proxy.storage.s3.bucket import Bucket
+from proxy.storage.s3.bucket import Bucket, blob_key
 from proxy.storage.s3.lease import Leases
 from proxy.storage.s3.pulls import MERGED
 from proxy.storage.s3.retention import collection, is_digest, last_used, merge_pulls, parse_pulls, unneeded
@@ -102,13 +102,9 @@ class Collection:
             "dry_run": self.dry_run, "budget_bytes": self.budget, "max_age_s": self.max_age,
             "bytes_before": self.before, "bytes_after": self.after, "objects_removed": len(self.content),
             "bytes_removed": self.freed, "removed": [e.digest for e in self.content],
-            "tags_dropped": [record_name(r) for r in self.records], "uploads_aborted": len(self.uploads),
+            "tags_dropped": [r.image for r in self.records], "uploads_aborted": len(self.uploads),
             "pull_batches_merged": self.batches_merged, "seconds": round(self.seconds, 3),
         }  # fmt: skip
-
-
-def record_name(record: TagRecord) -> str:
-    return f"{record.upstream}/{record.repo}:{record.tag}"
 
 
 class Collector:
@@ -130,21 +126,13 @@ class Collector:
                 return
             token = {"ContinuationToken": page["NextContinuationToken"]}
 
-    async def read(self, key: str) -> bytes | None:
-        resp = await self.bucket.call_if_exists("get_object", Key=key)
-        if resp is None:
-            return None
-        async with resp["Body"] as body:
-            data: bytes = await body.read()
-        return data
-
     async def read_all(self, keys: list[str]) -> list[bytes | None]:
         """Many small objects (tag records, pull batches), ``READS_AT_ONCE`` requests at a time."""
         gate = asyncio.Semaphore(READS_AT_ONCE)
 
         async def one(key: str) -> bytes | None:
             async with gate:
-                return await self.read(key)
+                return await self.bucket.read(key)
 
         return list(await asyncio.gather(*(one(k) for k in keys)))
 
@@ -184,7 +172,7 @@ class Collector:
     async def _references(self, digest: str, objects: dict[str, tuple[int, float]]) -> set[str]:
         if digest not in objects or objects[digest][0] > MAX_CONFIG_SIZE:
             return set()
-        data = await self.read(self.prefix + "blobs/" + digest.replace(":", "/", 1))
+        data = await self.bucket.read(blob_key(self.prefix, digest))
         return references(data) if data is not None else set()
 
     async def _uploads(self) -> AsyncIterator[Upload]:
@@ -215,7 +203,7 @@ class Collector:
                             abandoned, len(found.batches))  # fmt: skip
         if not dry_run:
             await self.delete(dropped)
-            await self.delete([self.blob_key(d) for d in sorted(gone)])
+            await self.delete([blob_key(self.prefix, d) for d in sorted(gone)])
             for upload in abandoned:
                 await self.bucket.call_if_exists("abort_multipart_upload", Key=upload.key, UploadId=upload.upload_id)
             await self._fold_pulls(found, gone)
@@ -228,7 +216,7 @@ class Collector:
 
     async def last_collected(self) -> float:
         """When the bucket was last collected (0: never, or unknown)."""
-        data = await self.read(self.prefix + LAST)
+        data = await self.bucket.read(self.prefix + LAST)
         try:
             when = json.loads(data or b"{}").get("at", 0.0)
         except (ValueError, AttributeError):
@@ -246,11 +234,8 @@ class Collector:
         gone = {d for d in unneeded(found.needs, doomed) if d in found.objects} - found.leased
         if not dry_run:
             await self.delete(doomed)
-            await self.delete([self.blob_key(d) for d in sorted(gone)])
+            await self.delete([blob_key(self.prefix, d) for d in sorted(gone)])
         return [found.records[k] for k in doomed], gone, sum(found.objects[d][0] for d in gone)
-
-    def blob_key(self, digest: str) -> str:
-        return self.prefix + "blobs/" + digest.replace(":", "/", 1)
 
     async def delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), DELETE_BATCH):

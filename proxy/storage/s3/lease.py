@@ -180,12 +180,9 @@ class Leases:
         if self.on_lease is not None:
             self.on_lease(outcome.value)
 
-    async def acquire(self, digest: str) -> Lease | None:
-        """The lease to fill ``digest`` from the upstream, or ``None`` while another replica holds it."""
-        return (await self.acquire_or_holder(digest))[0]
-
     async def acquire_or_holder(self, digest: str) -> tuple[Lease | None, LeaseBody | None]:
-        """``acquire``, and when another replica holds the lease, what its lease says (its peer)."""
+        """The lease to fill ``digest`` from the upstream; or, while another replica holds it,
+        ``None`` and what that lease says (its holder's peer listener), when it could be read."""
         return await self._acquire_or_holder(f"{self.bucket.config.prefix}leases/{check_digest(digest)}", digest)
 
     async def acquire_tag(self, record_key: str) -> Lease | None:

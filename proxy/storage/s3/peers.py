@@ -17,12 +17,10 @@ never crosses the (plain http) cluster network.  The holder's side is ``proxy.ht
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import http.client
 import ssl
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -79,9 +77,8 @@ class Peers:
         start = fill.written
         headers = {PEER_HEADER: sign(self.secret, fill.digest, start, time.time())}
         url = f"{peer}{PEER_PATH}{fill.digest}?from={start}"
-        loop = asyncio.get_running_loop()
         try:
-            answer = await loop.run_in_executor(self.workers, wire.open_request, "GET", url, headers, self.dial)
+            answer = await wire.open_on(self.workers, "GET", url, headers, self.dial)
         except (OSError, http.client.HTTPException) as exc:
             log.info("the lease holder cannot be reached; waiting on the bucket", peer=peer, digest=fill.digest,
                      error=f"{type(exc).__name__}: {exc}")  # fmt: skip
@@ -95,7 +92,10 @@ class Peers:
             if fill.size is None and size.isdigit():
                 fill.size = int(size)
             fill.headers_ready.set()
-            await self._pump(answer, fill, start)
+            progress = fill.progress_from_thread()
+            copied = await wire.pump_on(self.workers, answer, fill.writer.store, fill.writer.check,
+                                        lambda total: progress(start + total))  # fmt: skip
+            fill.reached(start + copied)
         except (OSError, http.client.HTTPException) as exc:
             fill.reached(fill.writer.written)  # what was stored (and hashed) before it stopped
             stopped = f"{type(exc).__name__}: {exc}"
@@ -107,18 +107,3 @@ class Peers:
             log.warning("streaming from the lease holder stopped; back to the bucket", peer=peer,
                         digest=fill.digest, have=fill.written, error=stopped)  # fmt: skip
         return not stopped
-
-    async def _pump(self, answer: wire.WireAnswer, fill: Fill, start: int) -> None:
-        progress = fill.progress_from_thread()
-        stop = threading.Event()
-        copying = asyncio.get_running_loop().run_in_executor(
-            self.workers, wire.pump, answer, fill.writer.store, fill.writer.check,
-            lambda total: progress(start + total), stop,
-        )  # fmt: skip
-        try:
-            fill.reached(start + await asyncio.shield(copying))
-        except asyncio.CancelledError:
-            stop.set()
-            answer.abort()
-            await asyncio.wait([copying])
-            raise

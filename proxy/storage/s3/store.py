@@ -37,7 +37,7 @@ from proxy.oci.digests import matches
 from proxy.oci.names import check_digest
 from proxy.sizes import CHUNK, MAX_CONFIG_SIZE, MiB
 from proxy.storage.base import FetchFromUpstream, LocalFile, Redirect, clear_staging
-from proxy.storage.s3.bucket import Bucket
+from proxy.storage.s3.bucket import Bucket, blob_key
 from proxy.storage.s3.collect import Collector
 from proxy.storage.s3.lease import Lease, Leases, next_poll
 from proxy.storage.s3.peers import Peers
@@ -130,8 +130,7 @@ class S3Store:
     # -- content ----------------------------------------------------------------------------------
 
     def key(self, digest: str) -> str:
-        algorithm, _, encoded = check_digest(digest).partition(":")
-        return f"{self.config.prefix}blobs/{algorithm}/{encoded}"
+        return blob_key(self.config.prefix, check_digest(digest))
 
     async def stat(self, digest: str) -> int | None:
         if digest in self._memo:
