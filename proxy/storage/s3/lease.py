@@ -208,7 +208,9 @@ class Leases:
         except StoreUnavailable:
             raise
         except Exception as exc:
-            if not lost_race(exc):
+            # 404: the lease existed when the condition was checked and was deleted before the
+            # write (its holder released it, through another gateway): lost all the same.
+            if not (lost_race(exc) or is_missing(exc)):
                 raise
         resp = await self.bucket.call_if_exists("get_object", Key=key)
         if resp is None:  # released in between: the blob is probably there now; look again
@@ -228,8 +230,16 @@ class Leases:
         return Lease(self, key, etag), None
 
     async def swap(self, key: str, body: bytes, etag: str) -> str | None:
-        """Compare-and-swap on the object's ETag; the new ETag, or ``None`` when it changed."""
-        made = await self._if_match("put_object", key, etag, Body=body)
+        """Compare-and-swap on the object's ETag; the new ETag, or ``None`` when it changed (or
+        was deleted meanwhile: then it is no longer the lease that was read either)."""
+        try:
+            made = await self._if_match("put_object", key, etag, Body=body)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            if not is_missing(exc):
+                raise
+            return None
         return None if made is None else str(made["ETag"])
 
     async def _if_match(self, operation: str, key: str, etag: str, **kwargs: Any) -> Any | None:
