@@ -60,8 +60,10 @@ _in_use_lock = threading.Lock()
 class Dial:
     """How to reach an upstream from a worker thread."""
 
-    context: ssl.SSLContext
-    """For https targets: the system's CAs (and the upstream's ``ca``), verification on."""
+    context: Callable[[], ssl.SSLContext]
+    """For https targets: the system's CAs (and the upstream's ``ca``), verification on.  Asked
+    for only when a target is https: building one reads the system's CAs (about 20 ms), which a
+    plain-http upstream's first fill should not wait for."""
     connect_timeout: float
     read_timeout: float
     """Longest wait for any byte once connected (an upstream that stalls is cut, as on the loop)."""
@@ -196,7 +198,7 @@ def piece_size(in_use: int) -> int:
 
 def _connection(scheme: str, host: str, port: int, dial: Dial) -> http.client.HTTPConnection:
     if scheme == "https":
-        return http.client.HTTPSConnection(host, port, timeout=dial.connect_timeout, context=dial.context)
+        return http.client.HTTPSConnection(host, port, timeout=dial.connect_timeout, context=dial.context())
     return http.client.HTTPConnection(host, port, timeout=dial.connect_timeout)
 
 

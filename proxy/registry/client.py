@@ -247,7 +247,7 @@ class Upstream:
 
     async def _send_by_worker(self, method: str, url: str, headers: dict[str, str]) -> wire.WireAnswer:
         """One request from a fill worker thread: its status and headers, the body left unread."""
-        dial = wire.Dial(self.tls_context, self._limits.connect_timeout, self._limits.read_timeout,
+        dial = wire.Dial(lambda: self.tls_context, self._limits.connect_timeout, self._limits.read_timeout,
                          self.proxy_for(url))  # fmt: skip
         try:
             return await wire.open_on(self.workers, method, url, headers, dial)

@@ -19,7 +19,7 @@ import pytest
 from proxy import wire
 from tests.fakeupstream import FakeUpstream
 
-DIAL = wire.Dial(ssl.create_default_context(), connect_timeout=5.0, read_timeout=10.0)
+DIAL = wire.Dial(ssl.create_default_context, connect_timeout=5.0, read_timeout=10.0)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ never crosses the (plain http) cluster network.  The holder's side is ``proxy.ht
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import http.client
@@ -64,7 +65,7 @@ class Peers:
         # A holder silent for a lease's length is stalled or gone (it could not renew either):
         # back to the lease, which a takeover will have by then, rather than the read timeout.
         wait = min(limits.read_timeout, lease_ttl)
-        self.dial = wire.Dial(ssl.create_default_context(), min(limits.connect_timeout, wait), wait)
+        self.dial = wire.Dial(functools.cache(ssl.create_default_context), min(limits.connect_timeout, wait), wait)
         self.workers = ThreadPoolExecutor(limits.max_upstream_fetches, "peer-fill")
 
     async def close(self) -> None:
