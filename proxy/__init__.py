@@ -4,6 +4,8 @@
   shared size limits, log output, the Prometheus registry); they import nothing of platproxy.
 - ``wire``: blocking HTTP for worker threads that copy a blob's bytes off the event loop (an
   upstream's for ``registry``, another replica's for ``storage``); imports ``sizes`` only.
+- ``sending``: ``sendfile`` to a client's socket on worker threads, so that the copies for many
+  clients run on every core, not on the event loop's (``pull`` feeds a fill's clients with it).
 - ``oci``: the OCI domain (names, media types, digests, descriptors, the resolver); pure.
 - ``config``: the configuration models.
 - ``registry`` (the upstream client) and ``storage`` (the store interface, its backends, tag

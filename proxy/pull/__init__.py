@@ -6,6 +6,6 @@ single-flight fills streamed to every waiting client (``blobs``, ``fills``), and
 what of an upstream that takes each client's own credentials (``access``).  They
 know stores and upstreams only through their interfaces, and nothing of HTTP.
 
-May import: hostinfo, proxy.errors, proxy.sizes, proxy.metrics,
+May import: hostinfo, proxy.errors, proxy.sizes, proxy.sending, proxy.metrics,
 proxy.oci, proxy.config, proxy.registry, proxy.storage.
 """

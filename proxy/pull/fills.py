@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 
 import structlog
 
+from proxy.sending import send_file_range
 from proxy.sizes import CHUNK
 from proxy.storage.base import FetchFromUpstream, Store
 from proxy.storage.staging import Fill
@@ -120,7 +121,8 @@ async def read_fill(fill: Fill, start: int, end: int | None) -> AsyncIterator[by
 
 
 async def send_fill(fill: Fill, transport: asyncio.Transport, start: int, end: int | None) -> AsyncIterator[int]:
-    """Like ``read_fill``, but the kernel copies (``sendfile``) each range as it arrives.
+    """Like ``read_fill``, but the kernel copies (``sendfile``) each range as it arrives, on the
+    send threads of ``proxy.sending`` (the loop only follows).
 
     Yields the number of bytes sent after each step; ``ConnectionResetError`` when the client
     left (the fill goes on for the others).  Zero-copy matters here: every waiting
@@ -130,14 +132,13 @@ async def send_fill(fill: Fill, transport: asyncio.Transport, start: int, end: i
     """
     if transport.get_extra_info("sslcontext") is not None:  # TLS: the bytes pass through Python anyway
         raise NotImplementedError("sendfile over TLS")
-    loop = asyncio.get_running_loop()
     fd = fill.open_reader()
     try:
-        with os.fdopen(fd, "rb", closefd=False) as file:
-            async for offset, length in ready_ranges(fill, start, end):
-                if transport.is_closing():  # asyncio says so with a RuntimeError
-                    raise ConnectionResetError("the client went away")
-                sent = await loop.sendfile(transport, file, offset, length, fallback=offset > start)
-                yield sent
+        async for offset, length in ready_ranges(fill, start, end):
+            try:
+                async for sent in send_file_range(transport, fd, offset, length):
+                    yield sent
+            except EOFError as exc:
+                raise FillFailed(str(exc)) from None
     finally:
         os.close(fd)
