@@ -103,9 +103,10 @@ class DistributionProxy(Server):
 
     root: Path
     remote: str
+    storage: Path = field(init=False)
 
     def start(self) -> DistributionProxy:
-        storage = self.root / f"storage-{time.monotonic_ns()}"
+        self.storage = storage = self.root / f"storage-{time.monotonic_ns()}"
         storage.mkdir(parents=True)
         config = self.root / "config.yml"
         config.write_text(
