@@ -5,6 +5,6 @@ of ``auth = "passthrough"`` upstreams (``passthrough``), what the application ho
 handlers (``keys``), TLS on the listener with certificate rotation (``tls``), the header
 timeout (``guard``) and the health and metrics endpoints (``health``).
 
-May import: hostinfo, proxy.errors, proxy.sizes, proxy.metrics, proxy.logs,
+May import: hostinfo, proxy.errors, proxy.sizes, proxy.sending, proxy.metrics, proxy.logs,
 proxy.oci, proxy.config, proxy.registry, proxy.storage, proxy.pull.
 """

@@ -14,6 +14,7 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable
+from typing import IO, Any
 
 import structlog
 from aiohttp import web
@@ -47,6 +48,7 @@ from proxy.pull.policy import judge
 from proxy.pull.route import Route, route
 from proxy.registry.client import RESOLVE_HEADER
 from proxy.registry.credentials import CLIENT_CREDENTIAL
+from proxy.sending import send_file_range
 from proxy.storage.base import LocalFile, Redirect, Store
 from proxy.storage.staging import Fill
 
@@ -321,6 +323,25 @@ class _SentFileResponse(web.FileResponse):
         if self.prepared:
             return self._payload_writer
         return await super().prepare(request)
+
+    async def _sendfile(self, request: BaseRequest, fobj: IO[Any], offset: int, count: int) -> AbstractStreamWriter:
+        """The body on ``proxy.sending``'s threads (many cached streams copy on every core, not
+        on the loop's); aiohttp's own way where that cannot send (TLS)."""
+        writer = await web.StreamResponse.prepare(self, request)  # the status line and headers
+        assert writer is not None
+        transport = request.transport
+        if transport is None:
+            raise ConnectionResetError("Connection lost")
+        try:
+            async for _ in send_file_range(transport, fobj.fileno(), offset, count):
+                pass
+        except NotImplementedError:
+            return await super()._sendfile(request, fobj, offset, count)
+        except EOFError:  # the file shrank under us: never finish a short body cleanly
+            transport.abort()
+            raise ConnectionResetError("the stored file ended early") from None
+        await web.StreamResponse.write_eof(self)
+        return writer
 
 
 async def _stored(

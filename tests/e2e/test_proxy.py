@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ from proxy.oci.mediatypes import (
 from proxy.oci.resolve import resolve_loading
 from tests import indexes
 from tests.conftest import Seeded, push_case, skopeo_copy
+from tests.e2e.test_faults import files_soon
 from tests.fakeupstream import FakeUpstream
 from tests.registry import Platproxy, Registry, cli, config_args, request, wait_http
 
@@ -218,6 +220,35 @@ def test_blob_range_and_head(seeded: Seeded, platproxy: Start) -> None:
     assert headers["content-range"] == f"bytes 10-19/{layer.size}"
     status, _, body = request(proxy.port, "GET", path)
     assert status == 200 and body == layer.data
+
+
+def test_a_cached_blob_survives_a_client_leaving_mid_body(seeded: Seeded, platproxy: Start) -> None:
+    """Cached blobs are sent from the send threads (``proxy.sending``): a client that resets the
+    connection mid-body is no error, and clients at once, whole and Range, get the right bytes."""
+    proxy = platproxy(seeded.registry.url, "linux/amd64/v2")
+    big = seeded.big_layer
+    path = f"/v2/library/big/blobs/{big.digest}"
+    assert request(proxy.port, "GET", path)[0] == 200
+    files_soon(proxy.cache_dir, "blobs", 1)  # kept: from here on it is a cache hit
+    leaver = socket.socket()
+    leaver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    leaver.connect(("127.0.0.1", proxy.port))
+    leaver.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    got = 0
+    while got < 2**20:
+        got += len(leaver.recv(65536))
+    url = f"http://{proxy.address}{path}"
+    whole = [subprocess.Popen(["sh", "-c", f"curl -sf {url} | sha256sum"], stdout=subprocess.PIPE, text=True)
+             for _ in range(4)]  # fmt: skip
+    leaver.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    leaver.close()  # a reset, mid-body
+    assert ["sha256:" + p.communicate(timeout=60)[0].split()[0] for p in whole] == [big.digest] * 4
+    status, headers, body = request(proxy.port, "GET", path, headers={"Range": "bytes=1000000-1999999"})
+    assert status == 206 and body == big.data[1000000:2000000]
+    assert headers["content-range"] == f"bytes 1000000-1999999/{big.size}"
+    assert proxy.wait_for_log('"cache": "hit"') == 5
+    assert proxy.wait_for_log('"status": 499, "bytes": 0, "cache": "hit, client left"') == 1
+    assert '"status": 500' not in proxy.log() and "unexpected error" not in proxy.log()
 
 
 def test_32_concurrent_cold_requests_cause_one_upstream_fetch(seeded: Seeded, platproxy: Start) -> None:
