@@ -1,5 +1,7 @@
 """The HTTP edge: the aiohttp application and its wiring (``app``), thin handlers (``handlers``),
-the one mapping of domain errors to statuses and OCI codes (``errors``), byte ranges
+the blob endpoint and every way a blob's body is sent or cut (``blobs``), the port other
+replicas stream a fill in progress from (``peer``), the one mapping of domain errors to statuses
+and OCI codes (``errors``), byte ranges
 (``ranges``), client authentication (``auth``), the challenges, token relay and access check
 of ``auth = "passthrough"`` upstreams (``passthrough``), what the application holds for its
 handlers (``keys``), TLS on the listener with certificate rotation (``tls``), the header

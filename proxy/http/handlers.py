@@ -9,17 +9,13 @@ answered with a generic 500 body, never a traceback.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import IO, Any
 
 import structlog
 from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
-from aiohttp.web_request import BaseRequest
 
 from proxy.errors import (
     Denied,
@@ -28,29 +24,24 @@ from proxy.errors import (
     ManifestUnknown,
     NameUnknown,
     PlatproxyError,
-    StorageFailed,
     Subject,
     Unsupported,
     UpstreamError,
     UpstreamFailed,
 )
 from proxy.http import passthrough
+from proxy.http.blobs import blob
 from proxy.http.errors import answer_for, error_body
 from proxy.http.keys import CONFIG, METRICS, SERVICES, Services
-from proxy.http.ranges import content_range, parse_range
 from proxy.metrics import Metrics
 from proxy.oci.clients import classify
 from proxy.oci.mediatypes import OCI_INDEX, ClientCaps
 from proxy.oci.names import TAG, check_digest, check_name, is_digest
-from proxy.pull.fills import FillFailed, read_fill, send_fill
 from proxy.pull.manifests import ManifestAnswer
 from proxy.pull.policy import judge
 from proxy.pull.route import Route, route
 from proxy.registry.client import RESOLVE_HEADER
 from proxy.registry.credentials import CLIENT_CREDENTIAL
-from proxy.sending import send_file_range
-from proxy.storage.base import LocalFile, Redirect, Store
-from proxy.storage.staging import Fill
 
 log = structlog.get_logger("platproxy.http")
 
@@ -248,168 +239,6 @@ async def manifest(request: web.Request, services: Services, r: Route, reference
     if request.headers.get("If-None-Match", "").strip('"') == answer.digest:
         return web.Response(status=304, headers=headers)
     return web.Response(body=answer.data, headers={**headers, "Content-Type": answer.media_type})
-
-
-async def blob(request: web.Request, services: Services, r: Route, digest: str) -> web.StreamResponse:
-    headers = {"Docker-Content-Digest": digest, "ETag": f'"{digest}"', "Accept-Ranges": "bytes"}
-    size = await services.blobs.stored_size(digest)
-    if size is not None:
-        request["cache"] = headers["X-Platproxy-Cache"] = "hit"
-        try:
-            return await _stored(request, services, digest, headers, size)
-        except FileNotFoundError:  # removed from the store since it was looked up: fill it again
-            request["cache"] = "miss"
-    if request.method == "HEAD":
-        size = await services.blobs.head_uncached(r, digest)
-        request["cache"] = headers["X-Platproxy-Cache"] = "miss"
-        extra = {"Content-Length": str(size)} if size is not None else {}
-        return web.Response(headers={**headers, **extra, "Content-Type": "application/octet-stream"})
-    fill, started = await services.blobs.fill(r, digest)
-    request["cache"] = headers["X-Platproxy-Cache"] = "miss" if started else "coalesced"
-    if fill.finished and fill.error is None and fill.size is not None:
-        return await _stored(request, services, digest, headers, fill.size)
-    wanted = parse_range(request.headers.get("Range"), fill.size)
-    response = web.StreamResponse(status=206 if wanted else 200, headers=headers)
-    response.content_type = "application/octet-stream"
-    start, end = (wanted.start, wanted.end) if wanted else (0, fill.size)
-    if fill.size is not None and end is not None:
-        response.content_length = end - start
-        if wanted:
-            response.headers["Content-Range"] = content_range(wanted, fill.size)
-    await response.prepare(request)
-    try:
-        request["bytes"] = 0
-        with services.blobs.pinned(digest):
-            await stream_fill(request, response, fill, start, end)
-    except FillFailed as exc:
-        log.warning("cutting client: blob fill failed", digest=digest, error=str(exc))
-        request["cache"] = f"{request['cache']}, cut"
-        if request.transport is not None:
-            request.transport.abort()  # never finish a short or wrong body cleanly
-        return response
-    except ConnectionResetError:  # the fill is not this client's: it goes on for the others
-        request["cache"] = f"{request['cache']}, client left"
-        return response
-    await response.write_eof()
-    return response
-
-
-async def stream_fill(
-    request: web.Request, response: web.StreamResponse, fill: Fill, start: int, end: int | None
-) -> None:
-    """Zero-copy (sendfile) from the growing temporary file; a plain copy where that is impossible.
-    Raises ``FillFailed`` (cut the connection) and ``ConnectionResetError`` (the client left)."""
-    transport = request.transport
-    if end is not None and transport is not None and isinstance(transport, asyncio.Transport):
-        # (without a known end the answer is chunked, which aiohttp must frame: no sendfile)
-        await response.drain()
-        try:
-            async for sent in send_fill(fill, transport, start, end):
-                request["bytes"] += sent
-            return
-        except NotImplementedError:
-            pass
-    async for chunk in read_fill(fill, start + request["bytes"], end):
-        await response.write(chunk)
-        request["bytes"] += len(chunk)
-
-
-class _SentFileResponse(web.FileResponse):
-    """A FileResponse the handler sends itself (to pin the blob for exactly as long as it is
-    sent); aiohttp prepares the returned response again after the handler, which must then be
-    a no-op rather than a second send."""
-
-    async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
-        if self.prepared:
-            return self._payload_writer
-        return await super().prepare(request)
-
-    async def _sendfile(self, request: BaseRequest, fobj: IO[Any], offset: int, count: int) -> AbstractStreamWriter:
-        """The body on ``proxy.sending``'s threads (many cached streams copy on every core, not
-        on the loop's); aiohttp's own way where that cannot send (TLS)."""
-        writer = await web.StreamResponse.prepare(self, request)  # the status line and headers
-        assert writer is not None
-        transport = request.transport
-        if transport is None:
-            raise ConnectionResetError("Connection lost")
-        try:
-            async for _ in send_file_range(transport, fobj.fileno(), offset, count):
-                pass
-        except NotImplementedError:
-            return await super()._sendfile(request, fobj, offset, count)
-        except EOFError:  # the file shrank under us: never finish a short body cleanly
-            transport.abort()
-            raise ConnectionResetError("the stored file ended early") from None
-        await web.StreamResponse.write_eof(self)
-        return writer
-
-
-async def _stored(
-    request: web.Request, services: Services, digest: str, headers: dict[str, str], size: int
-) -> web.StreamResponse:
-    """A stored blob, as the store hands it out: a file (sendfile), a redirect, or a stream."""
-    store = services.blobs.store
-    try:
-        where = await store.locate(digest)
-    except OSError as exc:
-        raise StorageFailed(f"blob {digest}", exc) from None
-    store.touch(digest)
-    if isinstance(where, LocalFile):
-        return await _file(request, services, digest, where, headers)
-    if request.method == "HEAD":
-        length = {"Content-Length": str(size), "Content-Type": "application/octet-stream"}
-        return web.Response(headers={**headers, **length})
-    if isinstance(where, Redirect):
-        request["cache"] = "hit, redirect"
-        return web.Response(status=307, headers={**headers, "Location": where.location})
-    return await _streamed(request, store, digest, headers, size)
-
-
-async def _streamed(
-    request: web.Request, store: Store, digest: str, headers: dict[str, str], size: int
-) -> web.StreamResponse:
-    """A blob streamed from the store with the client's Range passed on."""
-    wanted = parse_range(request.headers.get("Range"), size)
-    start, end = (wanted.start, wanted.end) if wanted else (0, size)
-    stream = store.read_range(digest, start, end)
-    try:
-        first = await anext(stream, b"")
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise StorageFailed(f"blob {digest}", exc) from None
-    response = web.StreamResponse(status=206 if wanted else 200, headers=headers)
-    response.content_type = "application/octet-stream"
-    response.content_length = end - start
-    if wanted:
-        response.headers["Content-Range"] = content_range(wanted, size)
-    await response.prepare(request)
-    request["bytes"] = len(first)
-    try:
-        await response.write(first)
-        async for chunk in stream:
-            await response.write(chunk)
-            request["bytes"] += len(chunk)
-    except OSError as exc:
-        log.warning("cutting client: the store stopped sending", digest=digest, error=str(exc))
-        if request.transport is not None:
-            request.transport.abort()
-        return response
-    finally:
-        await stream.aclose()
-    await response.write_eof()
-    return response
-
-
-async def _file(
-    request: web.Request, services: Services, digest: str, where: LocalFile, headers: dict[str, str]
-) -> web.StreamResponse:
-    """A cached blob: sendfile, Range and HEAD handled by aiohttp; pinned while it is sent."""
-    response = _SentFileResponse(where.path, headers=headers)
-    response.content_type = "application/octet-stream"
-    with services.blobs.pinned(digest):
-        await response.prepare(request)
-    return response
 
 
 async def tags_list(request: web.Request, services: Services, r: Route, name: str) -> web.StreamResponse:

@@ -17,8 +17,8 @@ import structlog
 from aiohttp import web
 
 from proxy.errors import PlatproxyError
+from proxy.http.blobs import stream_fill
 from proxy.http.errors import error_body
-from proxy.http.handlers import stream_fill
 from proxy.http.keys import FILLS
 from proxy.oci.names import check_digest
 from proxy.pull.fills import FillFailed
