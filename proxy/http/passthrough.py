@@ -66,7 +66,7 @@ async def challenge_for(request: web.Request, config: Config, up: Upstream, r: R
     """The ``WWW-Authenticate`` a client of ``up`` is sent (``r``: the repository it asked for)."""
     theirs = await up.challenge()
     if theirs is not None and theirs.scheme == "bearer":
-        if up.same_domain(theirs.realm):
+        if up.auth.same_domain(theirs.realm):
             ns = request.query.get("ns")
             realm = origin(request, config) + TOKEN_PATH + (f"/{quote(ns, safe='')}" if ns else "")
             scope = f"repository:{r.name}:pull" if r else ""

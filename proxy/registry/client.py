@@ -1,24 +1,20 @@
-"""The client of one upstream registry: auth, redirects, errors.
+"""The client of one upstream registry: requests with auth, redirects and errors handled, and the
+pull API on top of them.
 
-- **Auth**: anonymous or credentialed. A 401 with a ``Bearer`` challenge fetches a token from
-  the announced realm (cached per scope until it expires) and retries once; a ``Basic``
-  challenge retries with the configured credentials.  Credentials go only to the upstream's
-  own host and to a token realm on the same registrable domain (the fix for
-  GHSA-3p65-76g6-3w7r): a foreign realm is asked anonymously.  With ``auth = "passthrough"``
-  the credentials are the requesting client's (``CLIENT_CREDENTIAL``): its bearer token is
-  forwarded as it is, its basic credentials are exchanged for a token the same way, and its
-  tokens are cached under its credential's digest, never shared with another client.
+- **Auth** is ``proxy.registry.auth``'s: what each request carries, and how a 401 is answered
+  (the one request that takes, the token, is made here).
 - **Redirects** (blob downloads to a CDN) are followed by hand, at most 5, and the
   ``Authorization`` header is dropped whenever the target is another host.
 - **Errors** become ``UpstreamError`` with the status (``None`` when unreachable) and
   ``Retry-After``; the handlers decide what the client sees.
+- **Who sends**: aiohttp on the event loop for everything but blob bodies, which a fill worker
+  reads with ``proxy.wire`` (``pump_blob``); both go through the same auth, redirects and errors.
 """
 
 from __future__ import annotations
 
 import asyncio
 import http.client
-import re
 import ssl
 import time
 import urllib.request
@@ -33,10 +29,11 @@ import aiohttp
 from multidict import MultiMapping
 
 from proxy import wire
-from proxy.config import LimitsConfig, UpstreamConfig, is_loopback
+from proxy.config import LimitsConfig, UpstreamConfig
 from proxy.errors import UpstreamError
 from proxy.oci.mediatypes import UPSTREAM_ACCEPT
-from proxy.registry.credentials import CLIENT_CREDENTIAL, Challenge, ClientCredential, TokenCache, token_lifetime
+from proxy.registry.auth import Authorizer
+from proxy.registry.credentials import Challenge
 from proxy.sizes import MAX_REFERRERS_SIZE
 
 if TYPE_CHECKING:  # the command line's clients count nothing: prometheus stays unloaded there
@@ -71,14 +68,6 @@ class ManifestHead:
     size: int | None
 
 
-def registrable_domain(host: str) -> str:
-    """The last two labels of a DNS name (``auth.docker.io`` -> ``docker.io``); IPs as they are."""
-    if is_loopback(host) or re.fullmatch(r"[\d.]+|\[?[0-9a-fA-F:]+\]?", host):
-        return host
-    labels = host.lower().rstrip(".").split(".")
-    return ".".join(labels[-2:])
-
-
 RESOLVE_HEADER = "X-Platproxy-Resolve"
 """Sent as ``none`` to a parent platproxy: answer tags with the upstream's own index, unresolved,
 because a child resolves for its own host.  Any other registry ignores it."""
@@ -107,10 +96,8 @@ class Upstream:
         self._session = session
         self._own_session = session is None
         self.passthrough = config.auth == "passthrough"
-        self._tokens = TokenCache()
-        self._basic = str(aiohttp.BasicAuth(config.username, config.password).encode()) if config.username else None
+        self.auth = Authorizer(self.host, config.username, config.password, self.passthrough)
         self._challenge: tuple[Challenge | None, float] = (None, 0.0)
-        self._basic_challenged = False
         self._slots = asyncio.Semaphore(limits.max_upstream_fetches)
         self._env_proxies: dict[tuple[str, str], str | None] = {}
         self._workers: ThreadPoolExecutor | None = None
@@ -191,7 +178,7 @@ class Upstream:
             if resp.status == 401:
                 challenge = resp.headers.get("WWW-Authenticate", "")
                 resp.release()
-                if await self._authorize(challenge, scope):
+                if await self.auth.answer(challenge, scope, self._fetch_token):
                     resp = await self._send(method, url, hdrs, scope, send)
                 else:
                     raise UpstreamError(self.name, 401, "authentication required and none succeeded")
@@ -221,7 +208,7 @@ class Upstream:
         for _ in range(MAX_REDIRECTS + 1):
             sent = dict(headers)
             if urlsplit(url).hostname == self.host:
-                auth = self._auth_header(scope)
+                auth = self.auth.header(scope)
                 if auth:
                     sent["Authorization"] = auth
             resp = await send(method, url, sent)
@@ -270,57 +257,14 @@ class Upstream:
             return not any(v.startswith("https:") for v in urllib.request.getproxies_environment().values())
         return not setting.startswith("https:")
 
-    def _client(self) -> ClientCredential | None:
-        """The requesting client's credential, when this upstream takes each client's own."""
-        return CLIENT_CREDENTIAL.get() if self.passthrough else None
-
-    def _auth_header(self, scope: str) -> str | None:
-        client = self._client()
-        if client is not None and not client.is_basic:
-            return client.header  # the client's own token, fetched for this upstream
-        token = self._tokens.get(client.digest if client else "", scope)
-        if token:
-            return f"Bearer {token}"
-        basic = client.header if client is not None else self._basic
-        return basic if basic and self._basic_challenged else None
-
-    async def _authorize(self, challenge: str, scope: str) -> bool:
-        """Answer a 401 challenge; True when a retry may now succeed."""
-        client = self._client()
-        if client is not None and not client.is_basic:
-            return False  # a client's token is its own to renew: the client is told, not helped
-        basic = client.header if client is not None else self._basic
-        parsed = Challenge.parse(challenge)
-        if parsed is not None and parsed.scheme == "basic":
-            if basic is None or self._basic_challenged:
-                return False
-            self._basic_challenged = True
-            return True
-        if parsed is None or parsed.scheme != "bearer" or urlsplit(parsed.realm).scheme not in ("http", "https"):
-            return False
-        query = {"service": parsed.service}
-        if scope:
-            query["scope"] = scope
-        headers = {"Authorization": basic} if basic and self.same_domain(parsed.realm) else {}
+    async def _fetch_token(self, url: str, headers: dict[str, str]) -> Any:
+        """``auth.TokenFetch``: a token realm's JSON answer, ``None`` unless it gave one with a 200."""
         try:
-            async with self.session.get(f"{parsed.realm}?{urlencode(query)}", headers=headers,
-                                        allow_redirects=False, proxy=self.proxy_for(parsed.realm)) as resp:  # fmt: skip
-                if resp.status != 200:
-                    return False
-                body = await resp.json(content_type=None)
+            async with self.session.get(url, headers=headers, allow_redirects=False,
+                                        proxy=self.proxy_for(url)) as resp:  # fmt: skip
+                return await resp.json(content_type=None) if resp.status == 200 else None
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
-            return False
-        if not isinstance(body, dict):
-            return False
-        token = body.get("token") or body.get("access_token")
-        if not isinstance(token, str) or not token:
-            return False
-        self._tokens.put(client.digest if client else "", scope, token, token_lifetime(body))
-        return True
-
-    def same_domain(self, url: str) -> bool:
-        """Is ``url`` on this upstream's registrable domain (where its credentials may go)."""
-        return registrable_domain(urlsplit(url).hostname or "") == registrable_domain(self.host)
+            return None
 
     # -- passthrough: the upstream's own challenge, checks and the token relay --------------------
 
@@ -357,7 +301,7 @@ class Upstream:
         on the upstream's own domain (nothing else is ever given the client's credentials) and
         without following redirects."""
         challenge = await self.challenge()
-        if challenge is None or challenge.scheme != "bearer" or not self.same_domain(challenge.realm):
+        if challenge is None or challenge.scheme != "bearer" or not self.auth.same_domain(challenge.realm):
             raise UpstreamError(self.name, 404, "has no token service on its own domain to relay to")
         params = [(k, v) for k, v in params if k != "service"] + [("service", challenge.service)]
         headers = {"Authorization": authorization} if authorization else {}

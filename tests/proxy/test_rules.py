@@ -13,7 +13,8 @@ from proxy.http.ranges import ByteRange, parse_range
 from proxy.oci.names import ImageRef, check_digest, check_name, check_tag
 from proxy.pull.freshness import Action, Freshness, after_revalidation, freshness
 from proxy.pull.route import route
-from proxy.registry.client import ManifestHead, registrable_domain
+from proxy.registry.auth import registrable_domain
+from proxy.registry.client import ManifestHead
 from proxy.storage.tagindex import TagRecord
 
 SHA = "sha256:" + "a" * 64
