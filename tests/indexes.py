@@ -9,9 +9,12 @@ Linux ones in one Docker manifest list).
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from tests.ocibuild import Blob, Image, attestation, gzip_layer, image, index, zstd_layer
+from tests.ocibuild import Blob, Image, attestation, gzip_layer, image, index, sha256, zstd_layer
 
 ALPINE_PLATFORMS = [
     {"architecture": "amd64", "os": "linux"},
@@ -142,3 +145,25 @@ def nothing_fits() -> Case:
         "ppc64le": image({"architecture": "ppc64le", "os": "linux"}),
     }
     return _case(list(named.values()), named)
+
+
+def fresh_case(platforms: list[dict[str, str]], layer_mib: int = 4) -> Case:
+    """A new multi-platform image (nothing of it cached anywhere yet): a shared base layer of
+    random bytes and a small layer per platform."""
+    base = gzip_layer({"opt/base.bin": os.urandom(layer_mib * 2**20)})
+    named: dict[str, Image] = {}
+    for p in platforms:
+        spec = "/".join(p[k] for k in ("os", "architecture", "variant") if k in p)
+        named[spec] = image(p, [base, gzip_layer({"etc/platform": spec.encode() + os.urandom(64)})])
+    top = index(list(named.values()))
+    return Case(top, [b for img in named.values() for b in (img.manifest, *img.blobs())], named)
+
+
+def check_pulled(out: Path, case: Case, spec: str) -> None:
+    """skopeo's ``dir:`` copy holds exactly the expected manifest and every blob intact."""
+    manifest = (out / "manifest.json").read_bytes()
+    assert sha256(manifest) == case.digest_of(spec)
+    doc = json.loads(manifest)
+    for d in [doc["config"], *doc["layers"]]:
+        data = (out / d["digest"].split(":")[1]).read_bytes()
+        assert sha256(data) == d["digest"] and len(data) == d["size"]

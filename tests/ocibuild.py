@@ -69,7 +69,7 @@ def tar_bytes(files: dict[str, bytes]) -> bytes:
 
 def gzip_layer(files: dict[str, bytes], media_type: str = LAYER_GZIP) -> Blob:
     tar = tar_bytes(files)
-    return Blob(gzip.compress(tar, compresslevel=1, mtime=0), media_type, _sha256(tar))
+    return Blob(gzip.compress(tar, compresslevel=1, mtime=0), media_type, sha256(tar))
 
 
 def zstd_frame(data: bytes) -> bytes:
@@ -84,7 +84,7 @@ def zstd_frame(data: bytes) -> bytes:
 
 def zstd_layer(files: dict[str, bytes]) -> Blob:
     tar = tar_bytes(files)
-    return Blob(zstd_frame(tar), LAYER_ZSTD, _sha256(tar))
+    return Blob(zstd_frame(tar), LAYER_ZSTD, sha256(tar))
 
 
 def image(
@@ -111,7 +111,7 @@ def image(
         "config": {"Cmd": ["/bin/sh"], "Labels": {"platform": label}},
         "rootfs": {
             "type": "layers",
-            "diff_ids": [layer.diff_id or _sha256(layer.data) for layer in layers],
+            "diff_ids": [layer.diff_id or sha256(layer.data) for layer in layers],
         },
         "history": [{"created_by": "ocibuild"}] if history is None else history,
         **(config_extra or {}),
@@ -176,7 +176,8 @@ def write_layout(root: Path, top: Blob, blobs: list[Blob]) -> Path:
     return root / "blobs"
 
 
-def _sha256(data: bytes) -> str:
+def sha256(data: bytes) -> str:
+    """The OCI digest of ``data``."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 

@@ -1,19 +1,14 @@
-"""Scale-out: several platproxy replicas on one bucket of a real S3 server (Ceph RGW), and a
-child platproxy chained to a parent one.
+"""Scale-out: several platproxy replicas on one bucket of a real S3 server (Ceph RGW).
 
 The upstream is the real Distribution registry of the session; the clients are real skopeo
-processes.  Only the "replica dies mid-fill" case uses the test double upstream, because it
-needs a blob that arrives slowly enough to kill a replica in the middle of it (a fault a real
-registry does not produce on demand).
+processes.  How replicas share one fill (leases) is in ``test_s3_leases``; a child platproxy
+chained to a parent in ``test_parent``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import signal
-import threading
 import time
 import urllib.request
 import uuid
@@ -22,14 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from botocore.exceptions import ClientError
 
 from proxy.oci.mediatypes import DOCKER_LIST, DOCKER_MANIFEST, DOCKER_SCHEMA1_SIGNED, OCI_MANIFEST, UPSTREAM_ACCEPT
 from tests.conftest import Seeded, skopeo_copy
-from tests.fakeupstream import FakeUpstream
-from tests.indexes import Case
-from tests.ocibuild import Image, gzip_layer, image, index
-from tests.registry import Platproxy, config_args, free_port, push_case, request
+from tests.indexes import check_pulled, fresh_case
+from tests.ocibuild import Image, sha256
+from tests.registry import Platproxy, config_args, push_case, request
 from tests.rgw import Rgw, blob_key, bucket, landed, s3_args, s3_text
 from tests.tokenserver import USERS, TokenUpstream, passthrough_config
 
@@ -42,32 +35,6 @@ def pull_and_land(proxy: Platproxy, ref: str, dest: Path, server: Rgw, name: str
     done = skopeo_copy(f"{proxy.address}/{ref}", dest)
     assert done.returncode == 0, done.stderr
     landed(server, name, {blob_key(b.digest) for b in (image.config, *image.layers)})
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def fresh_case(platforms: list[dict[str, str]], layer_mib: int = 4) -> Case:
-    """A new multi-platform image (nothing of it cached anywhere yet): a shared base layer of
-    random bytes and a small layer per platform."""
-    base = gzip_layer({"opt/base.bin": os.urandom(layer_mib * 2**20)})
-    named: dict[str, Image] = {}
-    for p in platforms:
-        spec = "/".join(p[k] for k in ("os", "architecture", "variant") if k in p)
-        named[spec] = image(p, [base, gzip_layer({"etc/platform": spec.encode() + os.urandom(64)})])
-    top = index(list(named.values()))
-    return Case(top, [b for img in named.values() for b in (img.manifest, *img.blobs())], named)
-
-
-def check_pulled(out: Path, case: Case, spec: str) -> None:
-    """skopeo's ``dir:`` copy holds exactly the expected manifest and every blob intact."""
-    manifest = (out / "manifest.json").read_bytes()
-    assert sha256(manifest) == case.digest_of(spec)
-    doc = json.loads(manifest)
-    for d in [doc["config"], *doc["layers"]]:
-        data = (out / d["digest"].split(":")[1]).read_bytes()
-        assert sha256(data) == d["digest"] and len(data) == d["size"]
 
 
 @pytest.mark.parametrize("gateways", [1, 2], ids=["one-gateway", "two-gateways"])
@@ -168,167 +135,6 @@ def test_presigned_redirect_serves_from_the_bucket(seeded: Seeded, platproxy: St
     check_pulled(tmp_path / "second", case, "linux/amd64")
 
 
-def test_replica_killed_mid_fill_another_takes_over_after_the_lease(platproxy: Start, rgw: Rgw, tmp_path: Path) -> None:
-    data = os.urandom(3 * 2**20)
-    digest = sha256(data)
-    fake = FakeUpstream(blobs={digest: data}, chunk_delay=0.05).start()  # 48 chunks: about 2.4 s per fetch
-    try:
-        name = bucket(rgw)
-        key = blob_key(digest)
-        seen_sizes: set[int] = set()
-        watching = threading.Event()
-
-        def watch() -> None:  # everything the bucket ever shows under the digest's key
-            while not watching.is_set():
-                size = rgw.keys(name, "platproxy/blobs/").get(key)
-                if size is not None:
-                    seen_sizes.add(size)
-                time.sleep(0.05)
-
-        watcher = threading.Thread(target=watch)
-        watcher.start()
-        args = s3_args(tmp_path, rgw, name, 'lease_ttl = "2s"')
-        first, second = (platproxy(fake.url, "linux/amd64", args) for _ in range(2))
-        path = f"/v2/library/slow/blobs/{digest}"
-        pool = ThreadPoolExecutor(2)
-        cut = pool.submit(request, first.port, "GET", path)
-        while not fake.count("GET", digest):
-            time.sleep(0.02)
-        time.sleep(0.3)  # the first replica holds the lease and is part-way through
-        waiting = pool.submit(request, second.port, "GET", path)
-        time.sleep(0.5)
-        assert first.proc is not None
-        first.proc.send_signal(signal.SIGKILL)
-        first.proc.wait()
-        with pytest.raises(Exception):  # noqa: B017 - the cut shows as any connection error
-            cut.result(timeout=30)
-        started = time.monotonic()
-        status, _, body = waiting.result(timeout=60)
-        assert status == 200 and sha256(body) == digest
-        assert time.monotonic() - started < 10
-        pool.shutdown()
-        landed(rgw, name, {key})
-        time.sleep(0.2)  # the watcher sees it too
-    finally:
-        watching.set()
-        fake.stop()
-    watcher.join()
-    assert seen_sizes == {len(data)}  # never anything partial under the digest's key, and then the blob
-    assert fake.count("GET", digest) == 2  # the dead replica's fetch, then the one that took over
-    assert rgw.keys(name)[key] == len(data)
-    metrics = request(second.port, "GET", "/metrics")[2].decode()
-    assert 'platproxy_lease_total{outcome="taken_over"} 1.0' in metrics
-    assert "took over an expired lease" in second.log()
-
-
-@pytest.mark.parametrize("peers", [False, True], ids=["polling", "streaming-from-the-holder"])
-def test_a_stalled_holder_never_releases_its_successors_lease(
-    platproxy: Start, rgw: Rgw, tmp_path: Path, peers: bool
-) -> None:
-    """The holder is paused past its TTL (SIGSTOP), another replica takes over, then the first
-    resumes and its fetch fails: releasing its lease must not remove the successor's, or the
-    third replica would start a third fetch.  With peer listeners, the waiting replicas are
-    streaming from the paused holder: they give up on it after a lease's length, not later."""
-    data = os.urandom(3 * 2**20)
-    digest = sha256(data)
-    fake = FakeUpstream(blobs={digest: data}, chunk_delay=0.08, cut_first=1).start()  # about 4 s a fetch
-    try:
-        name = bucket(rgw)
-        extra = 'lease_ttl = "2s"\n'  # renewals every 0.7 s, even on a busy machine
-
-        def peer() -> str:
-            return f'peer_listen = "127.0.0.1:{free_port()}"\npeer_secret = "0123456789abcdef"\n' if peers else ""
-
-        first, second, third = (platproxy(fake.url, "linux/amd64", s3_args(tmp_path, rgw, name, extra + peer()))
-                                for _ in range(3))  # fmt: skip
-        assert all("lease_release" in r.log() for r in (first, second, third))  # what the store supports, said
-        path = f"/v2/library/slow/blobs/{digest}"
-        pool = ThreadPoolExecutor(3)
-        cut = pool.submit(request, first.port, "GET", path)
-        while not fake.count("GET", digest):
-            time.sleep(0.02)
-        assert first.proc is not None
-        first.proc.send_signal(signal.SIGSTOP)
-        waiting = [pool.submit(request, r.port, "GET", path) for r in (second, third)]
-        deadline = time.monotonic() + 20
-        while fake.count("GET", digest) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert fake.count("GET", digest) == 2  # the lease expired: one of the others took over
-        first.proc.send_signal(signal.SIGCONT)
-        with pytest.raises(Exception):  # noqa: B017 - its fetch was cut half-way: so is its client
-            cut.result(timeout=60)
-        for answer in waiting:
-            status, _, body = answer.result(timeout=60)
-            assert status == 200 and sha256(body) == digest
-        pool.shutdown()
-        landed(rgw, name, {blob_key(digest)})
-    finally:
-        fake.stop()
-    assert fake.count("GET", digest) == 2  # not 3: the stalled holder left its successor's lease alone
-    if peers:  # the waiting replicas gave up on the silent holder after a lease's length
-        waited = second.log() + third.log()
-        assert "the lease holder cannot be reached" in waited or "streaming from the lease holder stopped" in waited
-    assert "lease not released: another replica holds it now" in first.log()
-    deadline = time.monotonic() + 5
-    while rgw.keys(name, "platproxy/leases/") and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert rgw.keys(name, "platproxy/leases/") == {}  # the blob is stored: no lease or marker is left
-
-
-def test_a_fill_longer_than_the_lease_keeps_it_by_renewing(platproxy: Start, rgw: Rgw, tmp_path: Path) -> None:
-    data = os.urandom(2 * 2**20)
-    digest = sha256(data)
-    fake = FakeUpstream(blobs={digest: data}, chunk_delay=0.08).start()  # 32 chunks: about 2.6 s
-    try:
-        args = s3_args(tmp_path, rgw, bucket(rgw), 'lease_ttl = "1s"')
-        replicas = [platproxy(fake.url, "linux/amd64", args) for _ in range(2)]
-        path = f"/v2/library/slow/blobs/{digest}"
-        with ThreadPoolExecutor(2) as pool:
-            first = pool.submit(request, replicas[0].port, "GET", path)
-            while not fake.count("GET", digest):
-                time.sleep(0.02)
-            second = pool.submit(request, replicas[1].port, "GET", path)
-            results = [first.result(timeout=60), second.result(timeout=60)]
-    finally:
-        fake.stop()
-    assert [(status, sha256(body)) for status, _, body in results] == [(200, digest)] * 2
-    assert fake.count("GET", digest) == 1  # renewed every lease_ttl/3: never taken over
-    metrics = request(replicas[1].port, "GET", "/metrics")[2].decode()
-    assert 'platproxy_lease_total{outcome="held"}' in metrics
-    assert 'outcome="taken_over"' not in metrics
-
-
-def test_the_lease_holder_uploads_parts_during_the_download(platproxy: Start, rgw: Rgw, tmp_path: Path) -> None:
-    data = os.urandom(12 * 2**20)
-    digest = sha256(data)
-    key = blob_key(digest)
-    fake = FakeUpstream(blobs={digest: data}, chunk_delay=0.01).start()  # 192 chunks: about 2 s
-    try:
-        name = bucket(rgw)
-        proxy = platproxy(fake.url, "linux/amd64", s3_args(tmp_path, rgw, name, 'part_size = "5MiB"'))
-        with ThreadPoolExecutor(1) as pool:
-            pulled = pool.submit(request, proxy.port, "GET", f"/v2/library/slow/blobs/{digest}")
-            parts_before_the_end = 0
-            while not pulled.done():
-                uploads = rgw.call("list_multipart_uploads", Bucket=name).get("Uploads", [])
-                for u in uploads:
-                    try:
-                        listed = rgw.call("list_parts", Bucket=name, Key=u["Key"], UploadId=u["UploadId"])
-                    except ClientError:  # completed between the two listings
-                        continue
-                    if not pulled.done():
-                        parts_before_the_end = max(parts_before_the_end, len(listed.get("Parts", [])))
-                        assert rgw.keys(name).get(key) in (None, len(data))  # parts never show as the object
-                time.sleep(0.1)
-            status, _, body = pulled.result()
-    finally:
-        fake.stop()
-    assert status == 200 and sha256(body) == digest
-    assert parts_before_the_end >= 1  # sent while the blob was still arriving
-    assert landed(rgw, name, {key})[key] == len(data)
-    assert not rgw.call("list_multipart_uploads", Bucket=name).get("Uploads")
-
-
 def test_store_unreachable_gives_clear_errors(platproxy: Start, seeded: Seeded, tmp_path: Path) -> None:
     dead = tmp_path / "dead"
     dead.mkdir()
@@ -356,55 +162,6 @@ secret_key = "b"
     status, _, body = request(proxy.port, "GET", "/v2/library/multi/manifests/1", headers={"Accept": UPSTREAM_ACCEPT})
     assert status == 503 and json.loads(body)["errors"][0]["code"] == "UNAVAILABLE"
     assert time.monotonic() - started < 10  # prompt answers, not every request retrying on its own
-
-
-def cached_digests(cache: Path) -> set[str]:
-    return {f"sha256:{p.name}" for p in (cache / "blobs" / "sha256").glob("*/*")}
-
-
-def test_child_resolves_for_its_own_platform_through_a_parent(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:
-    case = fresh_case([
-        {"architecture": "amd64", "os": "linux"},
-        {"architecture": "arm", "os": "linux", "variant": "v7"},
-        {"architecture": "arm64", "os": "linux"},
-    ], layer_mib=1)  # fmt: skip
-    push_case(seeded.registry, "library/chained:1", case)
-    upstream_name = seeded.registry.url.split("//")[1]
-    # The parent's default upstream is elsewhere: only the child's ?ns= reaches the registry.
-    parent_args = config_args(
-        tmp_path,
-        f"""
-[[upstreams]]
-name = "elsewhere.example"
-url = "http://127.0.0.1:9"
-[[upstreams]]
-name = "{upstream_name}"
-url = "{seeded.registry.url}"
-""",
-    )
-    parent = platproxy("", "linux/amd64", parent_args, cache=tmp_path / "parent")
-    child_args = config_args(
-        tmp_path,
-        f"""
-[[upstreams]]
-name = "{upstream_name}"
-url = "http://{parent.address}"
-parent = true
-""",
-    )
-    child = platproxy("", "linux/arm/v7", child_args, cache=tmp_path / "child")
-    done = skopeo_copy(f"{child.address}/library/chained:1", tmp_path / "out")
-    assert done.returncode == 0, done.stderr
-    check_pulled(tmp_path / "out", case, "linux/arm/v7")
-
-    arm = case.images["linux/arm/v7"]
-    served = {arm.manifest.digest, arm.config.digest, *(layer.digest for layer in arm.layers)}
-    assert cached_digests(tmp_path / "child") == served | {case.top.digest}  # + the index it resolved from
-    assert cached_digests(tmp_path / "parent") == served | {case.top.digest}  # the amd64 manifest never fetched
-    # the parent, asked directly, still resolves for its own host
-    status, headers, _ = request(parent.port, "GET", f"/v2/library/chained/manifests/1?ns={upstream_name}",
-                                 headers={"Accept": UPSTREAM_ACCEPT})  # fmt: skip
-    assert status == 200 and headers["docker-content-digest"] == case.digest_of("linux/amd64")
 
 
 def test_with_the_store_gone_known_tags_still_answer_and_blobs_fail_promptly(
@@ -454,18 +211,6 @@ def test_a_missing_bucket_is_a_clear_503_until_it_is_created(
         time.sleep(0.2)
     status, _, body = request(proxy.port, "GET", f"/v2/library/multi/blobs/{layer.digest}")
     assert status == 200 and sha256(body) == layer.digest
-
-
-def test_parent_mode_also_works_in_front_of_a_plain_registry(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:
-    """Distribution ignores ?ns= and the resolve header: the child gets the index and resolves it."""
-    name = seeded.registry.url.split("//")[1]
-    args = config_args(tmp_path, f'[[upstreams]]\nname = "{name}"\nurl = "{seeded.registry.url}"\nparent = true\n')
-    child = platproxy("", "linux/arm64", args)
-    done = skopeo_copy(f"{child.address}/library/multi:1", tmp_path / "out")
-    assert done.returncode == 0, done.stderr
-    assert sha256((tmp_path / "out" / "manifest.json").read_bytes()) == seeded.cases["library/multi:1"].digest_of(
-        "linux/arm64/v8"
-    )
 
 
 def test_replicas_serve_one_conversion_for_old_engines(seeded: Seeded, platproxy: Start, rgw: Rgw,
