@@ -4,7 +4,7 @@ replicas stream a fill in progress from (``peer``), the one mapping of domain er
 and OCI codes (``errors``), byte ranges
 (``ranges``), client authentication (``auth``), the challenges, token relay and access check
 of ``auth = "passthrough"`` upstreams (``passthrough``), what the application holds for its
-handlers (``keys``), TLS on the listener with certificate rotation (``tls``), the header
+handlers (``keys``), what each request did for its access-log line (``record``), TLS on the listener with certificate rotation (``tls``), the header
 timeout (``guard``) and the health and metrics endpoints (``health``).
 
 May import: hostinfo, proxy.errors, proxy.sizes, proxy.sending, proxy.metrics, proxy.logs,

@@ -23,6 +23,7 @@ from proxy.http.handlers import dispatch, errors_middleware
 from proxy.http.keys import CONFIG, FILLS, METRICS, SERVICES, Services
 from proxy.http.passthrough import TOKEN_PATH, token_relay
 from proxy.http.peer import build_peer_app
+from proxy.http.record import record
 from proxy.http.tls import CertificateWatcher, server_context
 from proxy.metrics import Metrics
 from proxy.pull.access import Access
@@ -87,7 +88,7 @@ def build_app(config: Config, host: HostProfile | None = None) -> web.Applicatio
 
 async def _private_answers(request: web.Request, response: web.StreamResponse) -> None:
     """What only a checked client may have is marked so no shared HTTP cache in front keeps it."""
-    if str(request.get("auth", "")).startswith("private"):
+    if record(request).auth.startswith("private"):
         response.headers["Cache-Control"] = "private"
 
 

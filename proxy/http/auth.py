@@ -24,6 +24,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from proxy.errors import Unauthorized
+from proxy.http.record import record
 
 REMEMBER_SECONDS = 300.0
 _BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
@@ -113,7 +114,7 @@ def auth_middleware(htpasswd: Htpasswd, realm: str) -> Middleware:
             creds = basic_credentials(request.headers.get("Authorization", ""))
             if creds is None or not await htpasswd.check(*creds):
                 raise Unauthorized(f'Basic realm="{realm}"')
-            request["user"] = creds[0]
+            record(request).user = creds[0]
         return await handler(request)
 
     return middleware

@@ -21,6 +21,7 @@ from aiohttp.web_request import BaseRequest
 from proxy.errors import StorageFailed
 from proxy.http.keys import Services
 from proxy.http.ranges import content_range, parse_range
+from proxy.http.record import record
 from proxy.pull.fills import FillFailed, read_fill, send_fill
 from proxy.pull.route import Route
 from proxy.sending import send_file_range
@@ -34,18 +35,18 @@ async def blob(request: web.Request, services: Services, r: Route, digest: str) 
     headers = {"Docker-Content-Digest": digest, "ETag": f'"{digest}"', "Accept-Ranges": "bytes"}
     size = await services.blobs.stored_size(digest)
     if size is not None:
-        request["cache"] = headers["X-Platproxy-Cache"] = "hit"
+        record(request).cache = headers["X-Platproxy-Cache"] = "hit"
         try:
             return await _stored(request, services, digest, headers, size)
         except FileNotFoundError:  # removed from the store since it was looked up: fill it again
-            request["cache"] = "miss"
+            record(request).cache = "miss"
     if request.method == "HEAD":
         size = await services.blobs.head_uncached(r, digest)
-        request["cache"] = headers["X-Platproxy-Cache"] = "miss"
+        record(request).cache = headers["X-Platproxy-Cache"] = "miss"
         extra = {"Content-Length": str(size)} if size is not None else {}
         return web.Response(headers={**headers, **extra, "Content-Type": "application/octet-stream"})
     fill, started = await services.blobs.fill(r, digest)
-    request["cache"] = headers["X-Platproxy-Cache"] = "miss" if started else "coalesced"
+    record(request).cache = headers["X-Platproxy-Cache"] = "miss" if started else "coalesced"
     if fill.finished and fill.error is None and fill.size is not None:
         return await _stored(request, services, digest, headers, fill.size)
     wanted = parse_range(request.headers.get("Range"), fill.size)
@@ -58,17 +59,17 @@ async def blob(request: web.Request, services: Services, r: Route, digest: str) 
             response.headers["Content-Range"] = content_range(wanted, fill.size)
     await response.prepare(request)
     try:
-        request["bytes"] = 0
+        record(request).sent = 0
         with services.blobs.pinned(digest):
             await stream_fill(request, response, fill, start, end)
     except FillFailed as exc:
         log.warning("cutting client: blob fill failed", digest=digest, error=str(exc))
-        request["cache"] = f"{request['cache']}, cut"
+        record(request).add_cache("cut")
         if request.transport is not None:
             request.transport.abort()  # never finish a short or wrong body cleanly
         return response
     except ConnectionResetError:  # the fill is not this client's: it goes on for the others
-        request["cache"] = f"{request['cache']}, client left"
+        record(request).add_cache("client left")
         return response
     await response.write_eof()
     return response
@@ -80,18 +81,20 @@ async def stream_fill(
     """Zero-copy (sendfile) from the growing temporary file; a plain copy where that is impossible.
     Raises ``FillFailed`` (cut the connection) and ``ConnectionResetError`` (the client left)."""
     transport = request.transport
+    done = record(request)
+    done.sent = done.sent or 0
     if end is not None and transport is not None and isinstance(transport, asyncio.Transport):
-        # (without a known end the answer is chunked, which aiohttp must frame: no sendfile)
-        await response.drain()
+        # (without a known end the answer is chunked, which aiohttp must frame: no sendfile; the
+        # headers are on the wire or still queued, and then send_fill refuses before sending)
         try:
             async for sent in send_fill(fill, transport, start, end):
-                request["bytes"] += sent
+                done.sent += sent
             return
         except NotImplementedError:
             pass
-    async for chunk in read_fill(fill, start + request["bytes"], end):
+    async for chunk in read_fill(fill, start + done.sent, end):
         await response.write(chunk)
-        request["bytes"] += len(chunk)
+        done.sent += len(chunk)
 
 
 class _SentFileResponse(web.FileResponse):
@@ -140,7 +143,7 @@ async def _stored(
         length = {"Content-Length": str(size), "Content-Type": "application/octet-stream"}
         return web.Response(headers={**headers, **length})
     if isinstance(where, Redirect):
-        request["cache"] = "hit, redirect"
+        record(request).cache = "hit, redirect"
         return web.Response(status=307, headers={**headers, "Location": where.location})
     return await _streamed(request, store, digest, headers, size)
 
@@ -164,12 +167,14 @@ async def _streamed(
     if wanted:
         response.headers["Content-Range"] = content_range(wanted, size)
     await response.prepare(request)
-    request["bytes"] = len(first)
+    done = record(request)
+    done.sent = 0
     try:
         await response.write(first)
+        done.sent = len(first)
         async for chunk in stream:
             await response.write(chunk)
-            request["bytes"] += len(chunk)
+            done.sent += len(chunk)
     except OSError as exc:
         log.warning("cutting client: the store stopped sending", digest=digest, error=str(exc))
         if request.transport is not None:

@@ -33,6 +33,7 @@ from proxy.http import passthrough
 from proxy.http.blobs import blob
 from proxy.http.errors import answer_for, error_body
 from proxy.http.keys import CONFIG, METRICS, SERVICES, Services
+from proxy.http.record import record
 from proxy.metrics import Metrics
 from proxy.oci.clients import classify
 from proxy.oci.mediatypes import OCI_INDEX, ClientCaps
@@ -82,7 +83,7 @@ async def errors_middleware(
         response = web.Response(status=exc.status, body=error_body("UNSUPPORTED", exc.reason),
                                 content_type="application/json")  # fmt: skip
     except ConnectionResetError:  # the client left before its answer began (a cold blob's fill goes on)
-        request["cache"] = ", ".join(filter(None, [request.get("cache", ""), "client left"]))
+        record(request).add_cache("client left")
         response = web.Response(status=499)  # nginx's "client closed request": for the log, never sent
     except Exception:
         log.exception("unexpected error", method=request.method, path=request.path[:300])
@@ -91,8 +92,9 @@ async def errors_middleware(
     if not response.prepared:
         response.headers.setdefault("Docker-Distribution-API-Version", "registry/2.0")
     route_name = _route_of(request.path)
-    outcome = request.get("cache", "")
-    sent = 0 if request.method == "HEAD" else request.get("bytes", response.content_length or 0)
+    done = record(request)
+    outcome = done.cache
+    sent = 0 if request.method == "HEAD" else done.sent if done.sent is not None else response.content_length or 0
     metrics: Metrics = request.app[METRICS]
     metrics.requests.labels(route_name, request.method, str(response.status)).inc()
     if outcome:
@@ -101,11 +103,9 @@ async def errors_middleware(
         metrics.stale.inc(outcome == "stale")
     metrics.bytes_served.labels(route_name).inc(sent)
     metrics.request_seconds.labels(route_name).observe(time.monotonic() - started)
-    extra = {k: request[k] for k in ("upstream", "auth", "target", "platform", "rank", "converted", "denied")
-             if k in request}  # fmt: skip
     log.info(
         "request", method=request.method, path=request.path[:300], status=response.status, bytes=sent,
-        cache=outcome, duration_ms=round((time.monotonic() - started) * 1000, 1), **extra,
+        cache=outcome, duration_ms=round((time.monotonic() - started) * 1000, 1), **done.log_fields(),
     )  # fmt: skip
     return response
 
@@ -172,7 +172,7 @@ async def _serve(request: web.Request, services: Services, r: Route, kind: str, 
 def _route(request: web.Request, name: str) -> Route:
     """Which upstream and repository ``name`` means (``?ns=`` from containerd decides first)."""
     r = route(check_name(name), request.query.get("ns"), request.app[CONFIG])
-    request["upstream"] = r.upstream.name
+    record(request).upstream = r.upstream.name
     return r
 
 
@@ -183,7 +183,7 @@ def _check_policy(request: web.Request, r: Route, tag: str | None) -> None:
         return
     verdict = judge(rules, r.upstream.name, r.repo, tag)
     if not verdict.allowed:
-        request["denied"] = verdict.why
+        record(request).denied = verdict.why
         what = f"{r.upstream.name}/{r.repo}" + (f":{tag}" if tag else "")
         raise Denied(f"{what} is denied by {verdict.why}" if verdict.rule else f"{what} is denied: {verdict.why}",
                      {"rule": verdict.rule, "upstream": r.upstream.name, "repository": r.repo, "tag": tag})  # fmt: skip
@@ -214,23 +214,24 @@ async def manifest(request: web.Request, services: Services, r: Route, reference
         headers["Vary"] = "Accept, User-Agent"
         if services.targets.rules:
             headers["Cache-Control"] = "private"
-        headers["X-Platproxy-Target"] = request["target"] = f"{target.platform} ({target.source})"
+        headers["X-Platproxy-Target"] = record(request).target = f"{target.platform} ({target.source})"
         request.app[METRICS].targets.labels(target.source).inc()
     else:  # the distribution-spec conformance suite expects 404 here, not 400
         raise ManifestUnknown("the reference is neither a valid tag nor a digest",
                               {"reference": reference[:300], "reason": "invalid reference"})  # fmt: skip
-    request["cache"] = answer.outcome
+    done = record(request)
+    done.cache = answer.outcome
     headers |= {
         "Docker-Content-Digest": answer.digest,
         "ETag": f'"{answer.digest}"',
         "X-Platproxy-Cache": answer.outcome,
     }
     if answer.converted_from is not None:
-        request["converted"] = answer.media_type
+        done.converted = answer.media_type
         headers["X-Platproxy-Converted-From"] = answer.converted_from
     if answer.resolution is not None:
-        request["platform"] = answer.resolution.platform
-        request["rank"] = answer.resolution.label
+        done.platform = answer.resolution.platform
+        done.rank = answer.resolution.label
         headers["X-Platproxy-Platform"] = answer.resolution.platform
         headers["X-Platproxy-Resolved-From"] = answer.resolution.index_digest
         headers["X-Platproxy-Rank"] = answer.resolution.label

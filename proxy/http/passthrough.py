@@ -31,6 +31,7 @@ from aiohttp import web
 from proxy.config import Config, UpstreamConfig
 from proxy.errors import CannotAuthorize, InvalidName, NameUnknown, Subject, Unauthorized, UpstreamError, UpstreamFailed
 from proxy.http.keys import CONFIG, SERVICES
+from proxy.http.record import record
 from proxy.oci.names import check_name
 from proxy.pull.access import Access, CredentialsNeeded
 from proxy.pull.route import Route, default_upstream, route, upstream_named
@@ -82,13 +83,13 @@ async def admit(request: web.Request, access: Access, r: Route, kind: str, refer
     try:
         admission = await access.admit(r, kind, reference, credential)
     except CredentialsNeeded as exc:
-        request["auth"] = "refused" if credential else "challenged"
+        record(request).auth = "refused" if credential else "challenged"
         up = access.upstreams[r.upstream.name]
         raise Unauthorized(await challenge_for(request, request.app[CONFIG], up, r), exc.message, exc.detail) from None
     except CannotAuthorize:
-        request["auth"] = "unchecked, upstream unreachable"
+        record(request).auth = "unchecked, upstream unreachable"
         raise
-    request["auth"] = admission.outcome
+    record(request).auth = admission.outcome
     return admission.credential
 
 
@@ -103,7 +104,7 @@ async def ping(request: web.Request, access: Access, up: Upstream) -> None:
             return  # a token the relay fetched anonymously: as good as the upstream's own /v2/ answer
         raise Unauthorized(await challenge_for(request, config, up, None))
     if await access.ask(up, "", "base", "", credential) in (401, 403):
-        request["auth"] = "refused"
+        record(request).auth = "refused"
         raise Unauthorized(
             await challenge_for(request, config, up, None), f"upstream {up.name} refused these credentials"
         )

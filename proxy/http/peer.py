@@ -20,6 +20,7 @@ from proxy.errors import PlatproxyError
 from proxy.http.blobs import stream_fill
 from proxy.http.errors import error_body
 from proxy.http.keys import FILLS
+from proxy.http.record import record
 from proxy.oci.names import check_digest
 from proxy.pull.fills import FillFailed
 from proxy.storage.s3.peers import PEER_HEADER, PEER_PATH, SIZE_HEADER, signed_by
@@ -56,7 +57,7 @@ async def peer_blob(request: web.Request) -> web.StreamResponse:
     response.content_type = "application/octet-stream"
     if fill.size is not None:
         response.content_length = fill.size - start
-    request["bytes"] = 0
+    record(request).sent = 0
     try:
         await response.prepare(request)
         await stream_fill(request, response, fill, start, fill.size)
@@ -65,9 +66,10 @@ async def peer_blob(request: web.Request) -> web.StreamResponse:
             request.transport.abort()  # never finish a wrong body cleanly
         return response
     except ConnectionResetError:  # the waiting replica gave up (this replica was paused, say)
-        log.info("a waiting replica left", peer=request.remote, digest=digest, bytes=request["bytes"])
+        log.info("a waiting replica left", peer=request.remote, digest=digest, bytes=record(request).sent)
         return response
-    log.info("streamed to a waiting replica", peer=request.remote, digest=digest, start=start, bytes=request["bytes"])
+    sent = record(request).sent
+    log.info("streamed to a waiting replica", peer=request.remote, digest=digest, start=start, bytes=sent)
     await response.write_eof()
     return response
 

@@ -15,12 +15,11 @@ they need no HTTP: the one request they make (the token) is the caller's ``Token
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
-
-import aiohttp
 
 from proxy.config import is_loopback
 from proxy.registry.credentials import CLIENT_CREDENTIAL, Challenge, ClientCredential, TokenCache, token_lifetime
@@ -28,6 +27,11 @@ from proxy.registry.credentials import CLIENT_CREDENTIAL, Challenge, ClientCrede
 TokenFetch = Callable[[str, dict[str, str]], Awaitable[Any]]
 """GETs a token realm's URL with these headers, redirects not followed: the JSON body of a 200,
 ``None`` for any other answer or when the realm cannot be reached."""
+
+
+def basic_header(username: str, password: str) -> str:
+    """``Authorization: Basic`` for these credentials (RFC 7617, UTF-8)."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
 
 
 def registrable_domain(host: str) -> str:
@@ -45,7 +49,7 @@ class Authorizer:
         self.host = host
         self.passthrough = passthrough
         self._tokens = TokenCache()
-        self._basic = str(aiohttp.BasicAuth(username, password).encode()) if username else None
+        self._basic = basic_header(username, password) if username else None
         self._basic_challenged = False
 
     def client(self) -> ClientCredential | None:

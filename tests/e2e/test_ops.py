@@ -248,6 +248,9 @@ def test_client_auth_with_htpasswd(seeded: Seeded, platproxy: Start, tmp_path: P
     bad = skopeo_copy(image, tmp_path / "bad", "--src-creds", "alice:guess")
     assert bad.returncode != 0 and ("401" in bad.stderr or "unauthorized" in bad.stderr.lower())
     assert "wonderland" not in proxy.log()
+    lines = [json.loads(x) for x in proxy.log().splitlines() if '"event": "request"' in x]
+    assert {x.get("user") for x in lines if x["status"] == 200 and "/manifests/" in x["path"]} == {"alice"}
+    assert {x.get("user") for x in lines if x["status"] == 401} == {None}  # who was refused is not named
     htpasswd.write_text("alice:plaintext\n")
     done = cli(
         "serve",
