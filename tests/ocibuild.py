@@ -35,7 +35,7 @@ class Blob:
 
     @property
     def digest(self) -> str:
-        return "sha256:" + hashlib.sha256(self.data).hexdigest()
+        return sha256(self.data)
 
     @property
     def size(self) -> int:

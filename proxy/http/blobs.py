@@ -59,7 +59,6 @@ async def blob(request: web.Request, services: Services, r: Route, digest: str) 
             response.headers["Content-Range"] = content_range(wanted, fill.size)
     await response.prepare(request)
     try:
-        record(request).sent = 0
         with services.blobs.pinned(digest):
             await stream_fill(request, response, fill, start, end)
     except FillFailed as exc:
@@ -79,10 +78,11 @@ async def stream_fill(
     request: web.Request, response: web.StreamResponse, fill: Fill, start: int, end: int | None
 ) -> None:
     """Zero-copy (sendfile) from the growing temporary file; a plain copy where that is impossible.
-    Raises ``FillFailed`` (cut the connection) and ``ConnectionResetError`` (the client left)."""
+    Raises ``FillFailed`` (cut the connection) and ``ConnectionResetError`` (the client left);
+    the bytes sent so far are the request's ``record().sent`` either way."""
     transport = request.transport
     done = record(request)
-    done.sent = done.sent or 0
+    done.sent = 0
     if end is not None and transport is not None and isinstance(transport, asyncio.Transport):
         # (without a known end the answer is chunked, which aiohttp must frame: no sendfile; the
         # headers are on the wire or still queued, and then send_fill refuses before sending)

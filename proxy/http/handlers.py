@@ -94,7 +94,9 @@ async def errors_middleware(
     route_name = _route_of(request.path)
     done = record(request)
     outcome = done.cache
-    sent = 0 if request.method == "HEAD" else done.sent if done.sent is not None else response.content_length or 0
+    sent = done.sent if done.sent is not None else response.content_length or 0
+    if request.method == "HEAD":
+        sent = 0
     metrics: Metrics = request.app[METRICS]
     metrics.requests.labels(route_name, request.method, str(response.status)).inc()
     if outcome:

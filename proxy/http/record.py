@@ -38,8 +38,8 @@ class Record:
 
     def log_fields(self) -> dict[str, str]:
         """The named fields that say something, for the access-log line."""
-        return {f.name: value for f in fields(self) if f.name not in ("cache", "sent")
-                if isinstance(value := getattr(self, f.name), str) and value}  # fmt: skip
+        named = (f.name for f in fields(self) if f.name not in ("cache", "sent"))
+        return {name: value for name in named if (value := getattr(self, name))}
 
     def add_cache(self, what: str) -> None:
         """Append to the cache outcome (``hit`` -> ``hit, client left``)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import subprocess
@@ -27,6 +26,7 @@ from proxy.oci.mediatypes import (
 from proxy.oci.resolve import resolve_loading
 from tests import indexes
 from tests.conftest import Seeded, push_case, skopeo_copy
+from tests.ocibuild import sha256
 from tests.registry import Platproxy, Registry, cli, config_args, request, wait_http
 
 pytestmark = pytest.mark.e2e
@@ -45,7 +45,7 @@ def expected(seeded: Seeded, ref: str, spec: str) -> str:
 
 
 def digest_of(path: Path) -> str:
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    return sha256(path.read_bytes())
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ def test_resolved_response_headers_and_head_agrees(seeded: Seeded, platproxy: St
     case = seeded.cases["library/multi:1"]
     status, headers, body = request(proxy.port, "GET", "/v2/library/multi/manifests/1", headers=ALL)
     assert status == 200
-    assert headers["docker-content-digest"] == case.digest_of("linux/arm/v7") == digest_bytes(body)
+    assert headers["docker-content-digest"] == case.digest_of("linux/arm/v7") == sha256(body)
     assert headers["content-type"] == OCI_MANIFEST
     assert headers["x-platproxy-platform"] == "linux/arm/v7"
     assert headers["x-platproxy-resolved-from"] == case.top.digest
@@ -107,7 +107,7 @@ def test_old_engine_gets_the_chosen_manifest_in_a_form_it_reads(seeded: Seeded, 
     status, headers, body = request(proxy.port, "GET", "/v2/library/multi/manifests/1", headers=old)
     assert status == 200 and headers["content-type"] == DOCKER_MANIFEST
     assert headers["x-platproxy-converted-from"] == chosen and headers["x-platproxy-platform"] == "linux/arm64/v8"
-    assert headers["docker-content-digest"] == "sha256:" + hashlib.sha256(body).hexdigest() != chosen
+    assert headers["docker-content-digest"] == sha256(body) != chosen
     # a Docker manifest list is served to the same engine: the chosen entry is schema 2 already
     status, headers, _ = request(
         proxy.port, "GET", "/v2/library/winlin/manifests/1", headers={"Accept": DOCKER_MANIFEST}
@@ -204,10 +204,6 @@ def test_digest_hits_never_contact_the_upstream(seeded: Seeded, platproxy: Start
         assert request(proxy.port, "GET", f"/v2/library/multi/manifests/{digest}", headers=ALL)[0] == 200
         assert request(proxy.port, "GET", f"/v2/library/multi/blobs/{layer}")[0] == 200
     assert (seeded.registry.requests_for(digest), seeded.registry.requests_for(layer)) == before
-
-
-def digest_bytes(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def test_tags_list_pagination(seeded: Seeded, platproxy: Start) -> None:
@@ -321,7 +317,7 @@ def test_concurrent_cold_tag_requests_cause_one_upstream_fetch(seeded: Seeded, p
 
     async def fetch(session: aiohttp.ClientSession) -> tuple[int, str]:
         async with session.get(url, headers=ALL) as resp:
-            return resp.status, digest_bytes(await resp.read())
+            return resp.status, sha256(await resp.read())
 
     async def main() -> list[tuple[int, str]]:
         async with aiohttp.ClientSession() as session:
