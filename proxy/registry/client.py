@@ -95,8 +95,7 @@ class Upstream:
         self._limits = limits
         self._session = session
         self._own_session = session is None
-        self.passthrough = config.auth == "passthrough"
-        self.auth = Authorizer(self.host, config.username, config.password, self.passthrough)
+        self.auth = Authorizer(self.host, config.username, config.password, config.auth == "passthrough")
         self._challenge: tuple[Challenge | None, float] = (None, 0.0)
         self._slots = asyncio.Semaphore(limits.max_upstream_fetches)
         self._env_proxies: dict[tuple[str, str], str | None] = {}
