@@ -4,7 +4,8 @@ pull API on top of them.
 - **Auth** is ``proxy.registry.auth``'s: what each request carries, and how a 401 is answered
   (the one request that takes, the token, is made here).
 - **Redirects** (blob downloads to a CDN) are followed by hand, at most 5, and the
-  ``Authorization`` header is dropped whenever the target is another host.
+  ``Authorization`` header is sent only to the upstream's own origin (scheme, host and port):
+  a redirect to another port of the same host is another origin and gets none.
 - **Errors** become ``UpstreamError`` with the status (``None`` when unreachable) and
   ``Retry-After``; the handlers decide what the client sees.
 - **Who sends**: aiohttp on the event loop for everything but blob bodies, which a fill worker
@@ -92,6 +93,7 @@ class Upstream:
         self.name = config.name
         self.base = config.url
         self.host = urlsplit(config.url).hostname or ""
+        self.origin = origin_of(config.url)
         self._limits = limits
         self._session = session
         self._own_session = session is None
@@ -206,7 +208,7 @@ class Upstream:
     async def _send(self, method: str, url: str, headers: dict[str, str], scope: str, send: Sender[A]) -> A:
         for _ in range(MAX_REDIRECTS + 1):
             sent = dict(headers)
-            if urlsplit(url).hostname == self.host:
+            if origin_of(url) == self.origin:
                 auth = self.auth.header(scope)
                 if auth:
                     sent["Authorization"] = auth
@@ -429,6 +431,17 @@ async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes | None
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def origin_of(url: str) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)`` with the scheme's default port filled in: where credentials may go."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port
 
 
 def _pull(repo: str) -> str:

@@ -67,6 +67,27 @@ def test_credentials_never_leave_the_upstream_host(platproxy: Start, tmp_path: P
         assert "s3cret" not in proxy.log()
 
 
+@pytest.mark.faults
+def test_credentials_never_follow_a_redirect_to_another_port_of_the_same_host(platproxy: Start, tmp_path: Path) -> None:
+    """Credentials belong to an origin (scheme, host, port): a redirect to another port of the
+    upstream's own address is another server, and gets no ``Authorization``."""
+    data = b"layer bytes" * 1000
+    sink = FakeUpstream().start()
+    upstream = FakeUpstream(basic_auth="user:s3cret", redirect_blobs_to=f"http://127.0.0.1:{sink.port}").start()
+    try:
+        digest = upstream.add_blob(data)
+        sink.add_blob(data)
+        config = f'[[upstream]]\nname = "fake"\nurl = "{upstream.url}"\nusername = "user"\npassword = "s3cret"\n'
+        proxy = platproxy("", "linux/amd64", config_args(tmp_path, config))
+        status, _, body = request(proxy.port, "GET", f"/v2/fake/library/x/blobs/{digest}")
+        assert status == 200 and body == data
+        assert any("Authorization" in s.headers for s in upstream.seen)  # the upstream's own origin: yes
+        assert sink.seen and all("Authorization" not in s.headers for s in sink.seen), sink.seen
+    finally:
+        upstream.stop()
+        sink.stop()
+
+
 def test_a_clients_own_credentials_never_reach_a_redirect_host_or_a_foreign_realm(
     platproxy: Start, tmp_path: Path
 ) -> None:
