@@ -21,6 +21,7 @@ chooses among the entries of the index: nothing here reaches another host or the
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -64,9 +65,18 @@ class Target:
 
 
 def profile_key(profile: HostProfile) -> str:
-    """What distinguishes one target's resolutions from another's: platform and capabilities."""
+    """What distinguishes one target's resolutions from another's: the whole target, its platform,
+    capabilities, CPU features and OS features, since an index entry may ask for any of them.
+
+    Features are named by a short digest of the sorted set (a detected host has a hundred): two
+    targets share records, and the profile resolved for, only when every one of them is equal.
+    """
     caps = profile.capabilities
-    return str(profile.platform) + "".join(f"+{k}" for k in ("ia32", "aarch32", "arm64") if getattr(caps, k))
+    key = str(profile.platform) + "".join(f"+{k}" for k in ("ia32", "aarch32", "arm64") if getattr(caps, k))
+    wanted = sorted(set(profile.platform.features)) + [f"os:{f}" for f in sorted(set(profile.platform.os_features))]
+    if wanted:
+        key += "+features:" + hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:16]
+    return key
 
 
 @dataclass(frozen=True)

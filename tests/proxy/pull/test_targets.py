@@ -104,3 +104,16 @@ def test_targets_keep_the_host_key_for_the_host_and_their_own_otherwise() -> Non
 def test_bad_rules_are_config_errors_naming_the_key(overrides: dict[str, object], needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         load_config(None, overrides)
+
+
+def test_the_record_key_is_the_whole_target_features_included() -> None:
+    from hostinfo.probe import host_profile
+    from proxy.pull.targets import profile_key
+
+    plain = host_profile("linux/amd64", (), "no", "no")
+    avx = host_profile("linux/amd64", ("avx512f",), "no", "no")
+    assert profile_key(plain) == "linux/amd64"  # no features: the key names the platform alone
+    assert profile_key(avx) != profile_key(plain) and profile_key(avx).startswith("linux/amd64+features:")
+    assert profile_key(host_profile("linux/amd64", ("sse4_2", "avx512f"), "no", "no")) == profile_key(
+        host_profile("linux/amd64", ("avx512f", "sse4_2", "avx512f"), "no", "no")
+    )  # a set: order and repeats do not matter
