@@ -112,8 +112,8 @@ def test_the_record_key_is_the_whole_target_features_included() -> None:
 
     plain = host_profile("linux/amd64", (), "no", "no")
     avx = host_profile("linux/amd64", ("avx512f",), "no", "no")
-    assert profile_key(plain) == "linux/amd64"  # no features: the key names the platform alone
-    assert profile_key(avx) != profile_key(plain) and profile_key(avx).startswith("linux/amd64+features:")
+    assert profile_key(plain) == "linux/amd64/v1"  # no features: the key names the platform alone
+    assert profile_key(avx) != profile_key(plain) and profile_key(avx).startswith("linux/amd64/v1+features:")
     assert profile_key(host_profile("linux/amd64", ("sse4_2", "avx512f"), "no", "no")) == profile_key(
         host_profile("linux/amd64", ("avx512f", "sse4_2", "avx512f"), "no", "no")
     )  # a set: order and repeats do not matter
