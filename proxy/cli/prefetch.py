@@ -26,6 +26,7 @@ from tqdm import tqdm
 from proxy.cli.common import fail
 from proxy.config import check_platform
 from proxy.errors import PlatproxyError
+from proxy.oci import jsondoc
 from proxy.oci.mediatypes import UPSTREAM_ACCEPT
 from proxy.oci.names import ImageRef, is_digest
 from proxy.oci.resolve import InvalidIndex
@@ -80,7 +81,7 @@ def display(ref: ImageRef) -> str:
 def error_text(status: int, body: bytes) -> str:
     """``404 MANIFEST_UNKNOWN: manifest unknown``: the first OCI error of a body, never the raw JSON."""
     try:
-        first = json.loads(body)["errors"][0]
+        first = jsondoc.loads(body)["errors"][0]
         return f"{status} {first['code']}: {first['message']}"
     except (ValueError, KeyError, IndexError, TypeError):
         return f"{status} {body[:120].decode(errors='replace').strip()}".strip()
@@ -123,7 +124,7 @@ class Prefetcher:
 
     async def image(self, ref: ImageRef, manifest: bytes, platform: str, digest: str, image: str) -> Result:
         result = Result(image, platform, digest)
-        doc = json.loads(manifest)
+        doc = jsondoc.loads(manifest)
         descriptors = [doc.get("config", {}), *doc.get("layers", [])]
         if self.progress is not None:
             self.progress.total = (self.progress.total or 0) + sum(

@@ -32,6 +32,7 @@ from proxy.config import Config, UpstreamConfig
 from proxy.errors import CannotAuthorize, InvalidName, NameUnknown, Subject, Unauthorized, UpstreamError, UpstreamFailed
 from proxy.http.keys import CONFIG, SERVICES
 from proxy.http.record import record
+from proxy.oci import jsondoc
 from proxy.oci.names import check_name
 from proxy.pull.access import Access, CredentialsNeeded
 from proxy.pull.route import Route, default_upstream, route, upstream_named
@@ -185,7 +186,7 @@ def _login(authorization: str, form: dict[str, str]) -> str | None:
 
 def _note_tokens(access: Access, data: bytes, owner: str | None) -> None:
     try:
-        answer = json.loads(data)
+        answer = jsondoc.loads(data)
     except ValueError:
         return
     if not isinstance(answer, dict):

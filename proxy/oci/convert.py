@@ -19,6 +19,7 @@ import enum
 import json
 from typing import Any
 
+from proxy.oci import jsondoc
 from proxy.oci.mediatypes import (
     DOCKER_CONFIG,
     DOCKER_MANIFEST,
@@ -73,7 +74,7 @@ def plan(media_type: str, client: ClientCaps) -> Form:
 def parse_manifest(data: bytes) -> dict[str, Any]:
     """An image manifest as JSON, or ``NotConvertible`` if it is not one."""
     try:
-        doc = json.loads(data)
+        doc = jsondoc.loads(data)
     except ValueError:
         raise NotConvertible("the manifest is not JSON") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict) or not isinstance(doc.get("layers"), list):

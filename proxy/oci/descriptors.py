@@ -3,16 +3,16 @@ of entry each descriptor of an index is.  Pure functions over parsed JSON."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from proxy.oci import jsondoc
 from proxy.oci.mediatypes import INDEX_TYPES, REFERENCE_TYPE_ANNOTATION
 
 
 def references(document: bytes) -> set[str]:
     """Digests a manifest or index refers to (config, layers, child manifests; schema 1 blobs)."""
     try:
-        doc = json.loads(document)
+        doc = jsondoc.loads(document)
     except ValueError:
         return set()
     if not isinstance(doc, dict):

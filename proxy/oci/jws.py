@@ -14,11 +14,10 @@ distribution ``manifest/schema1/sign.go``.  ``cryptography`` is imported only to
 from __future__ import annotations
 
 import base64
-import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from proxy.oci import gojson
+from proxy.oci import gojson, jsondoc
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey, EllipticCurvePublicKey
@@ -41,11 +40,11 @@ def b64url_decode(text: str) -> bytes:
 def payload(body: bytes) -> bytes | None:
     """The payload a schema 1 JWS body signs (its sha256 is the digest); ``None``: no signatures."""
     try:
-        doc = json.loads(body)
+        doc = jsondoc.loads(body)
         signatures = doc.get("signatures") if isinstance(doc, dict) else None
         if not signatures:
             return None
-        protected = json.loads(b64url_decode(signatures[0]["protected"]))
+        protected = jsondoc.loads(b64url_decode(signatures[0]["protected"]))
         length, tail = int(protected["formatLength"]), b64url_decode(protected["formatTail"])
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise InvalidSignature(f"unreadable schema 1 signature: {exc}") from None
@@ -107,7 +106,7 @@ def verify(body: bytes) -> list[str]:
     if content is None:
         raise InvalidSignature("no signatures")
     signers = []
-    for sig in json.loads(body)["signatures"]:
+    for sig in jsondoc.loads(body)["signatures"]:
         key_doc: dict[str, Any] = sig["header"]["jwk"]
         x, y = (int.from_bytes(b64url_decode(key_doc[c]), "big") for c in ("x", "y"))
         public = ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()

@@ -20,13 +20,13 @@ Rules (moby's and containerd's list selection, made explicit where they differ):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hostinfo import HostProfile, Platform, PlatformError, Rejection, compare, normalize, preference_vector
 from hostinfo.validate import platform_warnings
+from proxy.oci import jsondoc
 from proxy.oci.descriptors import entry_kind
 from proxy.oci.digests import matches
 from proxy.oci.mediatypes import (
@@ -122,7 +122,7 @@ class NeedContent:
 def parse_index(data: bytes) -> dict[str, Any]:
     """Parse and check a manifest list / image index document."""
     try:
-        doc = json.loads(data)
+        doc = jsondoc.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidIndex(f"not valid JSON ({exc})") from None
     if not isinstance(doc, dict):
@@ -331,7 +331,7 @@ class _Walk:
                 self.reject(digest, "", f"no platform, and its manifest (to check) {self._unreadable(digest)}")
             return None
         try:
-            config = json.loads(manifest)["config"]
+            config = jsondoc.loads(manifest)["config"]
             config_digest, config_type = config["digest"], config.get("mediaType", "")
         except (ValueError, KeyError, TypeError):
             self.reject(digest, "", "no platform, and its manifest has no readable config descriptor")
@@ -347,7 +347,7 @@ class _Walk:
                 )
             return None
         try:
-            return Platform.from_descriptor(json.loads(blob))
+            return Platform.from_descriptor(jsondoc.loads(blob))
         except (ValueError, PlatformError) as exc:
             self.reject(digest, "", f"no platform, and its config does not name one ({exc})")
             return None

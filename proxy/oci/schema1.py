@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from proxy.oci import gojson
+from proxy.oci import gojson, jsondoc
 from proxy.oci.convert import NotConvertible, parse_manifest
 from proxy.oci.digests import digest_of
 
@@ -37,7 +37,7 @@ def build_payload(schema2: bytes, config: bytes, name: str, tag: str) -> bytes:
         raise NotConvertible("schema 1 needs a repository name")  # an empty name crashes Docker 1.6-1.7
     layers = [str(d.get("digest", "")) for d in parse_manifest(schema2)["layers"] if isinstance(d, dict)]
     try:
-        image = json.loads(config)
+        image = jsondoc.loads(config)
     except ValueError:
         raise NotConvertible("the image config is not JSON") from None
     if not isinstance(image, dict):

@@ -11,7 +11,6 @@ as the object's content type.
 from __future__ import annotations
 
 import contextlib
-import json
 import sqlite3
 
 import structlog
@@ -26,6 +25,7 @@ from proxy.errors import (
     UpstreamError,
     UpstreamFailed,
 )
+from proxy.oci import jsondoc
 from proxy.oci.digests import manifest_digest
 from proxy.oci.mediatypes import MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST
 from proxy.oci.resolve import InvalidIndex, parse_index
@@ -171,7 +171,7 @@ class CachedSource:
 def sniff_type(data: bytes) -> str:
     """The media type of a manifest whose upstream gave none usable (old registries)."""
     try:
-        doc = json.loads(data)
+        doc = jsondoc.loads(data)
     except ValueError:
         return ""
     if not isinstance(doc, dict):

@@ -24,6 +24,7 @@ from collections.abc import Callable
 import structlog
 
 from proxy.errors import StoreUnavailable
+from proxy.oci import jsondoc
 from proxy.storage.s3.bucket import Bucket
 from proxy.storage.s3.lease import Lease, Leases, next_poll
 from proxy.storage.tagindex import TagRecord
@@ -43,7 +44,7 @@ def encode(record: TagRecord) -> bytes:
 def decode(data: bytes) -> TagRecord | None:
     """``None`` for anything that is not a record with exactly our fields (ignored, never trusted)."""
     try:
-        doc = json.loads(data)
+        doc = jsondoc.loads(data)
         record = TagRecord(**doc)
     except (ValueError, TypeError):
         return None

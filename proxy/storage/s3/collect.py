@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from proxy.oci import jsondoc
 from proxy.oci.descriptors import references
 from proxy.sizes import MAX_CONFIG_SIZE
 from proxy.storage.s3.bucket import Bucket, blob_key
@@ -218,7 +219,7 @@ class Collector:
         """When the bucket was last collected (0: never, or unknown)."""
         data = await self.bucket.read(self.prefix + LAST)
         try:
-            when = json.loads(data or b"{}").get("at", 0.0)
+            when = jsondoc.loads(data or b"{}").get("at", 0.0)
         except (ValueError, AttributeError):
             return 0.0
         return float(when) if isinstance(when, int | float) else 0.0

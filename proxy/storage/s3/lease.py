@@ -36,6 +36,7 @@ from typing import Any
 import structlog
 
 from proxy.errors import StoreUnavailable
+from proxy.oci import jsondoc
 from proxy.oci.names import check_digest
 from proxy.storage.s3.bucket import Bucket, is_missing, lost_race
 
@@ -73,7 +74,7 @@ def lease_body(owner: str, now: float, ttl: float, peer: str = "") -> bytes:
 def parse_lease(data: bytes) -> LeaseBody | None:
     """``None`` for anything that is not a lease we wrote (treated as expired: it holds nothing)."""
     try:
-        doc = json.loads(data)
+        doc = jsondoc.loads(data)
     except ValueError:
         return None
     if not isinstance(doc, dict):

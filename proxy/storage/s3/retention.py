@@ -20,10 +20,10 @@ rather than to files one by one:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 
 from proxy.errors import PlatproxyError
+from proxy.oci import jsondoc
 from proxy.oci.names import check_digest
 from proxy.storage.budget import choose_victims
 from proxy.storage.tagindex import ContentEntry
@@ -32,7 +32,7 @@ from proxy.storage.tagindex import ContentEntry
 def parse_pulls(data: bytes) -> dict[str, float]:
     """A replica's batch of pull times (``{digest: unix time}``); anything else is ignored."""
     try:
-        doc = json.loads(data)
+        doc = jsondoc.loads(data)
     except ValueError:
         return {}
     if not isinstance(doc, dict):
