@@ -34,6 +34,11 @@ class HtpasswdError(ValueError):
     """An unreadable or malformed htpasswd file; the message names the line."""
 
 
+BCRYPT_MAX_PASSWORD = 72
+"""bcrypt reads at most 72 bytes and the library refuses more: a longer password matches no hash
+(no tool makes one from it), so it is a plain no, before any hashing."""
+
+
 def parse_htpasswd(text: str, source: str) -> dict[str, bytes]:
     users: dict[str, bytes] = {}
     for number, line in enumerate(text.splitlines(), 1):
@@ -83,7 +88,7 @@ class Htpasswd:
     async def check(self, user: str, password: str) -> bool:
         self.refresh()
         hashed = self.users.get(user)
-        if hashed is None:
+        if hashed is None or len(password.encode()) > BCRYPT_MAX_PASSWORD:
             return False
         key = (user, hashlib.sha256(password.encode()).digest())
         if self._good.get(key, 0) > time.monotonic():

@@ -9,12 +9,15 @@ trickles, hostile tag names) are in ``test_security_faults.py`` with the test do
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from proxy.oci.mediatypes import OCI_MANIFEST
+from tests.conftest import Seeded
 from tests.indexes import Case
 from tests.ocibuild import image, index
 from tests.registry import Platproxy, Registry, config_args, push_case, request
@@ -72,3 +75,18 @@ def test_one_clients_cpu_features_never_reach_anothers_answer(
         assert got[by_selector] == case.digest_of("plain")
     finally:
         registry.stop()
+
+
+def test_a_password_over_72_bytes_is_a_401_before_login(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:
+    import bcrypt
+
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text("alice:" + bcrypt.hashpw(b"wonderland", bcrypt.gensalt(rounds=4)).decode() + "\n")
+    proxy = platproxy(seeded.registry.url, "linux/amd64", config_args(tmp_path, f'[auth]\nhtpasswd = "{htpasswd}"\n'))
+    for user in ("alice", "nobody"):
+        login = base64.b64encode(f"{user}:{'x' * 100}".encode()).decode()
+        status, headers, body = request(proxy.port, "GET", "/v2/", headers={"Authorization": f"Basic {login}"})
+        assert status == 401 and json.loads(body)["errors"][0]["code"] == "UNAUTHORIZED", body
+        assert headers["www-authenticate"] == 'Basic realm="platproxy"'
+    login = base64.b64encode(b"alice:wonderland").decode()
+    assert request(proxy.port, "GET", "/v2/", headers={"Authorization": f"Basic {login}"})[0] == 200
