@@ -16,6 +16,8 @@ MAX_CONFIG_SIZE = 16 * MiB
 """Largest image config read to learn the platform of an entry that names none."""
 MAX_REFERRERS_SIZE = 4 * MiB
 """Largest referrers index passed through."""
+MAX_TAGS_SIZE = 16 * 2**20
+"""An upstream's tag list (a repository of 100,000 tags is about 3 MiB); more is refused unread."""
 CHUNK = 256 * 1024
 """Unit of streaming reads and writes (upstream bodies, staging files, bucket objects)."""
 

@@ -61,6 +61,10 @@ class FakeUpstream:
     """Seconds to wait before answering a blob GET at all (an upstream slow to start)."""
     chunked: bool = False
     """Send blob bodies with chunked encoding and no Content-Length (as some CDNs do)."""
+    tags: list[str] = field(default_factory=list)
+    """What ``/tags/list`` answers, as given (hostile names included)."""
+    referrers_link: str = ""
+    """A ``Link`` header sent with every referrers answer (an empty index)."""
     ssl_context: ssl.SSLContext | None = None
     host: str = "127.0.0.1"
     port: int = field(default_factory=free_port)
@@ -105,6 +109,12 @@ class FakeUpstream:
             return web.json_response({})
         if self.fail_status:
             return web.json_response({"errors": [{"code": "UNAVAILABLE"}]}, status=self.fail_status)
+        if path.endswith("/tags/list"):
+            return web.json_response({"name": "x", "tags": self.tags})
+        if "/referrers/" in path:
+            empty = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}
+            extra = {"Link": self.referrers_link} if self.referrers_link else {}
+            return web.json_response(empty, content_type="application/vnd.oci.image.index.v1+json", headers=extra)
         if "/manifests/" in path:
             ref = path.rsplit("/", 1)[1]
             if ref not in self.manifests:

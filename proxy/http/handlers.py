@@ -13,6 +13,7 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlencode
 
 import structlog
 from aiohttp import web
@@ -264,9 +265,8 @@ async def tags_list(request: web.Request, services: Services, r: Route, name: st
         n = int(n_text)
         if 0 < n < len(tags):
             tags = tags[:n]
-            ns = request.query.get("ns")
-            extra = f"&ns={ns}" if ns else ""
-            headers["Link"] = f'<{request.path}?n={n}&last={tags[-1]}{extra}>; rel="next"'
+            query = {"n": str(n), "last": tags[-1], **({"ns": ns} if (ns := request.query.get("ns")) else {})}
+            headers["Link"] = f'<{request.raw_path.split("?", 1)[0]}?{urlencode(query)}>; rel="next"'
         elif n == 0:
             tags = []
     return web.json_response({"name": name, "tags": tags}, headers=headers)
@@ -276,7 +276,7 @@ async def referrers(request: web.Request, services: Services, r: Route, digest: 
     """Passed through; an upstream without the referrers API gets an empty index, never a 404."""
     up = services.manifests.upstreams[r.upstream.name]
     artifact_type = request.query.get("artifactType")
-    query = f"artifactType={artifact_type}" if artifact_type else ""
+    query = urlencode({"artifactType": artifact_type}) if artifact_type else ""  # sent as it came, encoded
     try:
         data, headers = await up.referrers(r.repo, digest, query)
         return web.Response(body=data, headers=headers)

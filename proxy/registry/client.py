@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import re
 import ssl
 import time
 import urllib.request
@@ -32,15 +33,19 @@ from multidict import MultiMapping
 from proxy import wire
 from proxy.config import LimitsConfig, UpstreamConfig
 from proxy.errors import UpstreamError
+from proxy.oci import jsondoc
 from proxy.oci.mediatypes import UPSTREAM_ACCEPT
+from proxy.oci.names import TAG
 from proxy.registry.auth import Authorizer
 from proxy.registry.credentials import Challenge
-from proxy.sizes import MAX_REFERRERS_SIZE
+from proxy.sizes import MAX_REFERRERS_SIZE, MAX_TAGS_SIZE
 
 if TYPE_CHECKING:  # the command line's clients count nothing: prometheus stays unloaded there
     from proxy.metrics import Metrics
 
 MAX_REDIRECTS = 5
+_LOCAL_LINK = re.compile(r'<(/v2/[A-Za-z0-9._/:@-]+(\?[A-Za-z0-9._~%=&:+-]*)?)>; *rel="next"')
+"""A referrers ``Link`` passed on: a path on this registry, nothing that names another host."""
 MAX_TOKEN_ANSWER = 65536
 CHALLENGE_TTL = 600.0
 """How long the upstream's own challenge (where its token service is) is remembered."""
@@ -391,10 +396,18 @@ class Upstream:
             return resp.content_length
 
     async def tags(self, repo: str) -> list[str]:
+        """The repository's tags; only names that are valid tags (an upstream's answer is text
+        from another party: it ends up in a ``Link`` header and in records)."""
         async with self.request("GET", f"/v2/{repo}/tags/list", scope=_pull(repo)) as resp:
-            body = await resp.json(content_type=None)
+            data = await read_limited(resp, MAX_TAGS_SIZE)
+        if data is None:
+            raise UpstreamError(self.name, 413, f"tag list larger than {MAX_TAGS_SIZE} bytes")
+        try:
+            body = jsondoc.loads(data)
+        except ValueError:
+            raise UpstreamError(self.name, 502, "tag list is not JSON") from None
         tags = body.get("tags") if isinstance(body, dict) else None
-        return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+        return [t for t in tags if isinstance(t, str) and TAG.match(t)] if isinstance(tags, list) else []
 
     async def referrers(self, repo: str, digest: str, query: str) -> tuple[bytes, dict[str, str]]:
         path = f"/v2/{repo}/referrers/{digest}" + (f"?{query}" if query else "")
@@ -402,8 +415,11 @@ class Upstream:
             data = await read_limited(resp, MAX_REFERRERS_SIZE)
             if data is None:
                 raise UpstreamError(self.name, 413, "referrers index larger than 4 MiB")
-            keep = ("Content-Type", "OCI-Filters-Applied", "Link")
-            return data, {k: resp.headers[k] for k in keep if k in resp.headers}
+            keep = {k: resp.headers[k] for k in ("Content-Type", "OCI-Filters-Applied") if k in resp.headers}
+            link = resp.headers.get("Link", "")
+            if _LOCAL_LINK.fullmatch(link):  # the next page on this registry; never a link to elsewhere
+                keep["Link"] = link
+            return data, keep
 
     async def ping(self) -> bool:
         """Is the upstream answering at all (any HTTP status counts)."""

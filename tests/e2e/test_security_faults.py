@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -36,5 +35,26 @@ def test_a_deeply_nested_index_is_a_clear_502(platproxy: Start) -> None:
         status, _, body = request(proxy.port, "GET", "/v2/library/x/manifests/1", headers=ALL)
         assert status == 502 and error_of(body)["code"] == "MANIFEST_INVALID", body[:300]
         assert "RecursionError" not in proxy.log()
+    finally:
+        fake.stop()
+
+
+def test_values_from_clients_and_upstreams_are_encoded_never_passed_raw(platproxy: Start) -> None:
+    """A client's ``artifactType`` reaches the upstream encoded as it came; an upstream's tag names
+    and referrers ``Link`` never become a link to somewhere else."""
+    hostile = ['b>; rel="x", <http://evil/&ns=fd', "a", "b", "../../etc", "c"]
+    fake = FakeUpstream(tags=hostile, referrers_link='<http://evil.example/v2/x>; rel="next"').start()
+    try:
+        proxy = platproxy(fake.url, "linux/amd64")
+        digest = "sha256:" + "a" * 64
+        status, headers, _ = request(proxy.port, "GET", f"/v2/library/x/referrers/{digest}?artifactType=a%26n%3D1")
+        assert status == 200 and "link" not in headers
+        sent = [s.path for s in fake.seen if "/referrers/" in s.path]
+        assert sent == [f"/v2/library/x/referrers/{digest}?artifactType=a%26n%3D1"], sent
+        status, headers, body = request(proxy.port, "GET", "/v2/library/x/tags/list?n=2")
+        assert status == 200 and json.loads(body)["tags"] == ["a", "b"]  # the invalid names are dropped
+        assert headers["link"] == '</v2/library/x/tags/list?n=2&last=b>; rel="next"'
+        status, headers, body = request(proxy.port, "GET", "/v2/library/x/tags/list?n=1&last=b")
+        assert json.loads(body)["tags"] == ["c"] and "evil" not in headers.get("link", "")
     finally:
         fake.stop()
