@@ -231,6 +231,13 @@ class LimitsConfig(Section):
     """How long an idle client connection is kept open (aiohttp's default is an hour)."""
     max_upstream_fetches: int = Field(default=32, ge=1, le=10000)
     """Requests in flight to one upstream at once (a blob counts until its body is read)."""
+    max_header_line: int = Field(default=8190, ge=1024, le=65536)
+    """Longest request line or header line a client may send, before any authentication (nginx's
+    default buffer is 8 KiB; registry clients' longest header is a token of a few KiB)."""
+    max_headers: int = Field(default=64, ge=16, le=1024)
+    """Most header lines in one request (registry clients send about ten)."""
+    max_partial_per_client: int = Field(default=32, ge=1, le=100000)
+    """Connections one client address may hold with a request's headers begun and unfinished."""
 
 
 class Config(Section):

@@ -134,17 +134,19 @@ async def serve(config: Config, host: HostProfile, on_ready: Callable[[], None] 
     too, rather than exiting (systemd's ``Restart=on-failure`` would not bring it back)."""
     app = build_app(config, host)
     log = structlog.get_logger("platproxy")
-    # Header lines up to 64 KiB reach platproxy's own checks (an OCI error body) instead of
-    # aiohttp's plain-text 400 at its 8 KiB default; longer ones still get that 400.
+    # Bounded before anything else runs (authentication included): what is over the limits is
+    # answered by guard's handle_error with an OCI error body.
+    limits = config.limits
     runners = [
-        web.AppRunner(app, access_log=None, max_line_size=65536, max_field_size=65536,
-                      keepalive_timeout=config.limits.idle_timeout)
+        web.AppRunner(app, access_log=None, max_line_size=limits.max_header_line,
+                      max_field_size=limits.max_header_line, max_headers=limits.max_headers,
+                      keepalive_timeout=limits.idle_timeout)
     ]  # fmt: skip
     try:
         await runners[0].setup()  # opens the cache
     except OSError as exc:
         raise StartError(f"cache directory {config.cache.path()}: {exc.strerror or exc}") from None
-    guard(runners[0], config.limits.header_timeout)
+    guard(runners[0], limits.header_timeout, limits.max_partial_per_client)
     raise_open_files_limit()
     ssl_context = server_context(config.tls) if config.tls.cert else None
     sites = [(config.listen, web.TCPSite(runners[0], config.listen_host, config.listen_port, backlog=LISTEN_BACKLOG,

@@ -10,7 +10,10 @@ trickles, hostile tag names) are in ``test_security_faults.py`` with the test do
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -90,3 +93,76 @@ def test_a_password_over_72_bytes_is_a_401_before_login(seeded: Seeded, platprox
         assert headers["www-authenticate"] == 'Basic realm="platproxy"'
     login = base64.b64encode(b"alice:wonderland").decode()
     assert request(proxy.port, "GET", "/v2/", headers={"Authorization": f"Basic {login}"})[0] == 200
+
+
+def raw_exchange(port: int, data: bytes, source: str = "") -> bytes:
+    """Send ``data`` as it is and read until the server closes or 5 s pass."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0) if source else None) as s:
+        s.sendall(data)
+        got = b""
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            while chunk := s.recv(65536):
+                got += chunk
+        return got
+
+
+def test_a_malformed_request_line_is_one_json_log_line_and_an_oci_error(seeded: Seeded, platproxy: Start) -> None:
+    proxy = platproxy(seeded.registry.url, "linux/amd64")
+    answer = raw_exchange(proxy.port, b"GET /v2/\x00x HTTP/1.1\r\nHost: a\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == b"400" and b"application/json" in head, answer[:300]
+    assert json.loads(body)["errors"][0]["code"] == "UNSUPPORTED"
+    proxy.wait_for_log('"event": "bad request"')
+    for line in proxy.log().splitlines():
+        if not line.startswith("platproxy: "):  # the start banner
+            json.loads(line)  # every log line is one JSON document: no traceback, no plain text
+
+
+def test_headers_are_bounded_before_authentication(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:
+    """Long header lines get an OCI 400; many connections with unfinished headers from one address
+    are cut past the limit and memory stays flat (it grew by 600 MiB before)."""
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text("alice:$2b$04$" + "a" * 53 + "\n")
+    proxy = platproxy(seeded.registry.url, "linux/amd64", config_args(tmp_path, f'[auth]\nhtpasswd = "{htpasswd}"\n'))
+    long_line = b"GET /v2/ HTTP/1.1\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n"
+    head, _, body = raw_exchange(proxy.port, long_line).partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == b"400" and json.loads(body)["errors"][0]["code"] == "UNSUPPORTED"
+    many = b"GET /v2/ HTTP/1.1\r\n" + b"".join(b"X-%d: b\r\n" % i for i in range(100)) + b"\r\n"
+    assert raw_exchange(proxy.port, many).split(b" ")[1] == b"400"
+    before = rss_mib(proxy_pid(proxy))
+    held: list[socket.socket] = []
+    try:
+        for _ in range(40):  # each begins a request with 60 header lines of 8 KiB and never ends it
+            s = socket.create_connection(("127.0.0.1", proxy.port), timeout=5, source_address=("127.0.0.5", 0))
+            held.append(s)
+            with contextlib.suppress(OSError):
+                s.sendall(b"GET /v2/ HTTP/1.1\r\n" + b"".join(b"X-%d: " % i + b"a" * 8000 + b"\r\n" for i in range(60)))
+        time.sleep(0.5)
+        closed = 0
+        for s in held:
+            s.settimeout(0.2)
+            try:
+                closed += s.recv(1) == b""
+            except TimeoutError:
+                pass
+            except OSError:
+                closed += 1
+        assert closed >= 40 - 32, closed  # past max_partial_per_client (32), the server closed them
+        assert rss_mib(proxy_pid(proxy)) - before < 60, (before, rss_mib(proxy_pid(proxy)))
+        # a whole request from the same address is still served
+        assert request(proxy.port, "GET", "/v2/", source="127.0.0.5")[0] == 401
+    finally:
+        for s in held:
+            s.close()
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def proxy_pid(proxy: Platproxy) -> int:
+    assert proxy.proc is not None
+    return proxy.proc.pid
