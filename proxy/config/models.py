@@ -98,6 +98,10 @@ class ResolveConfig(Section):
     not this host's; this host's own architecture always gets the detected profile."""
     trusted_proxies: tuple[str, ...] = ()
     """CIDRs of load balancers whose ``X-Forwarded-For`` names the client; empty: never believed."""
+    child_proxies: tuple[str, ...] = ()
+    """CIDRs of child platproxies (``parent = true`` upstreams pointing here) whose
+    ``X-Platproxy-Resolve: none`` is honoured: they get tags unresolved, the index as published.
+    A client let in by ``[auth] htpasswd`` counts too.  Anyone else's header is ignored."""
     index_tools: tuple[str, ...] = INDEX_TOOLS
     """``User-Agent`` products that work on the index as published (signature checks, copies,
     builds for other platforms): their tag requests get the index when their ``Accept`` takes it."""
@@ -117,7 +121,7 @@ class ResolveConfig(Section):
             check_platform(f"linux/{arch}/{variant}")
         return value
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "child_proxies")
     @classmethod
     def _proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for cidr in value:

@@ -19,11 +19,10 @@ from proxy.config import Config
 from proxy.http import health
 from proxy.http.auth import Htpasswd, auth_middleware
 from proxy.http.guard import guard
-from proxy.http.handlers import dispatch, errors_middleware
+from proxy.http.handlers import cacheability, dispatch, errors_middleware
 from proxy.http.keys import CONFIG, FILLS, METRICS, SERVICES, Services
 from proxy.http.passthrough import TOKEN_PATH, token_relay
 from proxy.http.peer import build_peer_app
-from proxy.http.record import record
 from proxy.http.tls import CertificateWatcher, server_context
 from proxy.metrics import Metrics
 from proxy.pull.access import Access
@@ -75,7 +74,7 @@ def build_app(config: Config, host: HostProfile | None = None) -> web.Applicatio
         await app[STORAGE].close()
 
     app.on_startup.append(start)
-    app.on_response_prepare.append(_private_answers)
+    app.on_response_prepare.append(cacheability)
     app.on_cleanup.append(stop)
     if not config.metrics.listen:
         health.add_routes(app, app, metrics)
@@ -84,12 +83,6 @@ def build_app(config: Config, host: HostProfile | None = None) -> web.Applicatio
         app.router.add_route("*", TOKEN_PATH + "/{ns}", token_relay)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app
-
-
-async def _private_answers(request: web.Request, response: web.StreamResponse) -> None:
-    """What only a checked client may have is marked so no shared HTTP cache in front keeps it."""
-    if record(request).auth.startswith("private"):
-        response.headers["Cache-Control"] = "private"
 
 
 def build_ops_app(main: web.Application) -> web.Application:

@@ -90,9 +90,9 @@ async def errors_middleware(
         log.exception("unexpected error", method=request.method, path=request.path[:300])
         response = web.Response(status=500, body=error_body("UNKNOWN", "internal error; see the server log"),
                                 content_type="application/json")  # fmt: skip
+    route_name = _route_of(request.path)
     if not response.prepared:
         response.headers.setdefault("Docker-Distribution-API-Version", "registry/2.0")
-    route_name = _route_of(request.path)
     done = record(request)
     outcome = done.cache
     sent = done.sent if done.sent is not None else response.content_length or 0
@@ -111,6 +111,28 @@ async def errors_middleware(
         cache=outcome, duration_ms=round((time.monotonic() - started) * 1000, 1), **done.log_fields(),
     )  # fmt: skip
     return response
+
+
+VARY = "Accept, User-Agent, " + RESOLVE_HEADER
+"""What a manifest answer, or its error, depends on: old engines, index tools, list-blind clients
+and clients of other platforms read the same name differently; a child proxy asks for the index."""
+
+
+async def cacheability(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare`` (every answer, streamed blobs too): tell an HTTP cache in front
+    what an answer depends on.  Manifest answers (errors included:
+    "nothing runs here" is one platform's answer) vary by ``VARY``; an answer that depends on who
+    asks in a way no header shows (the address, for ``[[clients]]`` rules) or that needed the
+    client's credentials (passthrough, htpasswd) is ``private``: no shared cache may keep it."""
+    config = request.app[CONFIG]
+    done = record(request)
+    if _route_of(request.path) == "manifests":
+        response.headers["Vary"] = VARY
+        if config.clients:
+            response.headers["Cache-Control"] = "private"
+    private_content = done.auth and not done.auth.startswith("public")
+    if private_content or done.user or (config.auth.htpasswd and request.path.startswith("/v2")):
+        response.headers["Cache-Control"] = "private"
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -201,22 +223,16 @@ async def manifest(request: web.Request, services: Services, r: Route, reference
     client = _client(request)
     answer: ManifestAnswer
     headers: dict[str, str] = {}
-    if request.headers.get(RESOLVE_HEADER, "").strip().lower() == "none":  # a child proxy resolves itself
-        target = services.targets.index("proxy")
-    else:
-        target = services.targets.for_request(
-            request.remote or "", request.headers.get("X-Forwarded-For", ""), request.headers.get("User-Agent", ""),
-            selector=r.selector, accepts_index=client.accepts_index,
-        )  # fmt: skip
+    target = services.targets.for_request(
+        request.remote or "", request.headers.get("X-Forwarded-For", ""), request.headers.get("User-Agent", ""),
+        selector=r.selector, accepts_index=client.accepts_index,
+        unresolved=request.headers.get(RESOLVE_HEADER, "").strip().lower() == "none",
+        authenticated=bool(record(request).user),
+    )  # fmt: skip
     if is_digest(reference):
         answer = await services.manifests.by_digest(r, check_digest(reference), client, target)
     elif TAG.match(reference):
         answer = await services.manifests.by_tag(r, reference, client, target)
-        # the same tag reads differently for old engines, index tools and clients of other
-        # platforms; a client's address (a [[clients]] rule) is no header: no shared cache may keep it
-        headers["Vary"] = "Accept, User-Agent"
-        if services.targets.rules:
-            headers["Cache-Control"] = "private"
         headers["X-Platproxy-Target"] = record(request).target = f"{target.platform} ({target.source})"
         request.app[METRICS].targets.labels(target.source).inc()
     else:  # the distribution-spec conformance suite expects 404 here, not 400

@@ -124,6 +124,14 @@ def choose(address: str, user_agent: str, rules: list[tuple[Network, ClientRule]
     return Choice("user-agent", platform=spec)
 
 
+def in_networks(address: str, networks: list[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip.version == n.version and ip in n for n in networks)
+
+
 def client_address(peer: str, forwarded_for: str, trusted: list[Network]) -> str:
     """The client's address: the peer, or, behind trusted proxies, the nearest untrusted hop."""
     hops = [peer, *(h.strip() for h in reversed(forwarded_for.split(",")) if h.strip())]
@@ -145,17 +153,31 @@ class Targets:
         self.host = Target(host, "host", profile_key(host))
         self.rules = [(ipaddress.ip_network(r.cidr), r) for r in config.clients]
         self.trusted = [ipaddress.ip_network(c) for c in config.resolve.trusted_proxies]
+        self.children = [ipaddress.ip_network(c) for c in config.resolve.child_proxies]
         # A fleet is a few thousand (address, User-Agent) pairs asking again and again: each is
         # decided once (and an ignored User-Agent platform logged once), not on every request.
         self._decide = lru_cache(maxsize=MEMO_SIZE)(self._decide_uncached)
+        self._refuse_unresolved = lru_cache(maxsize=MEMO_SIZE)(self._refuse_unresolved_uncached)  # logged once
 
     def index(self, source: str) -> Target:
         return Target(self.host.profile, source, UNRESOLVED)
 
     def for_request(self, peer: str, forwarded_for: str, user_agent: str, *, selector: str = "",
-                    accepts_index: bool = False) -> Target:  # fmt: skip
+                    accepts_index: bool = False, unresolved: bool = False,
+                    authenticated: bool = False) -> Target:  # fmt: skip
+        """``unresolved``: the request asks for the index as published (``X-Platproxy-Resolve:
+        none``, sent by a child platproxy); granted only to a configured child proxy's address or
+        an authenticated client, since the answer would otherwise be any client's to shape."""
+        if unresolved:
+            if authenticated or in_networks(peer, self.children):
+                return self.index("proxy")
+            self._refuse_unresolved(peer)
         address = client_address(peer, forwarded_for, self.trusted) if self.trusted else peer
         return self._decide(address, user_agent, selector, accepts_index)
+
+    def _refuse_unresolved_uncached(self, peer: str) -> None:
+        log.warning("X-Platproxy-Resolve ignored: not from a configured child proxy ([resolve] child_proxies)",
+                    address=peer)  # fmt: skip
 
     def _decide_uncached(self, address: str, user_agent: str, selector: str, accepts_index: bool) -> Target:
         tool = index_tool(user_agent, self.config.resolve.index_tools) if accepts_index else ""

@@ -42,6 +42,8 @@ url = "http://127.0.0.1:9"
 [[upstreams]]
 name = "{upstream_name}"
 url = "{seeded.registry.url}"
+[resolve]
+child_proxies = ["127.0.0.1/32"]
 """,
     )
     parent = platproxy("", "linux/amd64", parent_args, cache=tmp_path / "parent")

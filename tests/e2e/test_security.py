@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from proxy.oci.mediatypes import OCI_MANIFEST
+from proxy.oci.mediatypes import DOCKER_LIST, DOCKER_MANIFEST, DOCKER_SCHEMA1_SIGNED, INDEX_TYPES, OCI_MANIFEST
 from tests.conftest import Seeded
 from tests.indexes import Case
+from tests.nginx import CachingNginx
 from tests.ocibuild import image, index
 from tests.registry import Platproxy, Registry, config_args, push_case, request
 
@@ -166,3 +167,49 @@ def rss_mib(pid: int) -> float:
 def proxy_pid(proxy: Platproxy) -> int:
     assert proxy.proc is not None
     return proxy.proc.pid
+
+
+DOCKER_1709 = ([DOCKER_LIST, DOCKER_MANIFEST, "application/json", DOCKER_SCHEMA1_SIGNED],
+               "docker/17.09.1-ce go/go1.8.3 git-commit/19e2cf6 kernel/6.1.0 os/linux arch/amd64")  # fmt: skip
+
+
+def docker_agent(arch: str) -> str:
+    return f"docker/20.10.24 go/go1.19.8 git-commit/5d6db84 kernel/6.1.0 os/linux arch/{arch}"
+
+
+def test_no_client_shapes_what_a_shared_cache_in_front_serves_others(
+    seeded: Seeded, platproxy: Start, tmp_path: Path
+) -> None:
+    """A real nginx ``proxy_cache`` in front: a client's ``X-Platproxy-Resolve: none`` (meant for
+    child proxies) is ignored and named in ``Vary``; a 404 for one platform varies by
+    ``User-Agent``, so another platform's client never gets it from the cache."""
+    registry = Registry(tmp_path / "registry").start()
+    try:
+        push_case(registry, "library/pair:1", features_case())  # amd64 only: nothing for mips64le
+        proxy = platproxy(registry.url, "linux/amd64")
+        nginx = CachingNginx(tmp_path / "nginx", proxy.address).start()
+        try:
+            accept, agent = DOCKER_1709
+            headers = [*(("Accept", a) for a in accept), ("User-Agent", agent)]
+            path = "/v2/library/multi/manifests/1?ns=" + seeded.registry.url.split("//")[1]
+            multi = platproxy(seeded.registry.url, "linux/amd64")
+            front = CachingNginx(tmp_path / "nginx-multi", multi.address).start()
+            try:
+                status, got, _ = request(front.port, "GET", path, headers=[*headers, ("X-Platproxy-Resolve", "none")])
+                assert status == 200 and got["content-type"] not in INDEX_TYPES, got
+                assert "X-Platproxy-Resolve" in got["vary"]
+                status, got, _ = request(front.port, "GET", path, headers=headers)  # the victim, same URI
+                assert status == 200 and got["content-type"] == DOCKER_MANIFEST, got
+                assert multi.wait_for_log("X-Platproxy-Resolve ignored")
+            finally:
+                front.stop()
+            mips = [("Accept", OCI_MANIFEST), ("User-Agent", docker_agent("mips64le"))]
+            status, got, _ = request(nginx.port, "GET", "/v2/library/pair/manifests/1", headers=mips)
+            assert status == 404 and got["vary"] == "Accept, User-Agent, X-Platproxy-Resolve"
+            amd64 = [("Accept", OCI_MANIFEST), ("User-Agent", docker_agent("amd64"))]
+            status, got, _ = request(nginx.port, "GET", "/v2/library/pair/manifests/1", headers=amd64)
+            assert status == 200 and got["docker-content-digest"] == features_case().digest_of("plain")
+        finally:
+            nginx.stop()
+    finally:
+        registry.stop()
