@@ -60,6 +60,12 @@ class FakeUpstream:
     headers_delay: float = 0.0
     """Seconds to wait before answering a blob GET at all (an upstream slow to start)."""
     chunked: bool = False
+    flood: int = 0
+    """Bytes of garbage sent after a blob's own bytes (with ``chunked``: a body without end)."""
+    trickle: float = 0.0
+    """Send blob bodies one byte at a time, this many seconds apart (a trickle within read_timeout)."""
+    sent_bytes: int = 0
+    """Blob body bytes written so far (until the reader stopped reading)."""
     """Send blob bodies with chunked encoding and no Content-Length (as some CDNs do)."""
     tags: list[str] = field(default_factory=list)
     """What ``/tags/list`` answers, as given (hostile names included)."""
@@ -160,8 +166,19 @@ class FakeUpstream:
         self.cut_first -= cut
         short = digest in self.short or cut
         end = len(data) // 2 if short else len(data)
+        if self.trickle:
+            for i in range(end):
+                await response.write(data[i : i + 1])
+                self.sent_bytes += 1
+                await asyncio.sleep(self.trickle)
+            await response.write_eof()
+            return response
+        if self.flood:
+            data = data + bytes(self.flood)
+            end = len(data)
         for i in range(0, end, 65536):  # at the pace chunk_delay sets, a cut one included
             await response.write(data[i : min(i + 65536, end)])
+            self.sent_bytes += min(65536, end - i)
             if self.chunk_delay and (short or i + 65536 < end):  # a whole body ends with its last byte
                 await asyncio.sleep(self.chunk_delay)
         if short:

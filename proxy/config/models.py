@@ -235,6 +235,11 @@ class LimitsConfig(Section):
     """How long an idle client connection is kept open (aiohttp's default is an hour)."""
     max_upstream_fetches: int = Field(default=32, ge=1, le=10000)
     """Requests in flight to one upstream at once (a blob counts until its body is read)."""
+    max_blob_size: Limit = 64 * 2**30
+    """Most bytes a blob fill takes when no manifest gave the blob's size (with one, that size)."""
+    min_fill_rate: Size = 8 * 1024
+    """Bytes per second an upstream must send a blob at, over every ``read_timeout`` window; a fill
+    slower than that (a trickle that keeps each read under ``read_timeout``) is cut.  0: no floor."""
     max_header_line: int = Field(default=8190, ge=1024, le=65536)
     """Longest request line or header line a client may send, before any authentication (nginx's
     default buffer is 8 KiB; registry clients' longest header is a token of a few KiB)."""

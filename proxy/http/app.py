@@ -29,6 +29,7 @@ from proxy.pull.access import Access
 from proxy.pull.blobs import BlobService
 from proxy.pull.fills import Fills
 from proxy.pull.manifests import ManifestService
+from proxy.pull.members import Members
 from proxy.pull.targets import Targets
 from proxy.registry.client import Upstream
 from proxy.storage.factory import Storage, open_storage
@@ -55,14 +56,15 @@ def build_app(config: Config, host: HostProfile | None = None) -> web.Applicatio
         upstreams = {u.name: Upstream(u, config.limits, metrics) for u in config.upstreams}
         fills = Fills(storage.store)
         metrics.fills_in_flight.set_function(lambda: len(fills.active))
-        blobs = BlobService(storage.store, fills, upstreams)
+        members = Members(storage.tags.index, upstreams)
+        blobs = BlobService(storage.store, fills, upstreams, members, config.limits)
         storage.apply_budget(
             config.cache.max_size,
             busy=lambda: set(fills.active) | set(blobs.in_use),
             unreachable=lambda: {name for name, up in upstreams.items() if not up.reachable},
         )
-        manifests = ManifestService(config, storage.store, storage.tags, upstreams, profile, metrics)
-        app[SERVICES] = Services(manifests, blobs, Targets(config, profile), Access(upstreams))
+        manifests = ManifestService(config, storage.store, storage.tags, upstreams, profile, metrics, members=members)
+        app[SERVICES] = Services(manifests, blobs, Targets(config, profile), Access(upstreams, members), members)
         app[FILLS] = fills
         app[STORAGE] = storage
 

@@ -172,6 +172,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             reference = check_digest(reference)
         _check_policy(request, r, None if kind != "manifest" or is_digest(reference) else reference)
     if r.upstream.auth != "passthrough":
+        if kind in ("blob", "manifest") and is_digest(reference):  # stored under another name is no yes
+            await (services.blobs if kind == "blob" else services.manifests).confirm(r, reference)
         return await _serve(request, services, r, kind, reference)
     if kind == "manifest" and not (is_digest(reference) or TAG.match(reference)):
         return await _serve(request, services, r, kind, reference)  # answered 404 before any check
@@ -254,8 +256,6 @@ async def manifest(request: web.Request, services: Services, r: Route, reference
         headers["X-Platproxy-Platform"] = answer.resolution.platform
         headers["X-Platproxy-Resolved-From"] = answer.resolution.index_digest
         headers["X-Platproxy-Rank"] = answer.resolution.label
-    if r.upstream.auth == "passthrough":  # what it references is in this repository too
-        services.access.note_served(r, answer.digest, answer.data)
     if request.headers.get("If-None-Match", "").strip('"') == answer.digest:
         return web.Response(status=304, headers=headers)
     return web.Response(body=answer.data, headers={**headers, "Content-Type": answer.media_type})

@@ -12,16 +12,20 @@ from proxy.pull.access import Access
 from proxy.pull.blobs import BlobService
 from proxy.pull.fills import Fills
 from proxy.pull.manifests import ManifestService
+from proxy.pull.members import Members
 from proxy.pull.targets import Targets
 
 
 class Services:
-    def __init__(self, manifests: ManifestService, blobs: BlobService, targets: Targets, access: Access) -> None:
+    def __init__(self, manifests: ManifestService, blobs: BlobService, targets: Targets, access: Access,
+                 members: Members) -> None:  # fmt: skip
         self.manifests = manifests
         self.blobs = blobs
         self.targets = targets
         self.access = access
         """Who may have what, for upstreams with ``auth = "passthrough"``."""
+        self.members = members
+        """Which repository holds what: stored content is served only under a name that holds it."""
 
 
 SERVICES: web.AppKey[Any] = web.AppKey("services", object)

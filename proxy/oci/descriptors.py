@@ -11,23 +11,29 @@ from proxy.oci.mediatypes import INDEX_TYPES, REFERENCE_TYPE_ANNOTATION
 
 def references(document: bytes) -> set[str]:
     """Digests a manifest or index refers to (config, layers, child manifests; schema 1 blobs)."""
+    return set(referenced(document))
+
+
+def referenced(document: bytes) -> dict[str, int | None]:
+    """What a manifest or index refers to, each digest with the size its descriptor gives
+    (``None`` where it gives none: schema 1 names blobs without sizes)."""
     try:
         doc = jsondoc.loads(document)
     except ValueError:
-        return set()
+        return {}
     if not isinstance(doc, dict):
-        return set()
-    found = set()
-    for key in ("layers", "manifests"):
-        for d in doc.get(key) or []:
-            if isinstance(d, dict) and isinstance(d.get("digest"), str):
-                found.add(d["digest"])
-    for layer in doc.get("fsLayers") or []:
+        return {}
+    found: dict[str, int | None] = {}
+    descriptors = [d for key in ("layers", "manifests") if isinstance(doc.get(key), list) for d in doc[key]]
+    if isinstance(doc.get("config"), dict):
+        descriptors.append(doc["config"])
+    for d in descriptors:
+        if isinstance(d, dict) and isinstance(d.get("digest"), str):
+            size = d.get("size")
+            found[d["digest"]] = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
+    for layer in doc["fsLayers"] if isinstance(doc.get("fsLayers"), list) else []:
         if isinstance(layer, dict) and isinstance(layer.get("blobSum"), str):
-            found.add(layer["blobSum"])
-    config = doc.get("config")
-    if isinstance(config, dict) and isinstance(config.get("digest"), str):
-        found.add(config["digest"])
+            found.setdefault(layer["blobSum"], None)
     return found
 
 

@@ -10,9 +10,9 @@ repository, and its yes is remembered for ``auth_remember`` (in memory only):
 2. Otherwise the client's own credential is checked with a ``HEAD`` of the object it asked for;
    a yes is remembered per (credential digest, repository).  A no is never remembered as a yes.
 3. An object is served under a repository name only when the upstream has it in that
-   repository (``member``): known from a check, or from a manifest served for that repository.
-   A digest cached for another repository is not served under this one just because it is
-   on disk.
+   repository (``proxy.pull.members``): known from a check, or from a manifest served for that
+   repository.  A digest cached for another repository is not served under this one just
+   because it is on disk.
 
 A yes is remembered per login: a token the relay fetched with basic credentials counts as
 those credentials (``owners``), so a client that logs in again with a fresh token is not
@@ -33,14 +33,12 @@ from enum import Enum
 from typing import NamedTuple
 
 from proxy.errors import CannotAuthorize, PlatproxyError, Subject, UpstreamError, UpstreamFailed
-from proxy.oci.descriptors import references
 from proxy.oci.names import is_digest
+from proxy.pull.members import Members
 from proxy.pull.route import Route
 from proxy.registry.client import Upstream
 from proxy.registry.credentials import CLIENT_CREDENTIAL, ClientCredential, token_digest
 
-MAX_MEMBERS = 200_000
-"""(repository, digest) pairs remembered; the oldest go first (and are checked again)."""
 MAX_REMEMBERED = 100_000
 """Remembered yeses, anonymous tokens and repositories, each."""
 
@@ -140,8 +138,9 @@ class _Window:
 class Access:
     """The memory of the upstream's answers, and the checks that fill it."""
 
-    def __init__(self, upstreams: dict[str, Upstream]) -> None:
+    def __init__(self, upstreams: dict[str, Upstream], members: Members) -> None:
         self.upstreams = upstreams
+        self.members = members
         self.public = _Window()
         self.private = _Window()
         self.granted = _Window()
@@ -150,9 +149,8 @@ class Access:
         """Digests of the tokens the relay fetched without credentials: those clients are anonymous."""
         self.owners = _Window()
         """Token digest -> the login (basic credentials' digest) the relay fetched it for."""
-        self._members: OrderedDict[tuple[str, str, str], None] = OrderedDict()
 
-    # -- what the relay and the handlers tell it ----------------------------------------------
+    # -- what the relay tells it ---------------------------------------------------------------
 
     def note_token(self, token: str, owner: str | None, lifetime: float) -> None:
         """A token the relay handed out: fetched for the login ``owner`` (a credential digest),
@@ -161,27 +159,6 @@ class Access:
             self.anonymous.add(token_digest(token), lifetime)
         else:
             self.owners.add(token_digest(token), lifetime, owner)
-
-    def note_served(self, route: Route, digest: str, manifest: bytes) -> None:
-        """A manifest served for ``route``: it and what it references are in that repository
-        (a registry accepts a manifest only once its references are there)."""
-        if self.is_member(route, digest):
-            return
-        self._add_member(route, digest)
-        for ref in references(manifest):
-            self._add_member(route, ref)
-
-    def is_member(self, route: Route, digest: str) -> bool:
-        key = (route.upstream.name, route.repo, digest)
-        if key in self._members:
-            self._members.move_to_end(key)
-            return True
-        return False
-
-    def _add_member(self, route: Route, digest: str) -> None:
-        self._members[(route.upstream.name, route.repo, digest)] = None
-        while len(self._members) > MAX_MEMBERS:
-            self._members.popitem(last=False)
 
     # -- the check ------------------------------------------------------------------------------
 
@@ -203,7 +180,7 @@ class Access:
         who = (credential.identity if credential else "", *repo)
         remember = route.upstream.auth_remember
         member = kind == "tags" or (kind == "manifest" and not is_digest(reference))  # a tag: records are per repo
-        member = member or self.is_member(route, reference)
+        member = member or self.members.holds(route, reference)
 
         def known() -> Known:
             now = time.monotonic()
@@ -219,7 +196,7 @@ class Access:
             checked = True
             if status is not None and status < 300:
                 if kind != "tags":
-                    self._add_member(route, reference)
+                    self.members.add(route, {reference: None})
                 member = True
                 if asking is None:
                     self.public.add(repo, remember)

@@ -13,9 +13,12 @@ from contextlib import contextmanager
 
 import structlog
 
+from proxy.config import LimitsConfig
 from proxy.errors import BlobInvalid, StorageFailed, Subject, UpstreamError, UpstreamFailed
 from proxy.oci.schema1 import EMPTY_TAR, EMPTY_TAR_DIGEST
 from proxy.pull.fills import Fills
+from proxy.pull.members import Members
+from proxy.pull.pace import Pace
 from proxy.pull.route import Route
 from proxy.registry.client import Upstream
 from proxy.sizes import CHUNK
@@ -42,11 +45,18 @@ def skipping(sink: Callable[[memoryview], None], count: int) -> Callable[[memory
 
 
 class BlobService:
-    def __init__(self, store: Store, fills: Fills, upstreams: dict[str, Upstream]) -> None:
+    def __init__(
+        self, store: Store, fills: Fills, upstreams: dict[str, Upstream], members: Members | None = None,
+        limits: LimitsConfig | None = None,
+    ) -> None:  # fmt: skip
+        self.limits = limits or LimitsConfig()
         self.store = store
         self.fills = fills
         self.upstreams = upstreams
+        self.members = members
         self.in_use: dict[str, int] = {}
+        self._filling_for: dict[str, tuple[str, str]] = {}
+        """The (upstream, repository) each fill in flight was started for."""
 
     @contextmanager
     def pinned(self, digest: str) -> Iterator[None]:
@@ -75,6 +85,19 @@ class BlobService:
             log.warning("store unavailable", digest=digest, error=str(exc))
             return None
 
+    async def confirm(self, route: Route, digest: str) -> None:
+        """Raise unless the blob ``digest`` may be served under ``route`` (see ``members``)."""
+        if self.members is not None:
+            await self.members.confirm(route, "blob", digest, await self.held(route, digest))
+
+    async def held(self, route: Route, digest: str) -> bool:
+        """Stored, or being filled for another repository: what a client of ``route`` would be
+        served without the upstream's word for it (joining a fill started for the same repository
+        is as good as fetching it: the upstream's answer to that fetch is the client's answer)."""
+        if digest in self.fills.active:
+            return self._filling_for.get(digest) != (route.upstream.name, route.repo)
+        return await self.stored_size(digest) is not None
+
     async def head_uncached(self, route: Route, digest: str) -> int | None:
         """HEAD of an uncached blob asks the upstream (a chained cache depends on it)."""
         fill = self.fills.active.get(digest)
@@ -88,26 +111,31 @@ class BlobService:
     async def fill(self, route: Route, digest: str) -> tuple[Fill, bool]:
         """Join or start the fill; returns once the upstream's headers arrived (or it failed)."""
         up = self.upstreams[route.upstream.name]
+        known = self.members.size(route, digest) if self.members is not None else None
+        limit = known if known is not None else self.limits.max_blob_size
 
         async def copy(fill: Fill) -> None:
             have = fill.written  # what another replica streamed to this fill before it stopped
+            pace = Pace(up.name, limit, self.limits.min_fill_rate, self.limits.read_timeout)
             if up.fills_off_loop:  # a worker thread reads, hashes and writes: the loop only follows
                 progress = fill.progress_from_thread()
 
                 def headers(size: int | None) -> None:
+                    pace.headers(size)
                     fill.size = size
                     fill.headers_ready.set()
 
                 writer = fill.writer
-                store, check = skipping(writer.store, have), skipping(writer.check, have)
+                store, check = pace.sink(skipping(writer.store, have)), skipping(writer.check, have)
                 copied = await up.pump_blob(route.repo, digest, headers, store, check,
                                             lambda total: progress(max(total, have)))  # fmt: skip
                 fill.reached(max(copied, have))
             else:  # through an https forward proxy: copied on the loop
                 async with up.open_blob(route.repo, digest) as resp:
+                    pace.headers(resp.content_length)
                     fill.size = resp.content_length
                     fill.headers_ready.set()
-                    write, seen = skipping(fill.writer.write, have), 0
+                    write, seen = pace.sink(skipping(fill.writer.write, have)), 0
                     async for chunk in resp.content.iter_chunked(CHUNK):
                         write(memoryview(chunk))
                         up.fetched(len(chunk))
@@ -123,6 +151,10 @@ class BlobService:
             fill, started = self.fills.join_or_start(digest, fill_here)
         except OSError as exc:  # no temporary file: the cache is full or read-only
             raise StorageFailed(f"blob {digest}", exc) from None
+        if started:
+            for done in [d for d in self._filling_for if d not in self.fills.active]:
+                del self._filling_for[done]
+            self._filling_for[digest] = (route.upstream.name, route.repo)
         await fill.headers_ready.wait()
         if fill.finished and fill.error is not None and fill.written == 0:
             error = fill.error
@@ -132,4 +164,6 @@ class BlobService:
                 raise StorageFailed(f"blob {digest}", error)
             log.warning("blob fill failed", digest=digest, error=str(error))
             raise BlobInvalid(f"blob {digest} could not be fetched intact", {"error": str(error)})
+        if started and self.members is not None and fill.error is None:  # the upstream gave it for this repository
+            self.members.add(route, {digest: fill.size})
         return fill, started

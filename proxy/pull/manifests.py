@@ -21,11 +21,14 @@ from hostinfo import HostProfile
 from proxy.config import Config
 from proxy.errors import ManifestInvalid, ManifestUnknown, Subject, UpstreamError, UpstreamFailed
 from proxy.metrics import Metrics
+from proxy.oci import jsondoc
 from proxy.oci.mediatypes import INDEX_TYPES, ClientCaps
 from proxy.oci.resolve import Decision, InvalidIndex, resolve_fetching
+from proxy.oci.schema1 import EMPTY_TAR_DIGEST
 from proxy.pull.content import ManifestContent
 from proxy.pull.conversions import Conversions
 from proxy.pull.freshness import Action, Freshness, after_revalidation, after_upstream_error, freshness
+from proxy.pull.members import Members
 from proxy.pull.route import Route
 from proxy.pull.signing import SigningKey
 from proxy.pull.targets import UNRESOLVED, Target, profile_key
@@ -77,8 +80,11 @@ class ManifestService:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         signing_key: Callable[[], EllipticCurvePrivateKey] | None = None,
+        members: Members | None = None,
     ) -> None:
         self.metrics = metrics
+        self.members = members if members is not None else Members(tags.index, upstreams)
+        """What each repository holds: every manifest served for a route is noted there."""
         self.config = config
         self.tags = tags
         self.content = ManifestContent(config, store, tags.index, upstreams)
@@ -250,7 +256,19 @@ class ManifestService:
         if client.accepts and not client.accepts_type(media_type):
             log.warning("serving a manifest type the client did not ask for", digest=digest, media_type=media_type,
                         engine=client.engine)  # fmt: skip
+        self.members.note_manifest(route, digest, data)
         return ManifestAnswer(data, media_type, digest, outcome)
+
+    async def confirm(self, route: Route, digest: str) -> None:
+        """Raise unless the manifest ``digest`` may be served under ``route`` (``members``); one
+        platproxy made is held where the blobs it was made from are (``made_from``)."""
+
+        async def sources() -> list[str]:
+            data = await self.content.stored(digest)
+            return made_from(data) if data is not None else []
+
+        stored = await self.content.stored_type(digest) is not None
+        await self.members.confirm(route, "manifest", digest, stored, sources)
 
     # -- shared ----------------------------------------------------------------------------------
 
@@ -260,8 +278,28 @@ class ManifestService:
             index_type = await self.content.stored_type(record.index_digest) or ""
             if client.accepts_type(index_type):
                 data = await self.content.load(route, record.index_digest)
+                self.members.note_manifest(route, record.index_digest, data, record.digest)
                 return ManifestAnswer(data, index_type, record.index_digest, outcome)
         served = await self.conversions.serve(route, tag, record.digest, record.media_type, client, record.platform)
         resolution = Resolution(record.platform, record.label, record.index_digest) if record.index_digest else None
         converted_from = record.digest if served.digest != record.digest else None
+        self.members.note_manifest(route, served.digest, served.data, record.digest, record.index_digest)
         return ManifestAnswer(served.data, served.media_type, served.digest, outcome, resolution, converted_from)
+
+
+def made_from(manifest: bytes) -> list[str]:
+    """The blobs an image manifest is made of, as far as who may read it goes: its config (which
+    names every layer); for schema 1, its layers but platproxy's own empty one.  ``[]`` for an
+    index or anything unreadable."""
+    try:
+        doc = jsondoc.loads(manifest)
+    except ValueError:
+        return []
+    if not isinstance(doc, dict):
+        return []
+    config = doc.get("config")
+    if isinstance(config, dict) and isinstance(config.get("digest"), str):
+        return [config["digest"]]
+    layers = doc.get("fsLayers")
+    sums = [x.get("blobSum") for x in layers if isinstance(x, dict)] if isinstance(layers, list) else []
+    return sorted({s for s in sums if isinstance(s, str) and s != EMPTY_TAR_DIGEST})

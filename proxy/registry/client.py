@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 import aiohttp
+import structlog
 from multidict import MultiMapping
 
 from proxy import wire
@@ -42,6 +43,8 @@ from proxy.sizes import MAX_REFERRERS_SIZE, MAX_TAGS_SIZE
 
 if TYPE_CHECKING:  # the command line's clients count nothing: prometheus stays unloaded there
     from proxy.metrics import Metrics
+
+log = structlog.get_logger("platproxy.upstream")
 
 MAX_REDIRECTS = 5
 _LOCAL_LINK = re.compile(r'<(/v2/[A-Za-z0-9._/:@-]+(\?[A-Za-z0-9._~%=&:+-]*)?)>; *rel="next"')
@@ -108,6 +111,7 @@ class Upstream:
         self._env_proxies: dict[tuple[str, str], str | None] = {}
         self._workers: ThreadPoolExecutor | None = None
         self._context: ssl.SSLContext | None = None
+        self._parent_warned = False
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -192,6 +196,8 @@ class Upstream:
                 raise UpstreamError(self.name, 429, "too many requests", resp.headers.get("Retry-After"))
             if resp.status >= 400:
                 raise UpstreamError(self.name, resp.status, f"{method} {path} answered {resp.status}")
+            if self.config.parent and not self._parent_warned:
+                self._check_parent(resp.headers.get("X-Platproxy-Target", ""))
             self.reachable = True
             yield resp
         except UpstreamError as exc:
@@ -199,6 +205,15 @@ class Upstream:
             raise
         finally:
             resp.release()
+
+    def _check_parent(self, target: str) -> None:
+        """A parent platproxy that resolved a tag for itself (it does not count this proxy as a
+        child) would hand every node this proxy serves the parent's platform: said once, loudly."""
+        if target and not target.startswith("index"):
+            self._parent_warned = True
+            log.warning("the parent resolved a tag for its own platform instead of passing the index: add this "
+                        "proxy's address to the parent's [resolve] child_proxies", upstream=self.name,
+                        parent_target=target)  # fmt: skip
 
     def _failed(self, exc: UpstreamError) -> None:
         if exc.unreachable:

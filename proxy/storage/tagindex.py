@@ -3,7 +3,8 @@
 SQLite (from the standard library) rather than JSON files: every retag is one transaction, so
 a crash leaves either the old record or the new one, never a torn file; WAL mode lets readers
 go on while a record is written; and ``cache ls``/eviction become queries instead of walks.
-It also remembers the media type of every stored manifest (the content store keeps bytes).
+It also remembers the media type of every stored manifest (the content store keeps bytes), and
+which repository of which upstream holds which digest (``members``: see ``proxy.pull.members``).
 Calls are short and made from the event loop thread only.
 """
 
@@ -36,6 +37,10 @@ CREATE TABLE IF NOT EXISTS conversions (
 CREATE TABLE IF NOT EXISTS content (
     digest TEXT PRIMARY KEY, size INTEGER NOT NULL, last_used REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS members (
+    upstream TEXT NOT NULL, repo TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER,
+    PRIMARY KEY (upstream, repo, digest)
+) WITHOUT ROWID;
 """
 
 
@@ -165,6 +170,25 @@ class TagIndex:
                 "DELETE FROM tags WHERE upstream=? AND repo=? AND tag=? AND host=?",
                 [(r.upstream, r.repo, r.tag, r.host) for r in records],
             )
+
+    # -- which repository of which upstream holds what (the cache is no oracle across them) ----
+
+    def member(self, upstream: str, repo: str, digest: str) -> tuple[bool, int | None]:
+        """``(known, size)``: the upstream holds ``digest`` in ``repo``, with its descriptor's size."""
+        row = self.db.execute("SELECT size FROM members WHERE upstream=? AND repo=? AND digest=?",
+                              (upstream, repo, digest)).fetchone()  # fmt: skip
+        return (True, row[0]) if row else (False, None)
+
+    def add_members(self, upstream: str, repo: str, digests: dict[str, int | None]) -> None:
+        """Best effort: a cache that cannot be written asks the upstream again next time."""
+        try:
+            with self.db:
+                self.db.executemany(
+                    "INSERT INTO members VALUES (?,?,?,?) ON CONFLICT DO UPDATE SET size=COALESCE(excluded.size, size)",
+                    [(upstream, repo, d, size) for d, size in digests.items()],
+                )
+        except sqlite3.Error as exc:
+            log.warning("cannot record what a repository holds", error=str(exc))
 
     # -- usage, for the disk budget ---------------------------------------------------------------
 

@@ -81,3 +81,19 @@ def test_parent_mode_also_works_in_front_of_a_plain_registry(seeded: Seeded, pla
     assert sha256((tmp_path / "out" / "manifest.json").read_bytes()) == seeded.cases["library/multi:1"].digest_of(
         "linux/arm64/v8"
     )
+
+
+def test_a_parent_that_does_not_count_the_child_is_named_in_the_childs_log(
+    seeded: Seeded, platproxy: Start, tmp_path: Path
+) -> None:
+    """Without ``[resolve] child_proxies`` the parent ignores the child's ``X-Platproxy-Resolve``
+    (any client could send it) and resolves for itself: the child says what to configure."""
+    upstream_name = seeded.registry.url.split("//")[1]
+    parent = platproxy(seeded.registry.url, "linux/amd64", cache=tmp_path / "parent")
+    child_args = config_args(tmp_path, f'[[upstream]]\nname = "{upstream_name}"\nurl = "http://{parent.address}"\n'
+                                       "parent = true\n")  # fmt: skip
+    child = platproxy("", "linux/arm64", child_args, cache=tmp_path / "child")
+    status, _, _ = request(child.port, "GET", "/v2/library/multi/manifests/1", headers={"Accept": UPSTREAM_ACCEPT})
+    assert status in (200, 404)
+    assert child.wait_for_log("child_proxies")
+    assert parent.wait_for_log("X-Platproxy-Resolve ignored")

@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 
 from proxy.oci.mediatypes import DOCKER_LIST, DOCKER_MANIFEST, DOCKER_SCHEMA1_SIGNED, INDEX_TYPES, OCI_MANIFEST
-from tests.conftest import Seeded
+from tests.conftest import Seeded, skopeo_copy
 from tests.indexes import Case
 from tests.nginx import CachingNginx
-from tests.ocibuild import image, index
+from tests.ocibuild import image, index, sha256
 from tests.registry import Platproxy, Registry, config_args, push_case, request
+from tests.tokenserver import USERS, TokenUpstream, passthrough_config
 
 pytestmark = pytest.mark.e2e
 Start = Callable[..., Platproxy]
@@ -213,3 +214,51 @@ def test_no_client_shapes_what_a_shared_cache_in_front_serves_others(
             nginx.stop()
     finally:
         registry.stop()
+
+
+def test_the_passthrough_cache_answers_through_no_other_upstream(
+    seeded: Seeded, token_upstream: TokenUpstream, platproxy: Start, tmp_path: Path
+) -> None:
+    """The README's layout: a private upstream (``auth = "passthrough"``) beside a public one.
+    What alice pulled privately is on disk; nobody gets it by naming the other upstream (``?ns=``
+    or the path prefix) and a repository that does not hold it."""
+    public = seeded.registry.url.split("//")[1]
+    config = (
+        passthrough_config(token_upstream.registry)
+        + f'[[upstream]]\nname = "{public}"\naliases = ["public.test"]\nurl = "{seeded.registry.url}"\n'
+    )
+    proxy = platproxy("", "linux/arm64", config_args(tmp_path, config))
+    done = skopeo_copy(f"{proxy.address}/private.test/team-a/app:1", tmp_path / "a", "--src-creds",
+                       f"alice:{USERS['alice'][0]}")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    image = seeded.cases["library/multi:1"].images["linux/arm64/v8"]
+    layer, config_blob = image.layers[0].digest, image.config.digest
+    probes = [("GET", f"/v2/x/y/blobs/{layer}?ns={public}"), ("HEAD", f"/v2/x/y/blobs/{layer}?ns={public}"),
+              ("GET", f"/v2/x/y/blobs/{config_blob}?ns={public}"), ("GET", f"/v2/public.test/x/y/blobs/{layer}"),
+              ("GET", f"/v2/x/y/manifests/{image.manifest.digest}?ns={public}")]  # fmt: skip
+    for method, path in probes:
+        status, _, body = request(proxy.port, method, path, headers={"Accept": OCI_MANIFEST})
+        assert status == 404, (method, path, status, body[:300])
+        if method == "GET":
+            assert json.loads(body)["errors"][0]["code"] in ("BLOB_UNKNOWN", "MANIFEST_UNKNOWN")
+    assert '"cache": "hit"' not in proxy.log().split("alice")[-1]  # nothing of hers served from the cache since
+    # the public upstream really holds the same layer in library/multi: that name gets it, after asking
+    status, _, body = request(proxy.port, "GET", f"/v2/library/multi/blobs/{layer}?ns={public}")
+    assert status == 200 and sha256(body) == layer
+
+
+def test_a_denied_image_is_not_served_under_another_repositorys_name(
+    seeded: Seeded, platproxy: Start, tmp_path: Path
+) -> None:
+    """``[[policy]]`` denies ``library/multi`` after it was cached; ``library/big`` does not hold its
+    layer upstream, so asking for it there is a 404, never the cached bytes."""
+    proxy = platproxy(seeded.registry.url, "linux/arm64")
+    done = skopeo_copy(f"{proxy.address}/library/multi:1", tmp_path / "multi")
+    assert done.returncode == 0, done.stderr
+    proxy.stop()
+    rules = '[[policy]]\nrepository = "library/multi"\naction = "deny"\n'
+    denied = platproxy(seeded.registry.url, "linux/arm64", config_args(tmp_path, rules), cache=proxy.cache_dir)
+    layer = seeded.cases["library/multi:1"].images["linux/arm64/v8"].layers[0].digest
+    assert request(denied.port, "GET", f"/v2/library/multi/blobs/{layer}")[0] == 403
+    status, _, body = request(denied.port, "GET", f"/v2/library/big/blobs/{layer}")
+    assert status == 404 and json.loads(body)["errors"][0]["code"] == "BLOB_UNKNOWN", body[:300]

@@ -4,14 +4,18 @@ without its fix; see ``test_security.py`` for the probes that a real Distributio
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from proxy.oci.mediatypes import OCI_INDEX, UPSTREAM_ACCEPT
-from tests.fakeupstream import FakeUpstream
-from tests.registry import Platproxy, request
+from proxy.oci.mediatypes import OCI_INDEX, OCI_MANIFEST, UPSTREAM_ACCEPT
+from tests.fakeupstream import FakeUpstream, manifest_for
+from tests.registry import Platproxy, config_args, request
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 Start = Callable[..., Platproxy]
@@ -56,5 +60,55 @@ def test_values_from_clients_and_upstreams_are_encoded_never_passed_raw(platprox
         assert headers["link"] == '</v2/library/x/tags/list?n=2&last=b>; rel="next"'
         status, headers, body = request(proxy.port, "GET", "/v2/library/x/tags/list?n=1&last=b")
         assert json.loads(body)["tags"] == ["c"] and "evil" not in headers.get("link", "")
+    finally:
+        fake.stop()
+
+
+def test_a_fill_stops_at_the_descriptors_size(platproxy: Start) -> None:
+    """A chunked body that goes on past the size the manifest gave: cut there (it staged 200 MiB
+    for a 200 KB blob before), nothing kept, every client cut."""
+    fake = FakeUpstream(chunked=True, flood=200 * 2**20).start()
+    try:
+        layer = fake.add_blob(os.urandom(200_000))
+        config = fake.add_blob(b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}')
+        manifest = manifest_for([(layer, 200_000)], (config, len(fake.blobs[config])))
+        fake.manifests["1"] = (manifest, OCI_MANIFEST)
+        proxy = platproxy(fake.url, "linux/amd64")
+        assert request(proxy.port, "GET", "/v2/library/x/manifests/1", headers=ALL)[0] == 200
+        with pytest.raises((http.client.IncompleteRead, ConnectionError)):
+            request(proxy.port, "GET", f"/v2/library/x/blobs/{layer}")
+        time.sleep(0.5)
+        assert fake.sent_bytes < 40 * 2**20, fake.sent_bytes  # the reader stopped long before the end
+        assert not list(proxy.cache_dir.joinpath("blobs").rglob(layer.split(":")[1]))
+        assert proxy.wait_for_log("longer than 200000 bytes")
+    finally:
+        fake.stop()
+
+
+def test_a_fill_without_a_known_size_stops_at_max_blob_size(platproxy: Start, tmp_path: Path) -> None:
+    fake = FakeUpstream(chunked=True, flood=50 * 2**20).start()
+    try:
+        blob = fake.add_blob(os.urandom(100_000))
+        proxy = platproxy(fake.url, "linux/amd64", config_args(tmp_path, '[limits]\nmax_blob_size = "1MiB"\n'))
+        with pytest.raises((http.client.IncompleteRead, ConnectionError)):
+            request(proxy.port, "GET", f"/v2/library/x/blobs/{blob}")
+        assert proxy.wait_for_log("longer than 1048576 bytes")
+    finally:
+        fake.stop()
+
+
+def test_a_trickling_upstream_is_cut_after_a_window(platproxy: Start, tmp_path: Path) -> None:
+    """One byte every 1.5 s keeps every read under a 2 s read_timeout; min_fill_rate cuts it
+    after about one window instead of holding the client for the whole body."""
+    fake = FakeUpstream(trickle=1.5).start()
+    try:
+        blob = fake.add_blob(os.urandom(40))
+        proxy = platproxy(fake.url, "linux/amd64", config_args(tmp_path, '[limits]\nread_timeout = "2s"\n'))
+        started = time.monotonic()
+        with pytest.raises((http.client.IncompleteRead, ConnectionError)):
+            request(proxy.port, "GET", f"/v2/library/x/blobs/{blob}")
+        assert time.monotonic() - started < 10  # 40 bytes at this pace would take 60 s
+        assert proxy.wait_for_log("under min_fill_rate")
+        assert not list(proxy.cache_dir.joinpath("blobs").rglob(blob.split(":")[1]))
     finally:
         fake.stop()

@@ -209,7 +209,8 @@ def test_bad_tls_setups_are_refused_before_start(tmp_path: Path) -> None:
 
 def test_a_child_reaches_a_tls_tier_with_its_ca(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:
     ca = TestCA(tmp_path / "ca")
-    tier = start_tls(seeded, tmp_path, ca, tls_config(ca), ca.client_context())
+    children = '[resolve]\nchild_proxies = ["127.0.0.1/32"]\n'
+    tier = start_tls(seeded, tmp_path, ca, tls_config(ca, extra=children), ca.client_context())
     try:
         upstream = (f'[[upstream]]\nname = "{seeded.registry.address}"\nurl = "https://{tier.address}"\nparent = true\n'
                     f'ca = "{ca.path}"\n')  # fmt: skip

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 
 from proxy.config import UpstreamConfig
 from proxy.errors import UpstreamError
 from proxy.pull.access import Access, CredentialsNeeded, Known, Step, after_check, decide
+from proxy.pull.members import Members
 from proxy.pull.route import Route
 from proxy.registry.credentials import CLIENT_CREDENTIAL, ClientCredential
+from proxy.storage.tagindex import TagIndex
 
 
 def known(**changes: bool) -> Known:
@@ -95,11 +98,11 @@ def _route(repo: str) -> Route:
     return Route(UpstreamConfig(name="up", url="https://up.example", auth="passthrough"), repo)
 
 
-async def test_a_no_is_never_remembered_and_a_digest_of_another_repository_is_asked_for() -> None:
+async def test_a_no_is_never_remembered_and_a_digest_of_another_repository_is_asked_for(tmp_path: Path) -> None:
     alice = ClientCredential("Bearer alice-token")
     digest = "sha256:" + "a" * 64
     answers = _Answers({(alice.digest, "team-a/app", digest)})
-    access = Access({"up": answers})  # type: ignore[dict-item]
+    access = Access({"up": answers}, Members(TagIndex(tmp_path / "index.db"), {}))  # type: ignore[dict-item]
     assert (await access.admit(_route("team-a/app"), "blob", digest, alice)).outcome == "private, checked"
     assert (await access.admit(_route("team-a/app"), "blob", digest, alice)).outcome == "private, remembered"
     asked = len(answers.asked)
