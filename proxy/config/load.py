@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import os
@@ -22,7 +23,13 @@ from proxy.config.values import ConfigError
 from proxy.oci.names import DOCKER_HUB, DOCKER_HUB_ALIASES
 
 ENV_PREFIX = "PLATPROXY_"
-SECRET_KEYS = frozenset({"password", "secret_key", "peer_secret"})
+SECRET_KEYS = frozenset({"password", "access_key", "secret_key", "peer_secret"})
+"""Keys whose values are never printed, wherever they came from (file, environment or flag): the
+effective config shows ``***``, a provenance line names the source only, an error names the key."""
+
+
+def is_secret(dotted: str) -> bool:
+    return dotted.rpartition(".")[2] in SECRET_KEYS
 
 
 def load_config(
@@ -52,7 +59,7 @@ def load_config(
             raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
         if "upstream" in file_data:
             file_data["upstreams"] = file_data.pop("upstream")
-        data = _merge(data, file_data)
+        data = _merge(data, copy.deepcopy(file_data))  # the environment's values must not land in file_data
     for key, raw in sorted((env if env is not None else os.environ).items()):
         if key.startswith(ENV_PREFIX) and len(key) > len(ENV_PREFIX):
             dotted = ".".join(key[len(ENV_PREFIX) :].lower().split("__"))
@@ -76,7 +83,7 @@ def _over_the_file(file_data: dict[str, Any], dotted: str) -> str:
             value = value[part]
         else:
             return ""
-    return f", over the file's {json.dumps(value)}"
+    return ", over the file's value" if is_secret(dotted) else f", over the file's {json.dumps(value)}"
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -117,12 +124,19 @@ def _set(data: dict[str, Any], dotted: str, value: Any, source: str) -> None:
 def _describe(exc: ValidationError, origins: dict[str, str] | None = None) -> str:
     first = exc.errors()[0]
     key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    message = first["msg"].removeprefix("Value error, ")
+    message = _scrubbed(first["msg"].removeprefix("Value error, "), first.get("input"), key)
     if first["type"] == "extra_forbidden":
         return _unknown_key(first["loc"], origins or {})
     origin = next((f" (from {src})" for k, src in (origins or {}).items() if key == k or key.startswith(k + ".")), "")
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"config key {key}{origin}: {message}{more}"
+
+
+def _scrubbed(message: str, value: Any, key: str) -> str:
+    """An error message without a secret value in it (a validator may quote what it was given)."""
+    if is_secret(key) and isinstance(value, str) and value:
+        return message.replace(repr(value), "***").replace(value, "***")
+    return message
 
 
 def _unknown_key(loc: tuple[int | str, ...], origins: dict[str, str]) -> str:
@@ -180,6 +194,16 @@ def upstream_from_url(url: str) -> UpstreamConfig:
         name = DOCKER_HUB if parts.hostname in DOCKER_HUB_ALIASES else host
         return UpstreamConfig(name=name or "-", url=url)
     except ValidationError as exc:
-        raise ConfigError(f"--upstream {url}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+        message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"--upstream {_without_userinfo(url)}: {message}") from None
     except ValueError as exc:
-        raise ConfigError(f"--upstream {url}: {exc}") from None
+        raise ConfigError(f"--upstream {_without_userinfo(url)}: {exc}") from None
+
+
+def _without_userinfo(url: str) -> str:
+    """A URL as it may be printed: whatever stands before an ``@`` in its authority is ``***``."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return url
+    return f"{scheme}{sep}***@{authority.rpartition('@')[2]}{slash}{path}"

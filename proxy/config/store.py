@@ -87,6 +87,8 @@ class S3Config(Section):
             parts = urlsplit(value)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError("expected an http:// or https:// URL with a host")
+            if "@" in parts.netloc:
+                raise ValueError("the endpoint has credentials in it; give them as access_key and secret_key")
         return value.rstrip("/")
 
     @field_validator("bucket")

@@ -59,6 +59,9 @@ class UpstreamConfig(Section):
     @classmethod
     def _url(cls, value: str) -> str:
         parts = urlsplit(value)
+        if "@" in parts.netloc:  # said without the URL: it would print the password
+            raise ValueError("the URL has credentials in it; give them as username and password instead "
+                             "(a URL is printed in logs and banners)")  # fmt: skip
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("expected an http:// or https:// URL with a host")
         path = parts.path.rstrip("/")
