@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 from proxy.cli.common import fail, file_problem, origin_lines, subcommand
-from proxy.config import ConfigError, load_config, masked
+from proxy.config import Config, ConfigError, load_config, masked
 from proxy.pull.policy import describe as describe_policy
+from proxy.sizes import human
 
 DESCRIPTION = "Validate a configuration and print the effective one, secrets masked."
 
@@ -34,9 +35,18 @@ def run_check(args: argparse.Namespace) -> int:
     if problem:
         return fail("config", problem)
     print(json.dumps(masked(config), indent=2))
-    for line in [*origin_lines(origins), *describe_policy(config.policy)]:
+    for line in [*origin_lines(origins), *describe_policy(config.policy), limits_line(config)]:
         print(f"platproxy config: {line}", file=sys.stderr)
     return 0
+
+
+def limits_line(config: Config) -> str:
+    """What any client meets before it is authenticated, and what a fill may take (README, security)."""
+    lim = config.limits
+    return (f"limits before authentication: lines of {lim.max_header_line} bytes, {lim.max_headers} headers, "
+            f"{lim.max_partial_per_client} unfinished requests per address, headers within {lim.header_timeout:g}s; "
+            f"a blob fill at most its manifest's size (else {human(lim.max_blob_size)}) and at least "
+            f"{human(lim.min_fill_rate)}/s over {lim.read_timeout:g}s")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

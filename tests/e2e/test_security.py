@@ -24,7 +24,7 @@ from tests.conftest import Seeded, skopeo_copy
 from tests.indexes import Case
 from tests.nginx import CachingNginx
 from tests.ocibuild import image, index, sha256
-from tests.registry import Platproxy, Registry, config_args, push_case, request
+from tests.registry import Platproxy, Registry, cli, config_args, push_case, request
 from tests.tokenserver import USERS, TokenUpstream, passthrough_config
 
 pytestmark = pytest.mark.e2e
@@ -153,6 +153,8 @@ def test_headers_are_bounded_before_authentication(seeded: Seeded, platproxy: St
         assert rss_mib(proxy_pid(proxy)) - before < 60, (before, rss_mib(proxy_pid(proxy)))
         # a whole request from the same address is still served
         assert request(proxy.port, "GET", "/v2/", source="127.0.0.5")[0] == 401
+        shown = cli("config", "check").stderr
+        assert "limits before authentication: lines of 8190 bytes, 64 headers, 32 unfinished" in shown
     finally:
         for s in held:
             s.close()
