@@ -88,7 +88,7 @@ class BlobService:
     async def confirm(self, route: Route, digest: str) -> None:
         """Raise unless the blob ``digest`` may be served under ``route`` (see ``members``)."""
         if self.members is not None:
-            await self.members.confirm(route, "blob", digest, await self.held(route, digest))
+            await self.members.confirm(route, "blob", digest, lambda: self.held(route, digest))
 
     async def held(self, route: Route, digest: str) -> bool:
         """Stored, or being filled for another repository: what a client of ``route`` would be

@@ -267,7 +267,9 @@ class ManifestService:
             data = await self.content.stored(digest)
             return made_from(data) if data is not None else []
 
-        stored = await self.content.stored_type(digest) is not None
+        async def stored() -> bool:
+            return await self.content.stored_type(digest) is not None
+
         await self.members.confirm(route, "manifest", digest, stored, sources)
 
     # -- shared ----------------------------------------------------------------------------------

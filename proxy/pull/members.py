@@ -133,12 +133,13 @@ class Members:
         while len(self._known) > MEMORY:
             self._known.popitem(last=False)
 
-    async def confirm(self, route: Route, kind: str, digest: str, stored: bool,
+    async def confirm(self, route: Route, kind: str, digest: str, stored: Callable[[], Awaitable[bool]],
                       made_from: Callable[[], Awaitable[list[str]]] | None = None) -> None:  # fmt: skip
         """Return when ``digest`` may be served under ``route``; raise not found (the upstream does
-        not hold it there) or ``CannotAuthorize`` (the upstream cannot say).  ``made_from``: the
-        blobs a stored manifest was made from (asked for when the upstream lacks the manifest)."""
-        if not check_needed(digest, self.holds(route, digest), stored):
+        not hold it there) or ``CannotAuthorize`` (the upstream cannot say).  ``stored``: whether
+        the store has it (asked only when it is not known to be held); ``made_from``: the blobs a
+        stored manifest was made from (asked for when the upstream lacks the manifest)."""
+        if self.holds(route, digest) or not check_needed(digest, False, await stored()):
             return
         up = self.upstreams[route.upstream.name]
         status = await self._probe(up, route, kind, digest)
