@@ -44,6 +44,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         prog="platproxy",
         description="A pull-through registry mirror that serves each host the manifest of a list that it should run.",
     )
+    parser.add_argument("--version", action="version", version=f"platproxy {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for command in COMMANDS:
@@ -54,6 +55,17 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
             module.add_arguments(p)
             p.set_defaults(func=module.run, logs=command.logs)
     return parser
+
+
+def version() -> str:
+    """The installed distribution's version (a source tree that was never installed: ``unknown``)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("platproxy")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

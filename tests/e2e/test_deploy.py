@@ -138,7 +138,11 @@ def test_the_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
     assert analyze, "systemd-analyze must be installed (scripts/test.sh installs systemd)"
     text = (DEPLOY / "platproxy.service").read_text()
     assert "ExecStart=/opt/platproxy/bin/platproxy serve --config /etc/platproxy/config.toml" in text
-    assert "python3 -m venv /opt/platproxy" in text  # installed where PEP 668 systems allow it
+    assert "python3 -m venv /opt/platproxy && /opt/platproxy/bin/pip install ." in text  # PEP 668 systems allow it
+    assert (
+        "Documentation=file:/usr/share/doc/platproxy/README.md" in text
+        and "install -D -m 0644 README.md /usr/share/doc/platproxy/README.md" in text
+    )
     assert "PLATPROXY_" not in text and "CacheDirectory=platproxy" in text
     # the 32-bit probes must keep working inside the sandbox: no native-only system call filter
     assert "\nSystemCallArchitectures=" not in text
@@ -208,3 +212,37 @@ def test_every_dashboard_query_names_a_metric_platproxy_exports(seeded: Seeded, 
                    "platproxy_fills_in_flight", "platproxy_evictions_total", "platproxy_store_requests_total",
                    "platproxy_request_seconds_bucket"):  # fmt: skip
         assert metric in named, metric
+
+
+def test_the_wheel_builds_installs_into_an_empty_venv_and_runs(tmp_path: Path) -> None:
+    """What deploy/platproxy.service tells a user to do, from a copy of the repository's files."""
+    import zipfile
+
+    from tests.registry import free_port, wait_http
+
+    source = tmp_path / "src"
+    junk = (".venv", ".git", "build", "*.egg-info", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache")
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*junk))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"),
+                            str(source)], capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "dist").glob("platproxy-*.whl")
+    tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert {"proxy", "hostinfo"} <= tops and "tests" not in tops and "bench" not in tops
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    installed = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], capture_output=True,
+                               text=True, timeout=600, check=False)  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    version = subprocess.run([str(venv / "bin" / "platproxy"), "--version"], capture_output=True, text=True,
+                             timeout=60, check=True)  # fmt: skip
+    expected = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert version.stdout.strip() == f"platproxy {expected}"
+    port = free_port()
+    serve = subprocess.Popen([str(venv / "bin" / "platproxy"), "serve", "--listen", f"127.0.0.1:{port}", "--cache-dir",
+                              str(tmp_path / "cache")], stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        wait_http(port, proc=serve)
+    finally:
+        serve.terminate()
+        assert serve.wait(30) == 0
