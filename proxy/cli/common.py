@@ -87,8 +87,8 @@ def origin_lines(origins: dict[str, str]) -> list[str]:
 
 def file_problem(config: Config) -> str:
     """What is wrong with the files the config names (the cache directory, htpasswd, TLS pair,
-    upstream CAs), as one ``config key …`` line, or ``""``: ``serve`` and ``config check`` refuse
-    the same things."""
+    upstream CAs) or otherwise stops it from serving (a peer listener without its secret), as one
+    ``config key …`` line, or ``""``: ``serve`` and ``config check`` refuse the same things."""
     from proxy.http.auth import Htpasswd, HtpasswdError  # only for these two commands
     from proxy.http.tls import TlsError, check_files
     from proxy.storage.factory import cache_dir_problem
@@ -96,6 +96,8 @@ def file_problem(config: Config) -> str:
     problem = cache_dir_problem(config.cache.path())
     if problem:
         return f"config key cache.dir: {problem}"
+    if config.store.backend == "s3" and (problem := config.store.s3.serving_problem()):
+        return f"config key store.s3.peer_secret: {problem}"
     try:
         if config.auth.htpasswd:
             Htpasswd(Path(config.auth.htpasswd))

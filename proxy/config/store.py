@@ -134,12 +134,14 @@ class S3Config(Section):
                 raise ValueError("expected http://HOST:PORT, the address other replicas reach peer_listen at")
         return value.rstrip("/")
 
-    @model_validator(mode="after")
-    def _peer_secret(self) -> S3Config:
+    def serving_problem(self) -> str:
+        """What stops a replica from serving (``serve`` and ``config check`` refuse it): its peer
+        listener without a shared secret.  Not a config error: a maintenance command (``cache gc``,
+        ``cache ls``) serves no peers and runs with the same config and without the secret."""
         if self.peer_listen and len(self.peer_secret) < 16:
-            raise ValueError("store.s3.peer_listen needs store.s3.peer_secret, at least 16 characters shared by "
-                             "every replica (or PLATPROXY_STORE__S3__PEER_SECRET)")  # fmt: skip
-        return self
+            return ("store.s3.peer_listen needs store.s3.peer_secret, at least 16 characters shared by every "
+                    "replica (or PLATPROXY_STORE__S3__PEER_SECRET)")  # fmt: skip
+        return ""
 
     def advertised_peer(self) -> str:
         """The URL this replica's peer listener is announced at in its leases (empty: none)."""

@@ -22,6 +22,7 @@ from proxy.cli.main import build_parser
 from proxy.config import load_config
 from tests.conftest import Seeded
 from tests.registry import Platproxy, cli, request
+from tests.rgw import Rgw
 from tests.tlsfiles import TestCA
 
 Start = Callable[..., Platproxy]
@@ -58,7 +59,7 @@ def test_daemonset_config_passes_config_check_and_stays_on_loopback(tmp_path: Pa
     path = embedded_config("daemonset.yaml", tmp_path, {"/var/cache/platproxy": str(tmp_path / "cache")})
     done = cli("config", "check", str(path))
     assert done.returncode == 0, done.stderr
-    assert done.stderr == ""  # nothing from the environment overrides the file
+    assert " from " not in done.stderr, done.stderr  # nothing from the environment overrides the file
     config = load_config(path, env={})
     assert config.listen == "127.0.0.1:5000" and config.metrics.listen == "127.0.0.1:5001"
     assert config.cache.max_size == 20 * 2**30
@@ -157,6 +158,20 @@ def test_the_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
     assert float(score.group(1)) <= 3.5
 
 
+def test_every_image_deploy_names_is_the_one_the_containerfile_says_how_to_build_and_push() -> None:
+    text = (DEPLOY / "Containerfile").read_text()
+    built = set(re.findall(r"-t (registry\.example\.com/platproxy:[\w.-]+)", text))
+    named = {c["image"] for name in ("daemonset.yaml", "mirror-tier.yaml") for d in documents(name)
+             for c in _containers(d)}  # fmt: skip
+    assert named and named <= built, (named, built)
+
+
+def _containers(document: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = document.get("spec", {})
+    template = spec.get("jobTemplate", {}).get("spec", spec).get("template", {}).get("spec", {})
+    return [*template.get("containers", []), *template.get("initContainers", [])]
+
+
 def test_the_images_command_parses_and_leaves_the_cache_dir_to_the_config() -> None:
     text = (DEPLOY / "Containerfile").read_text()
     entrypoint = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", text, re.MULTILINE).group(1))  # type: ignore[union-attr]
@@ -164,6 +179,7 @@ def test_the_images_command_parses_and_leaves_the_cache_dir_to_the_config() -> N
     assert entrypoint == ["platproxy"]
     args = build_parser(command).parse_args(command)
     assert args.command == "serve" and args.config is None
+    assert args.listen == "0.0.0.0:5000"  # -p 5000:5000 reaches it; 127.0.0.1 would be the container's own
     assert (
         "USER 10001" in text and "ENV XDG_CACHE_HOME=/var/cache" in text and 'VOLUME ["/var/cache/platproxy"]' in text
     )
@@ -246,3 +262,28 @@ def test_the_wheel_builds_installs_into_an_empty_venv_and_runs(tmp_path: Path) -
     finally:
         serve.terminate()
         assert serve.wait(30) == 0
+
+
+def test_the_nightly_collection_runs_as_the_cronjob_runs_it(rgw: Rgw, tmp_path: Path) -> None:
+    """The CronJob's command, with the tier's config and exactly the environment the CronJob
+    gives it (the S3 keys, no peer secret), against a real bucket."""
+    from tests.rgw import ACCESS_KEY, SECRET_KEY, bucket
+
+    name = bucket(rgw)
+    ca = TestCA(tmp_path / "ca")
+    pair = ca.issue("tier")
+    path = embedded_config("mirror-tier.yaml", tmp_path, {
+        "/etc/platproxy/tls/tls.crt": str(pair.cert), "/etc/platproxy/tls/tls.key": str(pair.key),
+        "/var/cache/platproxy": str(tmp_path / "cache"), "https://rgw.storage.svc": rgw.endpoints[0],
+        '"registry-mirror"': f'"{name}"',
+    })  # fmt: skip
+    (cron,) = [d for d in documents("mirror-tier.yaml") if d["kind"] == "CronJob"]
+    (gc,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    secrets = {"access_key": ACCESS_KEY, "secret_key": SECRET_KEY}
+    env = {e["name"]: secrets[e["valueFrom"]["secretKeyRef"]["key"]] for e in gc["env"]}
+    args = [str(path) if a == "/etc/platproxy/config.toml" else a for a in gc["args"]]
+    done = cli(*args, env=env)
+    assert done.returncode == 0, done.stderr
+    # and serve, with that environment alone, says what it lacks
+    refused = cli("config", "check", str(path), env=env)
+    assert refused.returncode == 2 and "peer_secret" in refused.stderr

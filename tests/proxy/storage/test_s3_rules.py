@@ -90,7 +90,6 @@ def write(tmp_path: Path, text: str) -> Path:
         ('[store.s3]\nbucket = "b12"\npart_size = "1MiB"\n', "at least 5MiB"),
         ('[store.s3]\nbucket = "b12"\nprefix = "no space"\n', "store.s3.prefix: 'no space' is not a key prefix"),
         ('[store.s3]\nbucket = "b12"\nlease_ttl = "soon"\n', "store.s3.lease_ttl"),
-        ('[store.s3]\nbucket = "b12"\npeer_listen = "0.0.0.0:5002"\n', "needs store.s3.peer_secret, at least 16"),
         ('[store.s3]\nbucket = "b12"\npeer_listen = "5002"\n', "store.s3.peer_listen: expected HOST:PORT"),
         ('[store.s3]\nbucket = "b12"\npeer_url = "https://x:1"\n', "expected http://HOST:PORT"),
         ('[store.s3]\nbucket = "b12"\nmax_size = "lots"\n', "store.s3.max_size"),
@@ -102,6 +101,15 @@ def test_store_config_mistakes_are_named(tmp_path: Path, text: str, message: str
         load_config(write(tmp_path, text), env={})
     assert message in str(info.value)
     assert "\n" not in str(info.value).strip()
+
+
+def test_a_peer_listener_without_its_secret_stops_serving_but_not_maintenance(tmp_path: Path) -> None:
+    text = '[store]\nbackend = "s3"\n[store.s3]\nbucket = "b12"\npeer_listen = "0.0.0.0:5002"\n'
+    config = load_config(write(tmp_path, text), env={})
+    assert "needs store.s3.peer_secret, at least 16" in config.store.s3.serving_problem()
+    with_secret = load_config(write(tmp_path, '[store.s3]\nbucket = "b12"\npeer_listen = "0.0.0.0:5002"\n'),
+                              env={"PLATPROXY_STORE__S3__PEER_SECRET": "0123456789abcdef"})  # fmt: skip
+    assert with_secret.store.s3.serving_problem() == ""
 
 
 def test_the_store_secrets_are_masked(tmp_path: Path) -> None:
