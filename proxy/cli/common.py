@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from hostinfo import HostProfile, PlatformError
 from hostinfo.cli import add_capability_arguments
 from hostinfo.probe import host_profile
+from proxy.config import file_key
 from proxy.errors import PlatproxyError
 from proxy.oci.names import ImageRef
 
@@ -82,7 +83,7 @@ def client_target(args: argparse.Namespace, host: HostProfile | None = None) -> 
 
 def origin_lines(origins: dict[str, str]) -> list[str]:
     """One line per value that came from the environment or a flag rather than the file."""
-    return [f"{key} from {source}" for key, source in sorted(origins.items())]
+    return [f"{file_key(key)} from {source}" for key, source in sorted(origins.items())]
 
 
 def file_problem(config: Config) -> str:
@@ -95,15 +96,15 @@ def file_problem(config: Config) -> str:
 
     problem = cache_dir_problem(config.cache.path())
     if problem:
-        return f"config key cache.dir: {problem}"
+        return f"config key {file_key('cache.dir')}: {problem}"
     if config.store.backend == "s3" and (problem := config.store.s3.serving_problem()):
-        return f"config key store.s3.peer_secret: {problem}"
+        return f"config key {file_key('store.s3.peer_secret')}: {problem}"
     try:
         if config.auth.htpasswd:
             Htpasswd(Path(config.auth.htpasswd))
         check_files(config)
     except HtpasswdError as exc:
-        return f"config key auth.htpasswd: {exc}"
+        return f"config key {file_key('auth.htpasswd')}: {exc}"
     except TlsError as exc:
         return f"config key {exc}"
     return ""

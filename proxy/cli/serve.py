@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.cli.common import fail, file_problem, origin_lines
-from proxy.config import Config, ConfigError, load_config, upstream_from_url
+from proxy.config import Config, ConfigError, file_key, load_config, upstream_from_url
 from proxy.http.app import StartError, serve
 from proxy.logs import configure_logging
 from proxy.pull.signing import SigningKey, SigningKeyError
@@ -73,12 +73,12 @@ def run(args: argparse.Namespace) -> int:
         return fail("serve", problem)
     problem = backend_problem(config)
     if problem:
-        return fail("serve", f"config key store.backend: {problem}")
+        return fail("serve", f"config key {file_key('store.backend')}: {problem}")
     if config.compat.schema1:  # made (or read) now: a bad key file is a start-up error, not a 500 later
         try:
             SigningKey(config)()
         except SigningKeyError as exc:
-            return fail("serve", f"config key compat.signing_key: {exc}")
+            return fail("serve", f"config key {file_key('compat.signing_key')}: {exc}")
     configure_logging(args.log_level)
     upstreams = ", ".join(f"{u.name}={u.url}" + (" (clients' own credentials)" if u.auth == "passthrough" else "")
                           for u in config.upstreams)  # fmt: skip

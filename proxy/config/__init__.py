@@ -10,7 +10,7 @@ the environment, the messages); the names below are the ones the rest of platpro
 May import: hostinfo, proxy.oci, proxy.sizes.
 """
 
-from proxy.config.load import ENV_PREFIX, SECRET_KEYS, load_config, masked, upstream_from_url
+from proxy.config.load import ENV_PREFIX, SECRET_KEYS, file_key, load_config, masked, upstream_from_url
 from proxy.config.models import (
     INDEX_TOOLS,
     AuthConfig,
@@ -31,8 +31,31 @@ from proxy.config.upstream import UpstreamConfig
 from proxy.config.values import ConfigError, check_platform, is_loopback, parse_duration, parse_size
 
 __all__ = [
-    "ENV_PREFIX", "INDEX_TOOLS", "SECRET_KEYS", "AuthConfig", "CacheConfig", "Capability", "ClientRule",
-    "CompatConfig", "Config", "ConfigError", "LimitsConfig", "MetricsConfig", "PlatformConfig", "PolicyRule",
-    "ResolveConfig", "S3Config", "StoreConfig", "TlsConfig", "UpstreamConfig", "check_platform", "is_loopback",
-    "load_config", "masked", "parse_duration", "parse_size", "upstream_from_url",
+    "ENV_PREFIX",
+    "INDEX_TOOLS",
+    "SECRET_KEYS",
+    "AuthConfig",
+    "CacheConfig",
+    "Capability",
+    "ClientRule",
+    "CompatConfig",
+    "Config",
+    "ConfigError",
+    "LimitsConfig",
+    "MetricsConfig",
+    "PlatformConfig",
+    "PolicyRule",
+    "ResolveConfig",
+    "S3Config",
+    "StoreConfig",
+    "TlsConfig",
+    "UpstreamConfig",
+    "check_platform",
+    "file_key",
+    "is_loopback",
+    "load_config",
+    "masked",
+    "parse_duration",
+    "parse_size",
+    "upstream_from_url",
 ]  # fmt: skip

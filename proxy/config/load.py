@@ -57,6 +57,9 @@ def load_config(
             raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+        if "upstreams" in file_data:  # the model's name: one spelling only, or entries would be dropped
+            raise ConfigError(f"config {path}: unknown section [[upstreams]]; did you mean [[upstream]]? "
+                              "(one [[upstream]] table per registry)")  # fmt: skip
         if "upstream" in file_data:
             file_data["upstreams"] = file_data.pop("upstream")
         data = _merge(data, copy.deepcopy(file_data))  # the environment's values must not land in file_data
@@ -122,14 +125,42 @@ def _set(data: dict[str, Any], dotted: str, value: Any, source: str) -> None:
 
 
 def _describe(exc: ValidationError, origins: dict[str, str] | None = None) -> str:
-    first = exc.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    message = _scrubbed(first["msg"].removeprefix("Value error, "), first.get("input"), key)
-    if first["type"] == "extra_forbidden":
-        return _unknown_key(first["loc"], origins or {})
-    origin = next((f" (from {src})" for k, src in (origins or {}).items() if key == k or key.startswith(k + ".")), "")
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"config key {key}{origin}: {message}{more}"
+    """Every error, one line each (one error: one line), each naming its key as the file spells it."""
+    lines = [_describe_one(error, origins or {}) for error in exc.errors()]
+    if len(lines) == 1:
+        return lines[0]
+    return f"{len(lines)} problems:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _describe_one(error: Any, origins: dict[str, str]) -> str:
+    if error["type"] == "extra_forbidden":
+        return _unknown_key(error["loc"], origins)
+    dotted = ".".join(str(p) for p in error["loc"])
+    message = _scrubbed(error["msg"].removeprefix("Value error, "), error.get("input"), dotted)
+    origin = next((f" (from {src})" for k, src in origins.items() if dotted == k or dotted.startswith(k + ".")), "")
+    return f"config key {file_key(dotted)}{origin}: {message}"
+
+
+def file_key(dotted: str) -> str:
+    """A dotted key as the TOML file spells it: ``upstreams.0.password`` -> ``[[upstream]] 0 password``,
+    ``store.s3.bucket`` -> ``[store.s3] bucket``, ``listen`` -> ``listen``; a section alone -> ``[cache]``."""
+    if not dotted:
+        return "(the top level)"
+    parts = dotted.split(".")
+    if parts[0] in ARRAYS:
+        table = f"[[{FILE_NAMES.get(parts[0], parts[0])}]]"
+        index = f" {parts[1]}" if len(parts) > 1 else ""
+        rest = ".".join(parts[2:])
+        return f"{table}{index}" + (f" {rest}" if rest else "")
+    model: type[BaseModel] = Config
+    for i, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        inner = field.annotation if field is not None else None
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            head = ".".join(parts[:i])
+            return f"[{head}] {'.'.join(parts[i:])}" if head else dotted
+        model = inner
+    return f"[{dotted}]"  # a section itself (an error of the section as a whole)
 
 
 def _scrubbed(message: str, value: Any, key: str) -> str:
@@ -161,6 +192,8 @@ def _unknown_key(loc: tuple[int | str, ...], origins: dict[str, str]) -> str:
 
 FILE_NAMES = {"upstreams": "upstream"}
 """Sections whose TOML name differs from the model's (``[[upstream]]`` is ``upstreams``)."""
+ARRAYS = frozenset({"upstreams", "clients", "policy"})
+"""Arrays of tables: ``[[upstream]]``, ``[[clients]]``, ``[[policy]]``."""
 
 
 def masked(config: Config) -> dict[str, Any]:

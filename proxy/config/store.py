@@ -115,7 +115,7 @@ class S3Config(Section):
                              "store.s3.insecure_http = true on a trusted network")  # fmt: skip
         if bool(self.access_key) != bool(self.secret_key):
             given, missing = ("access_key", "secret_key") if self.access_key else ("secret_key", "access_key")
-            raise ValueError(f"store.s3.{given} is set but store.s3.{missing} is not: set both (either from "
+            raise ValueError(f"[store.s3] {given} is set but [store.s3] {missing} is not: set both (either from "
                              f"PLATPROXY_STORE__S3__{missing.upper()}), or neither to use botocore's chain "
                              "(AWS_ACCESS_KEY_ID with AWS_SECRET_ACCESS_KEY, profiles, instance roles)")  # fmt: skip
         return self

@@ -43,7 +43,7 @@ def server_context(tls: TlsConfig) -> ssl.SSLContext:
         try:
             ctx.load_verify_locations(cafile=tls.client_ca)
         except (OSError, ssl.SSLError) as exc:
-            raise TlsError(f"tls.client_ca {tls.client_ca}: {_reason(exc)}") from None
+            raise TlsError(f"[tls] client_ca {tls.client_ca}: {_reason(exc)}") from None
         ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
 
@@ -53,9 +53,9 @@ def _load_pair(ctx: ssl.SSLContext, tls: TlsConfig) -> None:
         ctx.load_cert_chain(tls.cert, tls.key)
     except OSError as exc:
         if isinstance(exc, ssl.SSLError):
-            raise TlsError(f"tls.cert {tls.cert} / tls.key {tls.key}: {_reason(exc)}") from None
-        unreadable = [f"tls.{k} {p}" for k, p in (("cert", tls.cert), ("key", tls.key)) if not os.access(p, os.R_OK)]
-        raise TlsError(f"{' / '.join(unreadable) or f'tls.cert {tls.cert}'}: {exc.strerror or exc}") from None
+            raise TlsError(f"[tls] cert {tls.cert} / [tls] key {tls.key}: {_reason(exc)}") from None
+        unreadable = [f"[tls] {k} {p}" for k, p in (("cert", tls.cert), ("key", tls.key)) if not os.access(p, os.R_OK)]
+        raise TlsError(f"{' / '.join(unreadable) or f'[tls] cert {tls.cert}'}: {exc.strerror or exc}") from None
 
 
 def _reason(exc: Exception) -> str:
@@ -76,9 +76,9 @@ def not_after(cert: str) -> datetime.datetime:
     try:
         return x509.load_pem_x509_certificates(Path(cert).read_bytes())[0].not_valid_after_utc
     except OSError as exc:
-        raise TlsError(f"tls.cert {cert}: {exc.strerror or exc}") from None
+        raise TlsError(f"[tls] cert {cert}: {exc.strerror or exc}") from None
     except ValueError as exc:
-        raise TlsError(f"tls.cert {cert}: not a PEM certificate ({exc})") from None
+        raise TlsError(f"[tls] cert {cert}: not a PEM certificate ({exc})") from None
 
 
 def check(tls: TlsConfig, now: datetime.datetime | None = None) -> datetime.datetime | None:
@@ -90,7 +90,7 @@ def check(tls: TlsConfig, now: datetime.datetime | None = None) -> datetime.date
     server_context(tls)
     now = now or datetime.datetime.now(datetime.UTC)
     if expires <= now:
-        raise TlsError(f"tls.cert {tls.cert}: the certificate expired on {expires:%Y-%m-%d %H:%M} UTC")
+        raise TlsError(f"[tls] cert {tls.cert}: the certificate expired on {expires:%Y-%m-%d %H:%M} UTC")
     return expires
 
 
@@ -102,7 +102,7 @@ def check_files(config: Config) -> None:
             try:
                 ssl.create_default_context().load_verify_locations(cafile=upstream.ca)
             except (OSError, ssl.SSLError) as exc:
-                raise TlsError(f"upstreams.{i}.ca {upstream.ca}: {_reason(exc)}") from None
+                raise TlsError(f"[[upstream]] {i} ca {upstream.ca}: {_reason(exc)}") from None
 
 
 def signature(paths: list[str]) -> Signature:

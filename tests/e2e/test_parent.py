@@ -36,10 +36,10 @@ def test_child_resolves_for_its_own_platform_through_a_parent(seeded: Seeded, pl
     parent_args = config_args(
         tmp_path,
         f"""
-[[upstreams]]
+[[upstream]]
 name = "elsewhere.example"
 url = "http://127.0.0.1:9"
-[[upstreams]]
+[[upstream]]
 name = "{upstream_name}"
 url = "{seeded.registry.url}"
 [resolve]
@@ -50,7 +50,7 @@ child_proxies = ["127.0.0.1/32"]
     child_args = config_args(
         tmp_path,
         f"""
-[[upstreams]]
+[[upstream]]
 name = "{upstream_name}"
 url = "http://{parent.address}"
 parent = true
@@ -74,7 +74,7 @@ parent = true
 def test_parent_mode_also_works_in_front_of_a_plain_registry(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:
     """Distribution ignores ?ns= and the resolve header: the child gets the index and resolves it."""
     name = seeded.registry.url.split("//")[1]
-    args = config_args(tmp_path, f'[[upstreams]]\nname = "{name}"\nurl = "{seeded.registry.url}"\nparent = true\n')
+    args = config_args(tmp_path, f'[[upstream]]\nname = "{name}"\nurl = "{seeded.registry.url}"\nparent = true\n')
     child = platproxy("", "linux/arm64", args)
     done = skopeo_copy(f"{child.address}/library/multi:1", tmp_path / "out")
     assert done.returncode == 0, done.stderr

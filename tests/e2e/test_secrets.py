@@ -71,7 +71,7 @@ def test_no_secret_from_any_source_reaches_any_output(tmp_path: Path, bad: bool)
         outputs.append(serve_output(["--config", str(config), *listen], environment))
     if not bad:
         provenance = "\n".join(outputs)
-        assert "upstreams.0.password from PLATPROXY_UPSTREAMS__0__PASSWORD, over the file's value" in provenance
+        assert "[[upstream]] 0 password from PLATPROXY_UPSTREAMS__0__PASSWORD, over the file's value" in provenance
     # a flag: the only one that can carry a secret is an upstream URL with credentials in it
     flag = cli("serve", "--upstream", "http://u:flag-Pl4nted-xyzzy@127.0.0.1:9", "--listen", f"127.0.0.1:{free_port()}")
     assert flag.returncode == 2 and "username and password" in flag.stderr

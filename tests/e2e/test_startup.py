@@ -21,13 +21,13 @@ from tests.registry import Platproxy, cli, free_port, request
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
-        ("[cache]\nmax_size = -5\n", "config key cache.max_size: -5 is negative"),
-        ('[limits]\nread_timeout = "0s"\n', "config key limits.read_timeout: must be more than 0"),
+        ("[cache]\nmax_size = -5\n", "config key [cache] max_size: -5 is negative"),
+        ('[limits]\nread_timeout = "0s"\n', "config key [limits] read_timeout: must be more than 0"),
         ('[platform]\noverride = "linux/amd65"\n', "(did you mean 'linux/amd64'?)"),
         ('[platform]\noverride = "linux/amd64/v7"\n', "amd64 has no variant 'v7'"),
         ('[[upstream]]\nname = "r"\nurl = "http://127.0.0.1:5001/v2/"\n', "drop /v2/: platproxy adds it"),
         ("[cache]\nmax_sise = 1\n", "unknown key `max_sise` in [cache]; did you mean `max_size`?"),
-        ('[auth]\nhtpasswd = "/nonexistent"\n', "config key auth.htpasswd: cannot read /nonexistent"),
+        ('[auth]\nhtpasswd = "/nonexistent"\n', "config key [auth] htpasswd: cannot read /nonexistent"),
     ],
 )
 def test_config_check_and_serve_refuse_the_same_values(tmp_path: Path, text: str, needle: str) -> None:
@@ -50,7 +50,7 @@ def test_resolve_and_serve_refuse_a_platform_that_does_not_exist(tmp_path: Path)
     )
     done = cli("serve", "--platform", "linux/amd65", "--cache-dir", str(tmp_path / "c"), "--listen", "127.0.0.1:1")
     assert done.returncode == 2
-    assert "config key platform.override (from a command-line flag): unknown architecture 'amd65'" in done.stderr
+    assert "config key [platform] override (from a command-line flag): unknown architecture 'amd65'" in done.stderr
 
 
 def test_an_ipv6_upstream_flag_starts_the_server(tmp_path: Path) -> None:
@@ -96,7 +96,7 @@ def test_a_bad_cache_directory_is_named_with_its_reason(tmp_path: Path, read_onl
     unreadable = tmp_path / "unreadable"
     unreadable.mkdir(mode=0)
     cases = [
-        (serve_with_cache(a_file), f"config key cache.dir: {a_file} is not a directory"),
+        (serve_with_cache(a_file), f"config key [cache] dir: {a_file} is not a directory"),
         (serve_with_cache(a_file / "sub"), f"{a_file}/sub cannot be made: {a_file} is not a directory"),
         (serve_with_cache(read_only), f"{read_only} is read-only for this process and holds no cache"),
         (serve_with_cache(read_only / "sub" / "x"), f"does not exist and cannot be made: {read_only} is not writable"),
@@ -131,12 +131,12 @@ def test_values_from_the_environment_are_shown_where_they_beat_the_file(tmp_path
     env = {"PLATPROXY_CACHE__DIR": str(tmp_path / "from-env")}
     done = cli("config", "check", str(path), env=env)
     assert done.returncode == 0
-    assert f'cache.dir from PLATPROXY_CACHE__DIR, over the file\'s "{tmp_path / "from-file"}"' in done.stderr
+    assert f'[cache] dir from PLATPROXY_CACHE__DIR, over the file\'s "{tmp_path / "from-file"}"' in done.stderr
     proxy = Platproxy(tmp_path / "from-flag", "http://127.0.0.1:1", extra=["--config", str(path)], log_dir=tmp_path,
                       env=env)  # fmt: skip
     try:
         proxy.start()
-        assert "platproxy: cache.dir from a command-line flag, over the file's" in proxy.log()
+        assert "platproxy: [cache] dir from a command-line flag, over the file's" in proxy.log()
     finally:
         proxy.stop()
 

@@ -195,7 +195,7 @@ def test_bad_tls_setups_are_refused_before_start(tmp_path: Path) -> None:
     cases = {
         f'[tls]\ncert = "{expired.cert}"\nkey = "{expired.key}"\n': "expired",
         f'[tls]\ncert = "{expired.cert}"\nkey = "{mismatched.key}"\n': "does not match",
-        f'[tls]\ncert = "{tmp_path}/missing.crt"\nkey = "{expired.key}"\n': "tls.cert",
+        f'[tls]\ncert = "{tmp_path}/missing.crt"\nkey = "{expired.key}"\n': "[tls] cert",
         f'[tls]\ncert = "{expired.cert}"\n': "go together",
     }
     for text, needle in cases.items():
@@ -221,6 +221,6 @@ def test_a_child_reaches_a_tls_tier_with_its_ca(seeded: Seeded, platproxy: Start
         bad = tmp_path / "bad.toml"
         bad.write_text(upstream.replace(str(ca.path), str(tmp_path / "missing.pem")))
         done = cli("config", "check", str(bad))
-        assert done.returncode == 2 and "upstreams.0.ca" in done.stderr, done.stderr
+        assert done.returncode == 2 and "[[upstream]] 0 ca" in done.stderr, done.stderr
     finally:
         tier.stop()

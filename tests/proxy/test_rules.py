@@ -183,25 +183,26 @@ def test_registrable_domain(host: str, domain: str) -> None:
     ("text", "needle"),
     [
         ('listen = "nowhere"', "config key listen: expected HOST:PORT"),
-        ('[cache]\ntag_ttl = "soon"', "config key cache.tag_ttl: expected a duration"),
-        ('[limits]\nmax_manifest_size = "big"', "config key limits.max_manifest_size: expected a size"),
-        ('[[upstream]]\nname = "x"\nurl = "ftp://x"', "config key upstreams.0.url"),
+        ('[cache]\ntag_ttl = "soon"', "config key [cache] tag_ttl: expected a duration"),
+        ('[limits]\nmax_manifest_size = "big"', "config key [limits] max_manifest_size: expected a size"),
+        ('[[upstream]]\nname = "x"\nurl = "ftp://x"', "config key [[upstream]] 0 url"),
         ('[[upstream]]\nname = "x"\nurl = "http://example.com"', "plain http to example.com is refused"),
-        ('[platform]\nia32 = "maybe"', "config key platform.ia32"),
-        ("[resolve]\nlist_aware_clients = 3", "config key resolve.list_aware_clients"),
+        ('[platform]\nia32 = "maybe"', "config key [platform] ia32"),
+        ("[resolve]\nlist_aware_clients = 3", "config key [resolve] list_aware_clients"),
         ("lisen = 1", "unknown key `lisen` in the top level; did you mean `listen`? (known: listen, upstreams,"),
         ("[cache]\nmax_sise = 1", "unknown key `max_sise` in [cache]; did you mean `max_size`? (known: dir, tag_ttl"),
         ('[[upstream]]\nname = "x"\nurl = "http://127.0.0.1:1"\nuser = "u"', "unknown key `user` in [upstream #1]"),
         ('[store.s3]\nbuckt = "b"', "unknown key `buckt` in [store.s3]; did you mean `bucket`?"),
-        ("[cache]\nmax_size = -5", "config key cache.max_size: -5 is negative: a size is 0 or more"),
-        ('[cache]\nmax_size = "-5MiB"', "config key cache.max_size: expected a size"),
-        ("[cache]\ntag_ttl = -1", "config key cache.tag_ttl: -1 is negative"),
-        ('[limits]\nread_timeout = "0s"', "config key limits.read_timeout: must be more than 0"),
-        ("[limits]\nmax_manifest_size = 0", "config key limits.max_manifest_size: must be more than 0"),
-        ("[store.s3]\nlease_ttl = 0", "config key store.s3.lease_ttl: must be more than 0"),
+        ("[cache]\nmax_size = -5", "config key [cache] max_size: -5 is negative: a size is 0 or more"),
+        ('[cache]\nmax_size = "-5MiB"', "config key [cache] max_size: expected a size"),
+        ("[cache]\ntag_ttl = -1", "config key [cache] tag_ttl: -1 is negative"),
+        ('[limits]\nread_timeout = "0s"', "config key [limits] read_timeout: must be more than 0"),
+        ("[limits]\nmax_manifest_size = 0", "config key [limits] max_manifest_size: must be more than 0"),
+        ("[store.s3]\nlease_ttl = 0", "config key [store.s3] lease_ttl: must be more than 0"),
         (
             '[platform]\noverride = "linux/amd65"',
-            "config key platform.override: unknown architecture 'amd65' in 'linux/amd65' (did you mean 'linux/amd64'?)",
+            "config key [platform] override: unknown architecture 'amd65' in 'linux/amd65' "
+            "(did you mean 'linux/amd64'?)",
         ),
         (
             '[platform]\noverride = "linux/amd64/v7"',
@@ -213,7 +214,7 @@ def test_registrable_domain(host: str, domain: str) -> None:
         ),
         (
             '[[upstream]]\nname = "x"\nurl = "http://127.0.0.1:5001/v2/"',
-            "config key upstreams.0.url: 'http://127.0.0.1:5001/v2/' has a path; give the registry's root "
+            "config key [[upstream]] 0 url: 'http://127.0.0.1:5001/v2/' has a path; give the registry's root "
             "(http://127.0.0.1:5001) and drop /v2/: platproxy adds it",
         ),
         (
@@ -224,7 +225,7 @@ def test_registrable_domain(host: str, domain: str) -> None:
             '[[upstream]]\nname = "x"\nurl = "https://r.example"\nauth = "passthrough"\nusername = "u"\npassword = "p"',
             'auth = "passthrough" pulls with each client\'s own credentials: remove username and password',
         ),
-        ('[[upstream]]\nname = "x"\nurl = "https://r.example"\nauth = "client"', "config key upstreams.0.auth"),
+        ('[[upstream]]\nname = "x"\nurl = "https://r.example"\nauth = "client"', "config key [[upstream]] 0 auth"),
         (
             '[auth]\nhtpasswd = "/etc/h"\n[[upstream]]\nname = "x"\nurl = "https://r.example"\nauth = "passthrough"',
             "a client can send only one",
@@ -236,10 +237,10 @@ def test_registrable_domain(host: str, domain: str) -> None:
         ('[[upstream]]\nname = "x"\nurl = "https://r.example"\nauth_remember = "0s"', "must be more than 0"),
         (
             '[store.s3]\naccess_key = "AKIA"',
-            "store.s3.access_key is set but store.s3.secret_key is not: set both (either from "
+            "[store.s3] access_key is set but [store.s3] secret_key is not: set both (either from "
             "PLATPROXY_STORE__S3__SECRET_KEY), or neither to use botocore's chain",
         ),
-        ('[store.s3]\nsecret_key = "s"', "store.s3.secret_key is set but store.s3.access_key is not"),
+        ('[store.s3]\nsecret_key = "s"', "[store.s3] secret_key is set but [store.s3] access_key is not"),
         (
             '[store.s3]\nendpoint = "http://rgw.cluster.local:7480"',
             "plain http to rgw.cluster.local is refused for the store; use https, or set "
@@ -247,9 +248,9 @@ def test_registrable_domain(host: str, domain: str) -> None:
         ),
         (
             '[store.s3]\nbucket = "My_Mirror"',
-            "config key store.s3.bucket: 'My_Mirror' is not a bucket name: 3 to 63 characters of lower-case",
+            "config key [store.s3] bucket: 'My_Mirror' is not a bucket name: 3 to 63 characters of lower-case",
         ),
-        ('[store.s3]\nprefix = "a b/"', "config key store.s3.prefix: 'a b/' is not a key prefix"),
+        ('[store.s3]\nprefix = "a b/"', "config key [store.s3] prefix: 'a b/' is not a key prefix"),
         ('[store.s3]\nprefix = "/abs/"', "is not a key prefix"),
         ("not toml [", "not valid TOML"),
         ('default_upstream = "nope"', "default_upstream 'nope' is not the name of an upstream"),

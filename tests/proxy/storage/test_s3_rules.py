@@ -83,17 +83,17 @@ def write(tmp_path: Path, text: str) -> Path:
     ("text", "message"),
     [
         ('[store]\nbackend = "s3"\n', "needs [store.s3] bucket"),
-        ('[store]\nbackend = "nfs"\n', "store.backend"),
+        ('[store]\nbackend = "nfs"\n', "[store] backend"),
         ('[store.s3]\nbucket = "b12"\nendpoint = "http://s3.example.com"\n', "plain http to s3.example.com"),
-        ('[store.s3]\nbucket = "b12"\nendpoint = "ftp://x"\n', "store.s3.endpoint"),
-        ('[store.s3]\nbucket = "Bad_Bucket"\n', "store.s3.bucket"),
+        ('[store.s3]\nbucket = "b12"\nendpoint = "ftp://x"\n', "[store.s3] endpoint"),
+        ('[store.s3]\nbucket = "Bad_Bucket"\n', "[store.s3] bucket"),
         ('[store.s3]\nbucket = "b12"\npart_size = "1MiB"\n', "at least 5MiB"),
-        ('[store.s3]\nbucket = "b12"\nprefix = "no space"\n', "store.s3.prefix: 'no space' is not a key prefix"),
-        ('[store.s3]\nbucket = "b12"\nlease_ttl = "soon"\n', "store.s3.lease_ttl"),
-        ('[store.s3]\nbucket = "b12"\npeer_listen = "5002"\n', "store.s3.peer_listen: expected HOST:PORT"),
+        ('[store.s3]\nbucket = "b12"\nprefix = "no space"\n', "[store.s3] prefix: 'no space' is not a key prefix"),
+        ('[store.s3]\nbucket = "b12"\nlease_ttl = "soon"\n', "[store.s3] lease_ttl"),
+        ('[store.s3]\nbucket = "b12"\npeer_listen = "5002"\n', "[store.s3] peer_listen: expected HOST:PORT"),
         ('[store.s3]\nbucket = "b12"\npeer_url = "https://x:1"\n', "expected http://HOST:PORT"),
-        ('[store.s3]\nbucket = "b12"\nmax_size = "lots"\n', "store.s3.max_size"),
-        ('[store.s3]\nbucket = "b12"\nmax_age = "-1d"\n', "store.s3.max_age"),
+        ('[store.s3]\nbucket = "b12"\nmax_size = "lots"\n', "[store.s3] max_size"),
+        ('[store.s3]\nbucket = "b12"\nmax_age = "-1d"\n', "[store.s3] max_age"),
     ],
 )
 def test_store_config_mistakes_are_named(tmp_path: Path, text: str, message: str) -> None:
@@ -156,7 +156,7 @@ def test_a_fill_carries_on_after_what_another_replica_gave_it() -> None:
 
 
 def test_a_parent_upstream_is_configured_per_upstream(tmp_path: Path) -> None:
-    text = '[[upstreams]]\nname = "docker.io"\nurl = "http://127.0.0.1:5001"\nparent = true\n'
+    text = '[[upstream]]\nname = "docker.io"\nurl = "http://127.0.0.1:5001"\nparent = true\n'
     config = load_config(write(tmp_path, text), env={})
     assert config.upstreams[0].parent and config.store.backend == "filesystem"
 
