@@ -6,6 +6,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
+
+import tomli_w
 
 from proxy.cli.common import fail, file_problem, origin_lines, subcommand
 from proxy.config import Config, ConfigError, load_config, masked
@@ -20,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check = subcommand(sub, "check", "validate FILE (and PLATPROXY_* variables); print the effective config")
     check.add_argument("file", nargs="?", type=Path, help="TOML config file (default: embedded defaults only)")
     check.add_argument("--config", type=Path, dest="config_file", help="the same, as serve spells it")
+    check.add_argument("--json", action="store_true", help="print the effective config as JSON (the model's names: "
+                       "upstreams for [[upstream]]) instead of TOML")  # fmt: skip
     check.set_defaults(action=run_check)
 
 
@@ -34,10 +39,28 @@ def run_check(args: argparse.Namespace) -> int:
     problem = file_problem(config)  # the files the config names, checked as serve checks them
     if problem:
         return fail("config", problem)
-    print(json.dumps(masked(config), indent=2))
+    shown = masked(config)
+    print(json.dumps(shown, indent=2) if args.json else as_toml(shown), end="" if not args.json else "\n")
     for line in [*origin_lines(origins), *describe_policy(config.policy), limits_line(config)]:
         print(f"platproxy config: {line}", file=sys.stderr)
     return 0
+
+
+def as_toml(shown: dict[str, Any]) -> str:
+    """The effective config as the file a user would write: ``[[upstream]]`` tables, settings
+    before sections (tomli-w orders them so), nothing for what is unset (TOML has no null)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items() if v is not None}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+
+    data = plain(shown)
+    data["upstream"] = data.pop("upstreams")
+    header = "# platproxy's effective configuration (platproxy config check), secrets masked as ***\n"
+    return header + tomli_w.dumps(data)
 
 
 def limits_line(config: Config) -> str:

@@ -123,7 +123,7 @@ def test_the_mirror_tiers_child_example_passes_config_check(tmp_path: Path) -> N
     ca = TestCA(tmp_path / "ca")
     path = tmp_path / "child.toml"
     path.write_text(child.replace("/etc/platproxy/mirror-ca.crt", str(ca.path)))
-    done = cli("config", "check", str(path), env={"PLATPROXY_CACHE__DIR": str(tmp_path / "cache")})
+    done = cli("config", "check", "--json", str(path), env={"PLATPROXY_CACHE__DIR": str(tmp_path / "cache")})
     assert done.returncode == 0, done.stderr
     upstream = json.loads(done.stdout)["upstreams"][0]
     assert upstream["parent"] is True and upstream["url"].startswith("https://")

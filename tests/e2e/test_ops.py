@@ -115,7 +115,7 @@ def test_flags_beat_env_beat_file(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     upstream = '[[upstream]]\nname = "x"\nurl = "https://x.example"\nusername = "u"\npassword = "hunter2"\n'
     path.write_text('listen = "127.0.0.1:6000"\n[cache]\ntag_ttl = "1m"\ndir = "/from/file"\n' + upstream)
-    out = json.loads(cli("config", "check", str(path), env={"PLATPROXY_CACHE__TAG_TTL": "2h"}).stdout)
+    out = json.loads(cli("config", "check", "--json", str(path), env={"PLATPROXY_CACHE__TAG_TTL": "2h"}).stdout)
     assert out["listen"] == "127.0.0.1:6000" and out["cache"]["tag_ttl"] == 7200 and out["cache"]["dir"] == "/from/file"
     assert out["upstreams"][0]["password"] == "***"
     from proxy.config import load_config

@@ -4,6 +4,7 @@ denies is no longer served (by tag or by digest), and skopeo is told which rule.
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def test_a_new_rule_stops_cached_content_and_never_reaches_the_upstream(
     assert "policy rule 1: deny */library/multi:*" in shown.stderr
     assert "policy rule 2: deny */library/levels:1" in shown.stderr
     assert "policy: anything no rule matches is allowed" in shown.stderr
-    assert [r["action"] for r in json.loads(shown.stdout)["policy"]] == ["deny", "deny"]
+    assert [r["action"] for r in tomllib.loads(shown.stdout)["policy"]] == ["deny", "deny"]
     asked = seeded.registry.requests_for("/v2/library/multi/")
     proxy = platproxy("", "linux/arm64", config, cache=first.cache_dir)  # the same, warm cache
     base = "/v2/reg/library/multi"

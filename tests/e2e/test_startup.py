@@ -143,7 +143,7 @@ def test_values_from_the_environment_are_shown_where_they_beat_the_file(tmp_path
 
 def test_systemds_cache_directory_is_the_default_and_a_files_dir_beats_it(tmp_path: Path) -> None:
     done = cli("config", "check", env={"CACHE_DIRECTORY": str(tmp_path / "unit")})
-    assert '"dir": ""' in done.stdout
+    assert 'dir = ""' in done.stdout
     proxy = Platproxy(
         tmp_path / "x", "http://127.0.0.1:1", log_dir=tmp_path, env={"CACHE_DIRECTORY": str(tmp_path / "unit")}
     )

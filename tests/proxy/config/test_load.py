@@ -38,3 +38,25 @@ def test_the_plural_section_is_refused_with_the_right_spelling(tmp_path: Path) -
                     '[[upstreams]]\nname = "b.example"\nurl = "https://b.example"\n')  # fmt: skip
     with pytest.raises(ConfigError, match=r"unknown section \[\[upstreams\]\]; did you mean \[\[upstream\]\]\?"):
         load_config(path, env={})
+
+
+def test_config_check_prints_the_file_a_user_would_write(tmp_path: Path) -> None:
+    """TOML that loads back as the same configuration, secrets masked."""
+    import tomllib
+
+    from proxy.cli.config import as_toml
+    from proxy.config import masked
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[[upstream]]\nname = "r.example"\nurl = "https://r.example"\nusername = "u"\npassword = "hunter2"\n'
+        '[cache]\nmax_size = "20GiB"\n[[clients]]\ncidr = "10.3.0.0/16"\nplatform = "linux/arm/v6"\n'
+    )
+    config = load_config(path, env={})
+    text = as_toml(masked(config))
+    assert "hunter2" not in text and 'password = "***"' in text and "[[upstream]]" in text
+    again = tmp_path / "again.toml"
+    again.write_text(text)
+    reloaded = load_config(again, env={})
+    assert reloaded.model_copy(update={"upstreams": config.upstreams}) == config
+    assert tomllib.loads(text)["upstream"][0]["password"] == "***"
