@@ -42,7 +42,7 @@ from multidict import CIMultiDict
 from proxy.sizes import MiB
 
 PIECE = 1 * MiB
-"""The largest piece ``pump`` hands over at once (measured: see the bench notes in README.md)."""
+"""The largest piece ``pump`` hands over at once (measured: see docs/benchmark.md)."""
 MIN_PIECE = 64 * 1024
 RING = 4
 """Pieces per fill: the reader may run this many pieces ahead of the hash."""

@@ -64,7 +64,7 @@ def as_toml(shown: dict[str, Any]) -> str:
 
 
 def limits_line(config: Config) -> str:
-    """What any client meets before it is authenticated, and what a fill may take (README, security)."""
+    """What any client meets before it is authenticated, and what a fill may take (docs/security.md)."""
     lim = config.limits
     return (f"limits before authentication: lines of {lim.max_header_line} bytes, {lim.max_headers} headers, "
             f"{lim.max_partial_per_client} unfinished requests per address, headers within {lim.header_timeout:g}s; "

@@ -1,4 +1,4 @@
-"""Each engine snippet in deploy/clients/ (shown in the README) exercised by the real client.
+"""Each engine snippet in deploy/clients/ (shown in docs/clients.md) exercised by the real client.
 
 podman 4.3 (vfs storage) and containerd 1.6 + ctr (a private daemon, native snapshotter) pull a
 multi-platform image through platproxy, directly and through their mirror configuration.
@@ -121,7 +121,7 @@ def test_docker_registry_mirror_requests(seeded: Seeded, hub_proxy: Platproxy) -
 def test_podman_platform_flag_gets_the_mirrors_answer_and_the_ways_round(
     seeded: Seeded, hub_proxy: Platproxy, storage: Path
 ) -> None:
-    """The README's FAQ, as podman does it: the mirror resolves a tag for its host, so
+    """The FAQ (docs/faq.md), as podman does it: the mirror resolves a tag for its host, so
     ``--platform linux/arm64`` on this amd64 host still gets amd64; the selector and the index
     digest get arm64."""
     image = f"{hub_proxy.address}/library/multi:1"

@@ -1,7 +1,7 @@
 """Every file in deploy/ works as written: the embedded configs pass ``platproxy config check``,
 the YAMLs parse and point at what they mount, the unit verifies and scores as hardened, the
-image's command parses, the client snippets are the README's (the clients themselves run them in
-test_clients)."""
+image's command parses, the client snippets are those of docs/clients.md (the clients themselves
+run them in test_clients)."""
 
 from __future__ import annotations
 
@@ -191,7 +191,7 @@ def test_the_images_command_parses_and_leaves_the_cache_dir_to_the_config() -> N
 def test_client_snippets_parse_and_are_the_readmes(name: str) -> None:
     text = (DEPLOY / "clients" / name).read_text()
     json.loads(text) if name.endswith(".json") else tomllib.loads(text)
-    assert text in (ROOT / "README.md").read_text()
+    assert text in (ROOT / "docs" / "clients.md").read_text()
 
 
 def test_every_file_in_deploy_is_checked_here() -> None:

@@ -221,7 +221,7 @@ def test_no_client_shapes_what_a_shared_cache_in_front_serves_others(
 def test_the_passthrough_cache_answers_through_no_other_upstream(
     seeded: Seeded, token_upstream: TokenUpstream, platproxy: Start, tmp_path: Path
 ) -> None:
-    """The README's layout: a private upstream (``auth = "passthrough"``) beside a public one.
+    """The layout docs/private-images.md describes: a private upstream (``auth = "passthrough"``) beside a public one.
     What alice pulled privately is on disk; nobody gets it by naming the other upstream (``?ns=``
     or the path prefix) and a repository that does not hold it."""
     public = seeded.registry.url.split("//")[1]
