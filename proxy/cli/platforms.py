@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         return fail("platforms", str(exc))
     except (UpstreamError, InvalidIndex) as exc:
-        return fail("platforms", f"{args.image}: {exc}", code=1)
+        return fail("platforms", f"{args.image}: {exc}")
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

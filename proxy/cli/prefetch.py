@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         results = asyncio.run(_run(args))
     except (aiohttp.ClientError, OSError) as exc:
-        return fail("prefetch", f"cannot reach {args.server}: {exc}", code=1)
+        return fail("prefetch", f"cannot reach {args.server}: {exc}")
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2))
     else:
