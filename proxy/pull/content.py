@@ -26,7 +26,7 @@ from proxy.errors import (
     UpstreamFailed,
 )
 from proxy.oci import jsondoc
-from proxy.oci.digests import manifest_digest
+from proxy.oci.digests import manifest_digest, matches
 from proxy.oci.mediatypes import MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST
 from proxy.oci.resolve import InvalidIndex, parse_index
 from proxy.pull.route import Route
@@ -84,10 +84,17 @@ class ManifestContent:
         return known
 
     async def _store_manifest(self, digest: str, data: bytes, media_type: str, upstream: str) -> None:
-        """Keep a manifest under ``digest`` only if it hashes to it and is a manifest at all."""
+        """Keep a manifest under ``digest`` only if it hashes to it and is a manifest at all.  One
+        the store already holds is not written again (a read-only cache still answers with it)."""
         media_type = media_type if media_type in MANIFEST_TYPES else sniff_type(data)
         if not media_type:
             raise ManifestInvalid(f"upstream {upstream} sent something that is not a manifest")
+        if (
+            self.index.manifest_type(digest) is not None
+            and matches(digest, data, media_type)
+            and await self.holds(digest)
+        ):
+            return
         try:
             await self.store.save(digest, data, media_type)
             self.index.put_manifest(digest, media_type, len(data))

@@ -19,7 +19,7 @@ import structlog
 
 from hostinfo import HostProfile
 from proxy.config import Config
-from proxy.errors import ManifestInvalid, ManifestUnknown, Subject, UpstreamError, UpstreamFailed
+from proxy.errors import ManifestInvalid, ManifestUnknown, StorageFailed, Subject, UpstreamError, UpstreamFailed
 from proxy.metrics import Metrics
 from proxy.oci import jsondoc
 from proxy.oci.mediatypes import INDEX_TYPES, ClientCaps
@@ -175,7 +175,11 @@ class ManifestService:
             raise UpstreamFailed(exc, Subject.MANIFEST, f"{route.repo}:{tag}") from None
         digest = await self.content.keep_fetched_by_tag(data, media_type, header_digest, up.name)
         record = await self._record(route, tag, host, digest, media_type, data, now)
-        await self.tags.keep(record)
+        try:
+            await self.tags.keep(record)
+        except StorageFailed as exc:  # everything it names is held (else it failed already): answer unkept
+            log.warning("tag record not kept: the cache cannot be written", repo=route.repo, tag=tag, target=host,
+                        error=exc.reason)  # fmt: skip
         return record, "miss"
 
     async def _stale(self, route: Route, tag: str, record: TagRecord, error: UpstreamError) -> TagRecord:

@@ -196,6 +196,19 @@ def test_cache_directory_made_read_only(
     assert again.returncode == 0, again.stderr  # cached content is still served
     status, _, body = request(proxy.port, "GET", "/v2/library/levels/manifests/1", headers=ALL)
     assert status == 507 and json.loads(body)["errors"][0]["code"] == "UNAVAILABLE"
+    # the index is on disk: a platform nothing in it runs on gets the explained 404, not a 507
+    status, _, body = request(proxy.port, "GET", "/v2/platform.linux.mips64le/library/multi/manifests/1",
+                              headers=ALL)  # fmt: skip
+    assert status == 404 and "runs on" in json.loads(body)["errors"][0]["message"], body
+    proxy.stop()
+    # a new target whose entry is on disk too (a rule with a feature: its own record) gets it
+    rule = '[[clients]]\ncidr = "127.0.0.1/32"\nplatform = "linux/arm64"\nfeatures = ["asimd"]\n'
+    proxy = platproxy(seeded.registry.url, "linux/arm64", config_args(tmp_path, rule), cache=disk / "cache")
+    status, headers, _ = request(proxy.port, "GET", "/v2/library/multi/manifests/1", headers=ALL)
+    assert status == 200 and headers["docker-content-digest"] == seeded.cases["library/multi:1"].digest_of(
+        "linux/arm64/v8"
+    )
+    assert proxy.wait_for_log("tag record not kept")
     status, _, body = request(proxy.port, "GET", "/readyz")
     assert status == 503 and json.loads(body)["cache"]["writable"] is False
     assert "Traceback" not in proxy.log()
