@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from proxy.oci.mediatypes import INDEX_TYPES
+from proxy.pull.targets import UNRESOLVED
 from proxy.sizes import human
 from proxy.storage.tagindex import TagRecord
 
@@ -17,9 +19,18 @@ def print_table(rows: Sequence[tuple[str, ...]]) -> None:
 
 def tag_row(record: TagRecord, size: int, complete: bool, now: float) -> dict[str, Any]:
     """One row of ``cache ls`` (``--json`` prints these; ``print_tags`` lays them out)."""
-    return {"image": record.image, "resolved_for": record.host, "platform": record.platform or "(not a list)",
+    return {"image": record.image, "resolved_for": "index" if record.host == UNRESOLVED else record.host,
+            "platform": record.platform or platform_note(record),
             "label": record.label, "size": size, "complete": complete, "digest": record.digest,
             "index": record.index_digest, "age_s": round(now - record.fetched_at)}  # fmt: skip
+
+
+def platform_note(record: TagRecord) -> str:
+    """What stands for the platform of a record that names none: the index kept unresolved (for
+    ``platform.all``, index tools and child proxies), or a tag that is a single manifest."""
+    if record.host == UNRESOLVED or record.media_type in INDEX_TYPES:
+        return "(the index, unresolved)"
+    return "(not a list)"
 
 
 def print_tags(rows: Sequence[dict[str, Any]]) -> None:

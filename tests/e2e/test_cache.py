@@ -205,3 +205,16 @@ def test_a_stale_record_whose_manifest_vanished_is_logged_as_not_served(
     assert status == 503, proxy.log()[-3000:]
     assert proxy.wait_for_log("stale tag not served: its manifest is no longer cached") == 1
     assert "serving stale tag" not in proxy.log()
+
+
+def test_cache_ls_names_an_index_kept_unresolved_as_such(seeded: Seeded, platproxy: Start) -> None:
+    """``platform.all`` keeps the index itself: ``cache ls`` says so (it said "(not a list)")."""
+    from proxy.oci.mediatypes import UPSTREAM_ACCEPT
+    from tests.registry import cli
+
+    proxy = platproxy(seeded.registry.url, "linux/amd64")
+    for path in ("/v2/platform.all/library/multi/manifests/1", "/v2/library/multi/manifests/1"):
+        assert request(proxy.port, "GET", path, headers={"Accept": UPSTREAM_ACCEPT})[0] == 200
+    rows = json.loads(cli("cache", "--cache-dir", str(proxy.cache_dir), "ls", "--json").stdout)["tags"]
+    mine = {(r["resolved_for"], r["platform"]) for r in rows if r["image"].endswith("library/multi:1")}
+    assert mine == {("index", "(the index, unresolved)"), ("linux/amd64/v1", "linux/amd64/v1")}, mine
