@@ -22,6 +22,7 @@ from proxy.cli.tables import print_table, print_tags, tag_row
 from proxy.config import Config, parse_duration, parse_size
 from proxy.errors import StoreUnavailable
 from proxy.oci.names import ImageRef
+from proxy.pull.route import route
 from proxy.sizes import human
 from proxy.storage.s3.bucket import Bucket, s3_client_missing
 from proxy.storage.s3.collect import Collection, Collector
@@ -143,13 +144,24 @@ def run_rm(args: argparse.Namespace, config: Config, wanted: Callable[[TagRecord
     return 0
 
 
-def image_matcher(text: str) -> Callable[[TagRecord], bool]:
-    """``cache rm``'s selection: ``registry/repo`` as parsed, or ``<upstream name>/<repo>``; all
-    tags, or the one named.  ``PlatproxyError`` for a malformed reference."""
+def image_matcher(text: str, config: Config | None = None) -> Callable[[TagRecord], bool]:
+    """``cache rm``'s selection, named as ``serve`` routes a pull of ``localhost:5000/<text>``
+    with ``config`` (its default upstream, its prefixes and aliases); also ``registry/repo`` as
+    parsed, or ``<upstream name>/<repo>``; a name without a registry matches that repository of
+    any upstream (a cache directory alone does not say which upstream was the default).  All tags,
+    or the one named.  ``PlatproxyError`` for a malformed reference."""
     ref = ImageRef.parse(text)
     tag_given = ":" in text.rpartition("/")[2]
     names = {(ref.registry, ref.name)}
     first, _, rest = ref.name.partition("/")
     if rest:
         names.add((first, rest))
-    return lambda r: (r.upstream, r.repo) in names and (not tag_given or r.tag == ref.reference)
+    if config is not None:
+        routed = route(ref.typed or f"{ref.registry}/{ref.name}", None, config)
+        names.add((routed.upstream.name, routed.repo))
+    repos = {ref.name, ref.typed} if not ref.explicit else set()
+
+    def wanted(r: TagRecord) -> bool:
+        return ((r.upstream, r.repo) in names or r.repo in repos) and (not tag_given or r.tag == ref.reference)
+
+    return wanted

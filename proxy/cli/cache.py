@@ -169,7 +169,7 @@ def _gc_dry_run(args: argparse.Namespace, root: Path, budget: int, victims: list
 
 def run_rm(args: argparse.Namespace) -> int:
     try:
-        wanted = bucketcache.image_matcher(args.image)
+        wanted = bucketcache.image_matcher(args.image, _config(args))
         if (shared := _on_bucket(args)) is not None:
             return bucketcache.run_rm(args, shared, wanted)
         root, store, tags, _ = _open(args)

@@ -17,6 +17,7 @@ from proxy.oci.names import ImageRef
 if TYPE_CHECKING:
     from proxy.config import Config
     from proxy.pull.targets import Target
+    from proxy.registry.client import Upstream
 
 
 class UsageError(ValueError):
@@ -63,7 +64,33 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user-agent", default="",
                         help="answer as a central mirror would for a client sending this User-Agent")  # fmt: skip
     parser.add_argument("--client-ip", default="", help="... and connecting from this address ([[clients]] rules)")
-    parser.add_argument("--config", type=Path, help="TOML config holding the [[clients]] rules and [resolve] settings")
+    parser.add_argument("--config", type=Path, help="TOML config: the upstreams a name routes to (their URLs and "
+                        "credentials, as serve routes a pull), [[clients]] rules, [resolve]")  # fmt: skip
+
+
+def upstream_for(ref: ImageRef, config_path: Path | None) -> tuple[Upstream, str]:
+    """The upstream and repository a pull of ``ref`` reaches: with a config, exactly as ``serve``
+    routes ``localhost:5000/<ref>`` (the default upstream, prefixes and aliases, with the config's
+    URL, credentials, CA and proxy); a reference naming a registry the config does not mirror, or
+    no config, goes to that registry itself."""
+    from proxy.config import ConfigError, load_config
+    from proxy.pull.route import route, upstream_named
+    from proxy.registry.client import Upstream
+    from proxy.registry.source import upstream_for_registry
+
+    if config_path is None:
+        return upstream_for_registry(ref.registry), ref.name
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if ref.explicit and upstream_named(config, ref.registry) is None:
+        return upstream_for_registry(ref.registry), ref.name
+    try:
+        routed = route(ref.typed or f"{ref.registry}/{ref.name}", None, config)
+    except PlatproxyError as exc:
+        raise UsageError(f"{ref.typed or ref.name}: {exc.message}") from None
+    return Upstream(routed.upstream, config.limits), routed.repo
 
 
 def client_target(args: argparse.Namespace, host: HostProfile | None = None) -> Target:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 from hostinfo import Platform, PlatformError, normalize
 from hostinfo.cli import add_capability_arguments
 from hostinfo.probe import host_profile
 from hostinfo.validate import platform_warnings
-from proxy.cli.common import UsageError, add_client_arguments, client_target, fail, image_ref
+from proxy.cli.common import UsageError, add_client_arguments, client_target, fail, image_ref, upstream_for
 from proxy.errors import UpstreamError
 from proxy.oci.descriptors import entry_kind
 from proxy.oci.digests import manifest_digest
@@ -25,7 +26,7 @@ from proxy.oci.names import ImageRef
 from proxy.oci.resolve import InvalidIndex, parse_index, resolve_fetching
 from proxy.pull.targets import Target
 from proxy.registry.client import Upstream
-from proxy.registry.source import UpstreamSource, upstream_for_registry
+from proxy.registry.source import UpstreamSource
 from proxy.sizes import MAX_MANIFEST_SIZE
 
 DESCRIPTION = (
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         if args.user_agent or args.client_ip or args.config or args.emulation != "off" or args.binfmt_dir:
             host = host_profile("", (), args.ia32, args.aarch32, args.emulation, args.binfmt_dir)
             target = client_target(args, host)
-        rows = asyncio.run(_platforms(image_ref(args.image), target))
+        rows = asyncio.run(_platforms(image_ref(args.image), target, args.config))
     except UsageError as exc:
         return fail("platforms", str(exc))
     except (UpstreamError, InvalidIndex) as exc:
@@ -69,20 +70,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _platforms(ref: ImageRef, target: Target | None = None) -> list[dict[str, Any]]:
+async def _platforms(ref: ImageRef, target: Target | None = None, config: Path | None = None) -> list[dict[str, Any]]:
     """The index's entries; with ``target``, the one a central mirror would give that client is
     marked ``chosen`` (nothing is, for a client that gets the index as published)."""
-    up = upstream_for_registry(ref.registry)
+    up, repo = upstream_for(ref, config)
     rows: list[dict[str, Any]] = []
     try:
-        data, media_type, header_digest = await up.get_manifest(ref.name, ref.reference, MAX_MANIFEST_SIZE)
+        data, media_type, header_digest = await up.get_manifest(repo, ref.reference, MAX_MANIFEST_SIZE)
         if media_type not in INDEX_TYPES:  # (a platproxy answers a tag with its chosen manifest: this)
             digest = header_digest or manifest_digest(data, media_type)
             return [{"platform": "(single manifest)", "digest": digest, "mediaType": media_type, "kind": "image",
                      "warnings": []}]  # fmt: skip
-        await _walk(up, ref.name, parse_index(data), rows, depth=0)
+        await _walk(up, repo, parse_index(data), rows, depth=0)
         if target is not None and target.resolves:
-            decision = await resolve_fetching(data, target.profile, ClientCaps(), UpstreamSource(up, ref.name))
+            decision = await resolve_fetching(data, target.profile, ClientCaps(), UpstreamSource(up, repo))
             for row in rows:
                 row["chosen"] = decision.chosen is not None and row["digest"] == decision.chosen.digest
     finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass, field
@@ -57,6 +58,9 @@ class Result:
     hits: int = 0
     """Blobs the server already held."""
     hit_bytes: int = 0
+    shared: int = 0
+    """Blobs an earlier image of this run already brought (counted there, needed here too)."""
+    shared_bytes: int = 0
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -66,16 +70,20 @@ class Result:
     def line(self) -> str:
         if not self.ok:
             return f"failed  {self.image}  {self.platform}: {'; '.join(self.errors)}"
+        shared = f"; from an earlier image of this run {self.shared}, {human(self.shared_bytes)}" if self.shared else ""
+        cached = f"already cached {self.hits}, {human(self.hit_bytes)}"
         return (f"ok      {self.image}  {self.platform}  {self.manifest}  fetched {self.fetched} blob(s), "
-                f"{human(self.fetched_bytes)}; already cached {self.hits}, {human(self.hit_bytes)}")  # fmt: skip
+                f"{human(self.fetched_bytes)}; {cached}{shared}")  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
         return {**self.__dict__, "ok": self.ok}
 
 
 def display(ref: ImageRef) -> str:
-    """``docker.io/library/alpine:3.20`` or ``…@sha256:…``: how the image is named back to the user."""
-    return f"{ref.registry}/{ref.name}{'@' if is_digest(ref.reference) else ':'}{ref.reference}"
+    """``ghcr.io/o/r:1``, or ``alpine:3.20`` as typed (the server's default upstream decides where it
+    lives), or ``…@sha256:…``: how the image is named back to the user."""
+    name = f"{ref.registry}/{ref.name}" if ref.explicit else ref.typed
+    return f"{name}{'@' if is_digest(ref.reference) else ':'}{ref.reference}"
 
 
 def error_text(status: int, body: bytes) -> str:
@@ -95,7 +103,11 @@ class Prefetcher:
         self.done: set[str] = set()
 
     def _url(self, ref: ImageRef, kind: str, reference: str) -> str:
-        return f"{self.server}/v2/{ref.name}/{kind}/{reference}?ns={ref.registry}"
+        """A name with its registry is asked for with ``?ns=`` (as containerd does); one without is
+        routed by the server exactly as a pull of ``localhost:5000/<name>`` (its default upstream)."""
+        if ref.explicit:
+            return f"{self.server}/v2/{ref.name}/{kind}/{reference}?ns={ref.registry}"
+        return f"{self.server}/v2/{ref.typed}/{kind}/{reference}"
 
     async def manifest(self, ref: ImageRef, reference: str) -> tuple[bytes, str, dict[str, str]]:
         async with self.session.get(self._url(ref, "manifests", reference), headers={"Accept": UPSTREAM_ACCEPT}) as r:
@@ -106,6 +118,7 @@ class Prefetcher:
 
     async def blob(self, ref: ImageRef, digest: str, size: int, result: Result) -> None:
         if digest in self.done:
+            result.shared, result.shared_bytes = result.shared + 1, result.shared_bytes + size
             return
         self.done.add(digest)
         async with self.session.get(self._url(ref, "blobs", digest)) as r:
@@ -142,7 +155,13 @@ class Prefetcher:
         results = []
         for spec in platforms or [""]:
             asked = (
-                ImageRef(ref.registry, f"{SELECTOR}{spec.replace('/', '.')}/{ref.name}", ref.reference) if spec else ref
+                dataclasses.replace(
+                    ref,
+                    name=f"{SELECTOR}{spec.replace('/', '.')}/{ref.name}",
+                    typed=f"{SELECTOR}{spec.replace('/', '.')}/{ref.typed}" if ref.typed else "",
+                )
+                if spec
+                else ref
             )
             try:
                 body, _, headers = await self.manifest(asked, ref.reference)

@@ -22,6 +22,7 @@ from proxy.cli.common import (
     fail,
     host_from_args,
     image_ref,
+    upstream_for,
 )
 from proxy.errors import UpstreamError
 from proxy.oci.mediatypes import INDEX_TYPES, ClientCaps
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             import asyncio  # the online form only: the offline one starts faster without it
 
-            decision = asyncio.run(_online(image_ref(args.image), host))
+            decision = asyncio.run(_online(image_ref(args.image), host, args.config))
     except UsageError as exc:
         return fail("resolve", str(exc))
     except (UpstreamError, InvalidIndex) as exc:
@@ -96,15 +97,15 @@ def _offline(index: Path, blobs: Path | None, host: HostProfile) -> Decision:
     return decision
 
 
-async def _online(ref: ImageRef, host: HostProfile) -> Decision | tuple[str, str]:
-    from proxy.registry.source import UpstreamSource, upstream_for_registry  # HTTP only for this form
+async def _online(ref: ImageRef, host: HostProfile, config: Path | None = None) -> Decision | tuple[str, str]:
+    from proxy.registry.source import UpstreamSource  # HTTP only for this form
 
-    up = upstream_for_registry(ref.registry)
+    up, repo = upstream_for(ref, config)
     try:
-        data, media_type, _ = await up.get_manifest(ref.name, ref.reference, MAX_MANIFEST_SIZE)
+        data, media_type, _ = await up.get_manifest(repo, ref.reference, MAX_MANIFEST_SIZE)
         if media_type not in INDEX_TYPES:
             return media_type, "not a list: a single manifest, pulled as it is"
-        return await resolve_fetching(data, host, ClientCaps(), UpstreamSource(up, ref.name))
+        return await resolve_fetching(data, host, ClientCaps(), UpstreamSource(up, repo))
     finally:
         await up.close()
 

@@ -83,6 +83,15 @@ class ImageRef:
     registry: str
     name: str
     reference: str
+    typed: str = ""
+    """The repository as the user typed it, without a registry (``x`` for ``x:1``); empty when
+    the reference named its registry (``ghcr.io/o/r``): a mirror routes a name without one to
+    its default upstream, as it routes a pull of ``localhost:5000/<typed>``."""
+
+    @property
+    def explicit(self) -> bool:
+        """The reference named its registry."""
+        return not self.typed
 
     @classmethod
     def parse(cls, text: str, default_registry: str = DOCKER_HUB) -> ImageRef:
@@ -96,10 +105,11 @@ class ImageRef:
             reference = reference or check_tag(tag)
         path = f"{head}/{name_part}" if head else name_part
         first, slash, remainder = path.partition("/")
+        typed = ""
         if slash and ("." in first or ":" in first or first == "localhost"):
             registry, name = first, remainder
         else:
-            registry, name = default_registry, path
+            registry, name, typed = default_registry, path, check_name(path)
         if registry in DOCKER_HUB_ALIASES and "/" not in name:
             name = f"library/{name}"
-        return cls(registry, check_name(name), reference or "latest")
+        return cls(registry, check_name(name), reference or "latest", typed)
