@@ -21,7 +21,6 @@ from proxy.pull.members import Members
 from proxy.pull.pace import Pace
 from proxy.pull.route import Route
 from proxy.registry.client import Upstream
-from proxy.sizes import CHUNK
 from proxy.storage.base import Store
 from proxy.storage.staging import Fill
 
@@ -117,30 +116,18 @@ class BlobService:
         async def copy(fill: Fill) -> None:
             have = fill.written  # what another replica streamed to this fill before it stopped
             pace = Pace(up.name, limit, self.limits.min_fill_rate, self.limits.read_timeout)
-            if up.fills_off_loop:  # a worker thread reads, hashes and writes: the loop only follows
-                progress = fill.progress_from_thread()
+            progress = fill.progress_from_thread()
 
-                def headers(size: int | None) -> None:
-                    pace.headers(size)
-                    fill.size = size
-                    fill.headers_ready.set()
+            def headers(size: int | None) -> None:
+                pace.headers(size)
+                fill.size = size
+                fill.headers_ready.set()
 
-                writer = fill.writer
-                store, check = pace.sink(skipping(writer.store, have)), skipping(writer.check, have)
-                copied = await up.pump_blob(route.repo, digest, headers, store, check,
-                                            lambda total: progress(max(total, have)))  # fmt: skip
-                fill.reached(max(copied, have))
-            else:  # through an https forward proxy: copied on the loop
-                async with up.open_blob(route.repo, digest) as resp:
-                    pace.headers(resp.content_length)
-                    fill.size = resp.content_length
-                    fill.headers_ready.set()
-                    write, seen = pace.sink(skipping(fill.writer.write, have)), 0
-                    async for chunk in resp.content.iter_chunked(CHUNK):
-                        write(memoryview(chunk))
-                        up.fetched(len(chunk))
-                        seen += len(chunk)
-                        fill.reached(max(seen, have))
+            writer = fill.writer
+            store, check = pace.sink(skipping(writer.store, have)), skipping(writer.check, have)
+            copied = await up.copy_blob(route.repo, digest, headers, store, check,
+                                        lambda total: progress(max(total, have)))  # fmt: skip
+            fill.reached(max(copied, have))
             if fill.size is not None and fill.written != fill.size:
                 raise UpstreamError(up.name, 502, f"short body: {fill.written} of {fill.size} bytes")
 

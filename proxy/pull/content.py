@@ -30,7 +30,8 @@ from proxy.oci.digests import manifest_digest, matches
 from proxy.oci.mediatypes import MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST
 from proxy.oci.resolve import InvalidIndex, parse_index
 from proxy.pull.route import Route
-from proxy.registry.client import Upstream, read_limited
+from proxy.registry.client import Upstream
+from proxy.registry.transport import read_limited
 from proxy.sizes import MAX_CONFIG_SIZE
 from proxy.storage.base import Store
 from proxy.storage.tagindex import TagIndex

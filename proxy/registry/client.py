@@ -8,8 +8,8 @@ pull API on top of them.
   a redirect to another port of the same host is another origin and gets none.
 - **Errors** become ``UpstreamError`` with the status (``None`` when unreachable) and
   ``Retry-After``; the handlers decide what the client sees.
-- **Who sends**: aiohttp on the event loop for everything but blob bodies, which a fill worker
-  reads with ``proxy.wire`` (``pump_blob``); both go through the same auth, redirects and errors.
+- **Who sends** is ``proxy.registry.transport``'s (aiohttp on the loop; a fill worker for blob
+  bodies, ``copy_blob``); every request goes through the same auth, redirects and errors here.
 """
 
 from __future__ import annotations
@@ -17,19 +17,15 @@ from __future__ import annotations
 import asyncio
 import http.client
 import re
-import ssl
 import time
-import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 import aiohttp
 import structlog
-from multidict import MultiMapping
 
 from proxy import wire
 from proxy.config import LimitsConfig, UpstreamConfig
@@ -39,7 +35,8 @@ from proxy.oci.mediatypes import UPSTREAM_ACCEPT
 from proxy.oci.names import TAG
 from proxy.registry.auth import Authorizer
 from proxy.registry.credentials import Challenge
-from proxy.sizes import MAX_REFERRERS_SIZE, MAX_TAGS_SIZE
+from proxy.registry.transport import A, Sender, Transport, origin_of, read_limited
+from proxy.sizes import CHUNK, MAX_REFERRERS_SIZE, MAX_TAGS_SIZE
 
 if TYPE_CHECKING:  # the command line's clients count nothing: prometheus stays unloaded there
     from proxy.metrics import Metrics
@@ -52,22 +49,6 @@ _LOCAL_LINK = re.compile(r'<(/v2/[A-Za-z0-9._/:@-]+(\?[A-Za-z0-9._~%=&:+-]*)?)>;
 MAX_TOKEN_ANSWER = 65536
 CHALLENGE_TTL = 600.0
 """How long the upstream's own challenge (where its token service is) is remembered."""
-
-
-class Answer(Protocol):
-    """An upstream's answer, from aiohttp (on the loop) or ``wire`` (a fill worker)."""
-
-    @property
-    def status(self) -> int: ...
-    @property
-    def headers(self) -> MultiMapping[str]: ...
-    def release(self) -> Any: ...
-
-
-A = TypeVar("A", bound=Answer)
-Sender = Callable[[str, str, dict[str, str]], Awaitable[A]]
-"""Sends one request (method, URL, headers) without following redirects; ``UpstreamError`` when
-the upstream cannot be reached."""
 
 
 @dataclass(frozen=True)
@@ -102,60 +83,14 @@ class Upstream:
         self.base = config.url
         self.host = urlsplit(config.url).hostname or ""
         self.origin = origin_of(config.url)
-        self._limits = limits
-        self._session = session
-        self._own_session = session is None
+        self.transport = Transport(config, limits, session)
         self.auth = Authorizer(self.host, config.username, config.password, config.auth == "passthrough")
         self._challenge: tuple[Challenge | None, float] = (None, 0.0)
         self._slots = asyncio.Semaphore(limits.max_upstream_fetches)
-        self._env_proxies: dict[tuple[str, str], str | None] = {}
-        self._workers: ThreadPoolExecutor | None = None
-        self._context: ssl.SSLContext | None = None
         self._parent_warned = False
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            timeout = aiohttp.ClientTimeout(
-                total=None, sock_connect=self._limits.connect_timeout, sock_read=self._limits.read_timeout
-            )
-            connector = aiohttp.TCPConnector(ssl=self.tls_context) if self.config.ca else None
-            self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False, trust_env=False,
-                                                  connector=connector)  # fmt: skip
-        return self._session
-
-    @property
-    def tls_context(self) -> ssl.SSLContext:
-        """The system's CAs, and the upstream's ``ca`` (checked at start: serve refuses a bad file)."""
-        if self._context is None:
-            self._context = ssl.create_default_context()
-            if self.config.ca:
-                self._context.load_verify_locations(cafile=self.config.ca)
-        return self._context
-
-    def proxy_for(self, url: str) -> str | None:
-        """The forward proxy to reach ``url`` through (``None``: directly), from ``proxy``.
-
-        With ``env``, the environment's ``HTTPS_PROXY``/``HTTP_PROXY`` for the URL's scheme unless
-        ``NO_PROXY`` names its host (the standard library's reading of those variables, which
-        curl and Go share).  aiohttp's own ``trust_env`` is not used: it would also send
-        ``~/.netrc`` credentials.  Over https the proxy carries an encrypted tunnel (CONNECT):
-        the upstream's credentials never reach it."""
-        setting = self.config.proxy
-        if setting != "env":
-            return setting or None
-        parts = urlsplit(url)
-        key = (parts.scheme, parts.netloc)
-        if key not in self._env_proxies:  # read once per host: not a scan of the environment per request
-            bypass = urllib.request.proxy_bypass(parts.netloc)
-            self._env_proxies[key] = None if bypass else urllib.request.getproxies_environment().get(parts.scheme)
-        return self._env_proxies[key]
-
     async def close(self) -> None:
-        if self._session is not None and self._own_session:
-            await self._session.close()
-        if self._workers is not None:
-            self._workers.shutdown(wait=False, cancel_futures=True)
+        await self.transport.close()
 
     # -- requests --------------------------------------------------------------------------
 
@@ -164,7 +99,7 @@ class Upstream:
         self, method: str, path: str, *, scope: str, headers: dict[str, str] | None = None
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """A request to the upstream with auth and redirects handled; the caller reads the body."""
-        async with self._slots, self._request(method, path, scope, headers, self._send_here) as resp:
+        async with self._slots, self._request(method, path, scope, headers, self.transport.send_here) as resp:
             yield resp
 
     @asynccontextmanager
@@ -188,7 +123,7 @@ class Upstream:
             if resp.status == 401:
                 challenge = resp.headers.get("WWW-Authenticate", "")
                 resp.release()
-                if await self.auth.answer(challenge, scope, self._fetch_token):
+                if await self.auth.answer(challenge, scope, self.transport.get_json):
                     resp = await self._send(method, url, hdrs, scope, send)
                 else:
                     raise UpstreamError(self.name, 401, "authentication required and none succeeded")
@@ -242,51 +177,6 @@ class Upstream:
             return resp
         raise UpstreamError(self.name, 502, f"more than {MAX_REDIRECTS} redirects")
 
-    async def _send_here(self, method: str, url: str, headers: dict[str, str]) -> aiohttp.ClientResponse:
-        """One request on the event loop (aiohttp)."""
-        try:
-            return await self.session.request(method, url, headers=headers, allow_redirects=False,
-                                              proxy=self.proxy_for(url))  # fmt: skip
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise self._unreachable(exc) from None
-
-    def _unreachable(self, exc: Exception) -> UpstreamError:
-        return UpstreamError(self.name, None, f"unreachable: {type(exc).__name__}: {exc}")
-
-    async def _send_by_worker(self, method: str, url: str, headers: dict[str, str]) -> wire.WireAnswer:
-        """One request from a fill worker thread: its status and headers, the body left unread."""
-        dial = wire.Dial(lambda: self.tls_context, self._limits.connect_timeout, self._limits.read_timeout,
-                         self.proxy_for(url))  # fmt: skip
-        try:
-            return await wire.open_on(self.workers, method, url, headers, dial)
-        except (OSError, http.client.HTTPException) as exc:
-            raise self._unreachable(exc) from None
-
-    @property
-    def workers(self) -> ThreadPoolExecutor:
-        """The fill workers: at most ``max_upstream_fetches``, as many as fetches may run at once."""
-        if self._workers is None:
-            self._workers = ThreadPoolExecutor(self._limits.max_upstream_fetches, f"fill-{self.name}")
-        return self._workers
-
-    @property
-    def fills_off_loop(self) -> bool:
-        """Can blob bodies be read by worker threads (``pump_blob``)?  Not through an ``https://``
-        forward proxy (TLS inside TLS, which ``http.client`` does not do): those stay on the loop."""
-        setting = self.config.proxy
-        if setting == "env":
-            return not any(v.startswith("https:") for v in urllib.request.getproxies_environment().values())
-        return not setting.startswith("https:")
-
-    async def _fetch_token(self, url: str, headers: dict[str, str]) -> Any:
-        """``auth.TokenFetch``: a token realm's JSON answer, ``None`` unless it gave one with a 200."""
-        try:
-            async with self.session.get(url, headers=headers, allow_redirects=False,
-                                        proxy=self.proxy_for(url)) as resp:  # fmt: skip
-                return await resp.json(content_type=None) if resp.status == 200 else None
-        except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
-            return None
-
     # -- passthrough: the upstream's own challenge, checks and the token relay --------------------
 
     async def challenge(self) -> Challenge | None:
@@ -331,8 +221,9 @@ class Upstream:
         if body is not None:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         try:
-            async with self.session.request(method, url, data=body, headers=headers, allow_redirects=False,
-                                            proxy=self.proxy_for(url)) as resp:  # fmt: skip
+            session, proxy = self.transport.session, self.transport.proxy_for(url)
+            async with session.request(method, url, data=body, headers=headers, allow_redirects=False,
+                                       proxy=proxy) as resp:  # fmt: skip
                 data = await read_limited(resp, MAX_TOKEN_ANSWER)
                 if data is None:
                     raise UpstreamError(self.name, 502, "token answer larger than 64 KiB")
@@ -370,7 +261,7 @@ class Upstream:
         async with self.request("GET", f"/v2/{repo}/blobs/{digest}", scope=_pull(repo)) as resp:
             yield resp
 
-    async def pump_blob(
+    async def copy_blob(
         self,
         repo: str,
         digest: str,
@@ -379,30 +270,42 @@ class Upstream:
         check: Callable[[memoryview], None],
         progress: Callable[[int], None],
     ) -> int:
-        """GET a blob, its body copied by a worker thread to ``store`` and ``check``; the bytes
-        never pass through the event loop (``wire`` says why).
+        """GET a blob and copy its body to ``store`` and ``check``, by a worker thread where the
+        transport allows (the bytes never pass through the event loop, ``wire`` says why), else on
+        the loop; the caller does not choose and cannot tell.
 
-        Auth, redirects and errors are decided here on the loop, exactly as for ``request``; then
-        ``on_headers`` gets the Content-Length (loop), ``store`` each piece of the body and
-        ``progress`` the running total (worker thread), ``check`` each piece too (a helper
-        thread, see ``wire.pump``).  Returns the bytes copied.
-        A body cut short by the network raises ``UpstreamError`` (502); one that ended before its
-        Content-Length returns short (the caller compares).  Cancelled, the worker is stopped and
-        waited for before this returns: ``store`` and ``check`` are never called after.
+        Auth, redirects and errors are decided on the loop, exactly as for ``request``; then
+        ``on_headers`` gets the Content-Length (loop), ``store`` each piece of the body,
+        ``progress`` the running total (from any thread: it must be thread-safe), ``check`` each
+        piece too, in order (on a worker, a helper thread: see ``wire.pump``).  Returns the bytes
+        copied.  A body cut short by the network raises ``UpstreamError`` (502); one that ended
+        before its Content-Length returns short (the caller compares).  Cancelled, a worker is
+        stopped and waited for before this returns: ``store`` and ``check`` are never called after.
         """
+        counted = 0
+
+        def report(total: int) -> None:
+            nonlocal counted
+            self.fetched(total - counted)
+            counted = total
+            progress(total)
+
         path = f"/v2/{repo}/blobs/{digest}"
-        async with self._slots, self._request("GET", path, _pull(repo), None, self._send_by_worker) as answer:
+        if not self.transport.bodies_off_loop:  # through an https forward proxy: copied on the loop
+            async with self.request("GET", path, scope=_pull(repo)) as resp:
+                on_headers(resp.content_length)
+                total = 0
+                async for chunk in resp.content.iter_chunked(CHUNK):
+                    piece = memoryview(chunk)
+                    store(piece)
+                    check(piece)
+                    total += len(chunk)
+                    report(total)
+                return total
+        async with self._slots, self._request("GET", path, _pull(repo), None, self.transport.send_by_worker) as answer:
             on_headers(answer.content_length)
-            counted = 0
-
-            def report(total: int) -> None:
-                nonlocal counted
-                self.fetched(total - counted)
-                counted = total
-                progress(total)
-
             try:
-                return await wire.pump_on(self.workers, answer, store, check, report)
+                return await wire.pump_on(self.transport.workers, answer, store, check, report)
             except (OSError, http.client.HTTPException) as exc:
                 raise UpstreamError(self.name, 502, f"blob body cut: {type(exc).__name__}: {exc}") from None
 
@@ -445,34 +348,11 @@ class Upstream:
         """The upstream's answer to an anonymous ``GET /v2/``: its status and ``WWW-Authenticate``
         (``None``: unreachable)."""
         try:
-            async with self.session.get(self.base + "/v2/", allow_redirects=False,
-                                        proxy=self.proxy_for(self.base)) as resp:  # fmt: skip
+            async with self.transport.session.get(self.base + "/v2/", allow_redirects=False,
+                                                  proxy=self.transport.proxy_for(self.base)) as resp:  # fmt: skip
                 return resp.status, resp.headers.get("WWW-Authenticate", "")
         except (TimeoutError, aiohttp.ClientError, OSError):
             return None
-
-
-async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
-    """The whole body, or ``None`` as soon as it exceeds ``limit`` bytes."""
-    chunks: list[bytes] = []
-    total = 0
-    async for chunk in resp.content.iter_any():
-        total += len(chunk)
-        if total > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def origin_of(url: str) -> tuple[str, str, int | None]:
-    """``(scheme, host, port)`` with the scheme's default port filled in: where credentials may go."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port or {"http": 80, "https": 443}.get(scheme)
-    except ValueError:
-        port = None
-    return scheme, (parts.hostname or "").lower(), port
 
 
 def _pull(repo: str) -> str:

@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 from proxy.config import LimitsConfig, UpstreamConfig, is_loopback
 from proxy.errors import UpstreamError
 from proxy.oci.names import DOCKER_HUB_ALIASES, DOCKER_HUB_URL
-from proxy.registry.client import Upstream, read_limited
+from proxy.registry.client import Upstream
+from proxy.registry.transport import read_limited
 from proxy.sizes import MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE
 
 
