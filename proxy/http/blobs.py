@@ -25,7 +25,7 @@ from proxy.http.record import record
 from proxy.pull.fills import FillFailed, read_fill, send_fill
 from proxy.pull.route import Route
 from proxy.sending import send_file_range
-from proxy.storage.base import LocalFile, Redirect, Store
+from proxy.storage.base import LocalFile, Redirect
 from proxy.storage.staging import Fill
 
 log = structlog.get_logger("platproxy.http")
@@ -131,12 +131,7 @@ async def _stored(
     request: web.Request, services: Services, digest: str, headers: dict[str, str], size: int
 ) -> web.StreamResponse:
     """A stored blob, as the store hands it out: a file (sendfile), a redirect, or a stream."""
-    store = services.blobs.store
-    try:
-        where = await store.locate(digest)
-    except OSError as exc:
-        raise StorageFailed(f"blob {digest}", exc) from None
-    store.touch(digest)
+    where = await services.blobs.locate_stored(digest)
     if isinstance(where, LocalFile):
         return await _file(request, services, digest, where, headers)
     if request.method == "HEAD":
@@ -145,16 +140,16 @@ async def _stored(
     if isinstance(where, Redirect):
         record(request).cache = "hit, redirect"
         return web.Response(status=307, headers={**headers, "Location": where.location})
-    return await _streamed(request, store, digest, headers, size)
+    return await _streamed(request, services, digest, headers, size)
 
 
 async def _streamed(
-    request: web.Request, store: Store, digest: str, headers: dict[str, str], size: int
+    request: web.Request, services: Services, digest: str, headers: dict[str, str], size: int
 ) -> web.StreamResponse:
     """A blob streamed from the store with the client's Range passed on."""
     wanted = parse_range(request.headers.get("Range"), size)
     start, end = (wanted.start, wanted.end) if wanted else (0, size)
-    stream = store.read_range(digest, start, end)
+    stream = services.blobs.read_range(digest, start, end)
     try:
         first = await anext(stream, b"")
     except FileNotFoundError:

@@ -9,7 +9,6 @@ answered with a generic 500 body, never a traceback.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -25,10 +24,7 @@ from proxy.errors import (
     ManifestUnknown,
     NameUnknown,
     PlatproxyError,
-    Subject,
     Unsupported,
-    UpstreamError,
-    UpstreamFailed,
 )
 from proxy.http import passthrough
 from proxy.http.blobs import blob
@@ -37,7 +33,7 @@ from proxy.http.keys import CONFIG, METRICS, SERVICES, Services
 from proxy.http.record import record
 from proxy.metrics import Metrics
 from proxy.oci.clients import classify
-from proxy.oci.mediatypes import OCI_INDEX, ClientCaps
+from proxy.oci.mediatypes import ClientCaps
 from proxy.oci.names import TAG, check_digest, check_name, is_digest
 from proxy.pull.manifests import ManifestAnswer
 from proxy.pull.policy import judge
@@ -266,13 +262,7 @@ async def tags_list(request: web.Request, services: Services, r: Route, name: st
     n_text = request.query.get("n")
     if n_text is not None and not n_text.isdigit():
         raise InvalidPagination("n must be a non-negative integer", {"n": n_text[:50]})
-    up = services.manifests.upstreams[r.upstream.name]
-    try:
-        tags = sorted(set(await up.tags(r.repo)))
-    except UpstreamError as exc:
-        tags = services.manifests.tags.tags(up.name, r.repo)
-        if not tags:
-            raise UpstreamFailed(exc, Subject.REPOSITORY, f"repository {r.repo}") from None
+    tags = await services.manifests.tag_names(r)
     last = request.query.get("last", "")
     if last:
         tags = [t for t in tags if t > last]
@@ -290,14 +280,5 @@ async def tags_list(request: web.Request, services: Services, r: Route, name: st
 
 async def referrers(request: web.Request, services: Services, r: Route, digest: str) -> web.StreamResponse:
     """Passed through; an upstream without the referrers API gets an empty index, never a 404."""
-    up = services.manifests.upstreams[r.upstream.name]
-    artifact_type = request.query.get("artifactType")
-    query = urlencode({"artifactType": artifact_type}) if artifact_type else ""  # sent as it came, encoded
-    try:
-        data, headers = await up.referrers(r.repo, digest, query)
-        return web.Response(body=data, headers=headers)
-    except UpstreamError as exc:
-        if exc.status not in (404, 405):
-            raise UpstreamFailed(exc, Subject.MANIFEST, f"referrers of {digest}") from None
-    empty = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
-    return web.Response(body=json.dumps(empty).encode(), headers={"Content-Type": OCI_INDEX})
+    data, headers = await services.manifests.referrers(r, digest, request.query.get("artifactType", ""))
+    return web.Response(body=data, headers=headers)

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import tempfile
 from typing import Any
 
 from aiohttp import web
@@ -25,14 +23,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     services = request.app[MAIN][SERVICES]
-    store = services.blobs.store
-    try:
-        fd, name = tempfile.mkstemp(dir=store.tmp, prefix="readyz.")
-        os.close(fd)
-        os.unlink(name)
-        writable, problem = True, ""
-    except OSError as exc:
-        writable, problem = False, exc.strerror or str(exc)
+    status = services.blobs.cache_status()
     upstreams = list(services.manifests.upstreams.values())
 
     async def ping(up: Any) -> bool:
@@ -43,14 +34,18 @@ async def readyz(request: web.Request) -> web.Response:
 
     reachable = await asyncio.gather(*(ping(up) for up in upstreams))
     body: dict[str, Any] = {
-        "cache": {"writable": writable, "path": str(store.tmp.parent), **({"error": problem} if problem else {})},
+        "cache": {
+            "writable": status.writable,
+            "path": status.path,
+            **({"error": status.problem} if status.problem else {}),
+        },
         "upstreams": {up.name: {"reachable": ok, "url": up.base} for up, ok in zip(upstreams, reachable, strict=True)},
     }
-    ready = writable
-    described = store.describe()
+    ready = status.writable
+    described = status.store
     if described is not None:  # a store beyond the cache directory: without it a replica serves almost nothing
         try:
-            store_problem = await asyncio.wait_for(store.ping(), PING_TIMEOUT)
+            store_problem = await asyncio.wait_for(services.blobs.store_problem(), PING_TIMEOUT)
         except TimeoutError:
             store_problem = f"no answer within {PING_TIMEOUT}s"
         body["store"] = {**described, "reachable": not store_problem,

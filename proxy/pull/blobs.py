@@ -8,8 +8,12 @@ short or with the wrong digest is seen by the client as a cut connection, never 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+import tempfile
+from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -21,7 +25,7 @@ from proxy.pull.members import Members
 from proxy.pull.pace import Pace
 from proxy.pull.route import Route
 from proxy.registry.client import Upstream
-from proxy.storage.base import Store
+from proxy.storage.base import LocalFile, Redirect, Store
 from proxy.storage.staging import Fill
 
 log = structlog.get_logger("platproxy.blobs")
@@ -41,6 +45,15 @@ def skipping(sink: Callable[[memoryview], None], count: int) -> Callable[[memory
         left = 0
 
     return take if count else sink
+
+
+@dataclass(frozen=True)
+class CacheStatus:
+    writable: bool
+    problem: str
+    path: str
+    store: dict[str, Any] | None
+    """The store beyond the cache directory (a bucket), as it describes itself."""
 
 
 class BlobService:
@@ -96,6 +109,36 @@ class BlobService:
         if digest in self.fills.active:
             return self._filling_for.get(digest) != (route.upstream.name, route.repo)
         return await self.stored_size(digest) is not None
+
+    async def locate_stored(self, digest: str) -> LocalFile | Redirect | None:
+        """Where a stored blob is handed out from (a file, a redirect; ``None``: streamed, see
+        ``read_range``), its use noted for eviction; ``StorageFailed`` when the store cannot say."""
+        try:
+            where = await self.store.locate(digest)
+        except OSError as exc:
+            raise StorageFailed(f"blob {digest}", exc) from None
+        self.store.touch(digest)
+        return where
+
+    def read_range(self, digest: str, start: int, end: int) -> AsyncGenerator[bytes, None]:
+        """A stored blob's bytes ``[start, end)``, as the store streams them."""
+        return self.store.read_range(digest, start, end)
+
+    def cache_status(self) -> CacheStatus:
+        """Can the cache take new content (a file made and removed in its staging directory), and
+        what store is behind it (``describe``: ``None`` for the cache directory alone)?"""
+        try:
+            fd, name = tempfile.mkstemp(dir=self.store.tmp, prefix="readyz.")
+            os.close(fd)
+            os.unlink(name)
+            writable, problem = True, ""
+        except OSError as exc:
+            writable, problem = False, exc.strerror or str(exc)
+        return CacheStatus(writable, problem, str(self.store.tmp.parent), self.store.describe())
+
+    async def store_problem(self) -> str:
+        """What keeps the store behind the cache from answering (``""``: nothing)."""
+        return await self.store.ping()
 
     async def head_uncached(self, route: Route, digest: str) -> int | None:
         """HEAD of an uncached blob asks the upstream (a chained cache depends on it)."""

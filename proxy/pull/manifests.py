@@ -10,10 +10,12 @@ of that digest, or a clear error naming what to pull instead.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 import structlog
 
@@ -22,7 +24,7 @@ from proxy.config import Config
 from proxy.errors import ManifestInvalid, ManifestUnknown, StorageFailed, Subject, UpstreamError, UpstreamFailed
 from proxy.metrics import Metrics
 from proxy.oci import jsondoc
-from proxy.oci.mediatypes import INDEX_TYPES, ClientCaps
+from proxy.oci.mediatypes import INDEX_TYPES, OCI_INDEX, ClientCaps
 from proxy.oci.resolve import Decision, InvalidIndex, resolve_fetching
 from proxy.oci.schema1 import EMPTY_TAR_DIGEST
 from proxy.pull.content import ManifestContent
@@ -275,6 +277,31 @@ class ManifestService:
             return await self.content.stored_type(digest) is not None
 
         await self.members.confirm(route, "manifest", digest, stored, sources)
+
+    # -- listings -------------------------------------------------------------------------------
+
+    async def tag_names(self, route: Route) -> list[str]:
+        """The upstream's tags, sorted; the tags kept here when it cannot answer (none: its error)."""
+        up = self.upstreams[route.upstream.name]
+        try:
+            return sorted(set(await up.tags(route.repo)))
+        except UpstreamError as exc:
+            kept = self.tags.tags(up.name, route.repo)
+            if not kept:
+                raise UpstreamFailed(exc, Subject.REPOSITORY, f"repository {route.repo}") from None
+            return kept
+
+    async def referrers(self, route: Route, digest: str, artifact_type: str) -> tuple[bytes, dict[str, str]]:
+        """The upstream's referrers index (``artifactType`` passed on encoded, as the client sent
+        it); an upstream without the referrers API gives an empty index, never a 404."""
+        query = urlencode({"artifactType": artifact_type}) if artifact_type else ""
+        try:
+            return await self.upstreams[route.upstream.name].referrers(route.repo, digest, query)
+        except UpstreamError as exc:
+            if exc.status not in (404, 405):
+                raise UpstreamFailed(exc, Subject.MANIFEST, f"referrers of {digest}") from None
+        empty = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+        return json.dumps(empty).encode(), {"Content-Type": OCI_INDEX}
 
     # -- shared ----------------------------------------------------------------------------------
 
