@@ -116,3 +116,64 @@ def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
     assert not _allowed("proxy.storage.files", "proxy.registry.client", modules)
     assert not _allowed("hostinfo.platform", "proxy.errors", modules)
     assert _allowed("proxy.pull.blobs", "proxy.storage.base", modules)
+
+
+STORE_CLASSES = {"Store", "FileStore", "MemoryStore", "S3Store", "TagIndex", "TagRecords", "SharedTags", "Bucket"}
+"""What only storage and the wiring (``http.app``, the factory) construct or reach into."""
+EDGE_WORDS = re.compile(r"thread|transport|socket|sendfile", re.IGNORECASE)
+"""What the pull services must not name: how bytes move is the registry's and the edge's."""
+
+
+def edge_violations(source: str) -> list[str]:
+    """A handler module that imports a store class or reads a service's ``store`` attribute."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("proxy.storage"):
+            found += [f"imports {a.name}" for a in node.names if a.name in STORE_CLASSES]
+        elif isinstance(node, ast.Attribute) and node.attr == "store":
+            found.append("reads .store")
+    return found
+
+
+def pull_violations(source: str) -> list[str]:
+    """Names in a pull module that speak of threads, transports or sockets (docstrings may)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        names: list[str] = []
+        if isinstance(node, ast.Name):
+            names = [node.id]
+        elif isinstance(node, ast.Attribute):
+            names = [node.attr]
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names = [node.name]
+        elif isinstance(node, ast.arg):
+            names = [node.arg]
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) and node.module
+                                                    else [])  # fmt: skip
+        found += [n for n in names if EDGE_WORDS.search(n)]
+    return found
+
+
+def test_handlers_only_speak_http_and_pull_knows_nothing_of_threads() -> None:
+    wrong = []
+    for path in sorted((ROOT / "proxy" / "http").glob("*.py")):
+        if path.name not in ("app.py", "__init__.py"):  # app.py wires the stores into the services
+            wrong += [f"{path.name}: {v}" for v in edge_violations(path.read_text())]
+    for path in sorted((ROOT / "proxy" / "pull").glob("*.py")):
+        wrong += [f"pull/{path.name}: {v}" for v in pull_violations(path.read_text())]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_edge_checkers_see_a_violation() -> None:
+    assert edge_violations("from proxy.storage.files import FileStore\n") == ["imports FileStore"]
+    assert edge_violations("def f(s):\n    return s.blobs.store.locate(1)\n") == ["reads .store"]
+    assert pull_violations("import threading\n") == ["threading"]
+    assert pull_violations("def f(transport):\n    pass\n") == ["transport"]
+    assert pull_violations('"""threads are fine in prose"""\n') == []
+
+
+def test_no_module_over_400_lines_in_proxy() -> None:
+    long = [f"{p.relative_to(ROOT)}: {n}" for p in sorted((ROOT / "proxy").rglob("*.py"))
+            if (n := len(p.read_text().splitlines())) > 400]  # fmt: skip
+    assert not long, long

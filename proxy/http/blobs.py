@@ -11,6 +11,8 @@ short body finished cleanly), a client that leaves is logged and the fill goes o
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import AsyncIterator
 from typing import IO, Any
 
 import structlog
@@ -22,7 +24,7 @@ from proxy.errors import StorageFailed
 from proxy.http.keys import Services
 from proxy.http.ranges import content_range, parse_range
 from proxy.http.record import record
-from proxy.pull.fills import FillFailed, read_fill, send_fill
+from proxy.pull.fills import FillFailed, read_fill, ready_ranges
 from proxy.pull.route import Route
 from proxy.sending import send_file_range
 from proxy.storage.base import LocalFile, Redirect
@@ -190,3 +192,28 @@ async def _file(
     with services.blobs.pinned(digest):
         await response.prepare(request)
     return response
+
+
+async def send_fill(fill: Fill, transport: asyncio.Transport, start: int, end: int | None) -> AsyncIterator[int]:
+    """Like ``pull.fills.read_fill``, but the kernel copies (``sendfile``) each range as the fill
+    makes it ready (``ready_ranges``), on the send threads of ``proxy.sending`` (the loop only
+    follows).  Here rather than in pull: which socket and how bytes reach it is the edge's.
+
+    Yields the number of bytes sent after each step; ``ConnectionResetError`` when the client
+    left (the fill goes on for the others).  Zero-copy matters here: every waiting
+    client of a cold blob is fed from the same temporary file, and copying each chunk through
+    Python once per client is what limits a busy mirror.  Raises ``NotImplementedError`` before
+    sending anything where the transport cannot sendfile (the caller then uses ``read_fill``).
+    """
+    if transport.get_extra_info("sslcontext") is not None:  # TLS: the bytes pass through Python anyway
+        raise NotImplementedError("sendfile over TLS")
+    fd = fill.open_reader()
+    try:
+        async for offset, length in ready_ranges(fill, start, end):
+            try:
+                async for sent in send_file_range(transport, fd, offset, length):
+                    yield sent
+            except EOFError as exc:
+                raise FillFailed(str(exc)) from None
+    finally:
+        os.close(fd)

@@ -42,7 +42,7 @@ async def readyz(request: web.Request) -> web.Response:
         "upstreams": {up.name: {"reachable": ok, "url": up.base} for up, ok in zip(upstreams, reachable, strict=True)},
     }
     ready = status.writable
-    described = status.store
+    described = status.backend
     if described is not None:  # a store beyond the cache directory: without it a replica serves almost nothing
         try:
             store_problem = await asyncio.wait_for(services.blobs.store_problem(), PING_TIMEOUT)

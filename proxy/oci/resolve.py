@@ -21,12 +21,12 @@ Rules (moby's and containerd's list selection, made explicit where they differ):
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hostinfo import HostProfile, Platform, PlatformError, Rejection, compare, normalize, preference_vector
 from hostinfo.validate import platform_warnings
 from proxy.oci import jsondoc
+from proxy.oci.decision import Candidate, Decision, NeedContent, Verdict
 from proxy.oci.descriptors import entry_kind
 from proxy.oci.digests import matches
 from proxy.oci.mediatypes import (
@@ -45,78 +45,7 @@ class InvalidIndex(ValueError):
     """The document is not a manifest list or image index; the message says why."""
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """An entry this host can run."""
-
-    digest: str
-    media_type: str
-    size: int
-    platform: Platform
-    rank: int
-    label: str
-    path: tuple[str, ...] = ()
-    """Digests of the nested indexes this entry was found under (outermost first)."""
-    sort_key: tuple[Any, ...] = field(default=(), compare=False, repr=False)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "digest": self.digest,
-            "mediaType": self.media_type,
-            "platform": str(self.platform),
-            "rank": self.rank,
-            "label": self.label,
-        }
-        if self.path:
-            out["via"] = list(self.path)
-        return out
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """An entry that was not taken, and the sentence saying why."""
-
-    digest: str
-    platform: str
-    reason: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"digest": self.digest, "platform": self.platform, "reason": self.reason}
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The outcome: a chosen entry (or none), the ranking, the rejections, the warnings."""
-
-    chosen: Candidate | None
-    candidates: list[Candidate]
-    rejected: list[Verdict]
-    warnings: list[str]
-    host: str
-    runs: list[str]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "chosen": self.chosen.to_json() if self.chosen else None,
-            "candidates": [c.to_json() for c in self.candidates],
-            "rejected": [r.to_json() for r in self.rejected],
-            "warnings": self.warnings,
-            "host": self.host,
-            "runs": self.runs,
-        }
-
-    def no_match_detail(self) -> dict[str, Any]:
-        """What a 404 says when nothing fits: the host's vector and every entry's verdict."""
-        return {"host": self.host, "runs": self.runs, "entries": [r.to_json() for r in self.rejected]}
-
-
-@dataclass(frozen=True)
-class NeedContent:
-    """``resolve`` needs these documents (by digest) before it can decide."""
-
-    digests: tuple[str, ...]
-    blobs: frozenset[str] = frozenset()
-    """Those of ``digests`` that are blobs (config blobs); the others are manifests or indexes."""
+__all__ = ["Candidate", "Decision", "InvalidIndex", "NeedContent", "Verdict"]  # the answers, re-exported
 
 
 def parse_index(data: bytes) -> dict[str, Any]:

@@ -1,9 +1,9 @@
-"""Blobs: cached ones served from disk (sendfile, Range); uncached ones filled once.
+"""Blobs: where a stored one is handed out from, and the single-flight fill of a missing one.
 
-A digest hit never contacts the upstream.  A miss joins (or starts) the single-flight fill
-for that digest and streams from it with ``Content-Length`` set up front, so a fill that ends
-short or with the wrong digest is seen by the client as a cut connection, never as a clean
-200 with a truncated body.
+A digest hit never contacts the upstream (once the repository asked with is known to hold it:
+``members``).  A miss joins (or starts) the single-flight fill for that digest, bounded by
+``pace``, which the store coordinates and commits only after the digest matched.  How the bytes
+then reach a client (sendfile, Range, a cut connection for a failed fill) is ``http.blobs``'s.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class CacheStatus:
     writable: bool
     problem: str
     path: str
-    store: dict[str, Any] | None
+    backend: dict[str, Any] | None
     """The store beyond the cache directory (a bucket), as it describes itself."""
 
 
@@ -159,7 +159,7 @@ class BlobService:
         async def copy(fill: Fill) -> None:
             have = fill.written  # what another replica streamed to this fill before it stopped
             pace = Pace(up.name, limit, self.limits.min_fill_rate, self.limits.read_timeout)
-            progress = fill.progress_from_thread()
+            progress = fill.progress_reporter()
 
             def headers(size: int | None) -> None:
                 pace.headers(size)

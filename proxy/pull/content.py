@@ -31,7 +31,6 @@ from proxy.oci.mediatypes import MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST
 from proxy.oci.resolve import InvalidIndex, parse_index
 from proxy.pull.route import Route
 from proxy.registry.client import Upstream
-from proxy.registry.transport import read_limited
 from proxy.sizes import MAX_CONFIG_SIZE
 from proxy.storage.base import Store
 from proxy.storage.tagindex import TagIndex
@@ -126,8 +125,7 @@ class ManifestContent:
             return data
         up = self.upstreams[route.upstream.name]
         try:
-            async with up.open_blob(route.repo, digest) as resp:
-                data = await read_limited(resp, MAX_CONFIG_SIZE)
+            data = await up.get_small_blob(route.repo, digest, MAX_CONFIG_SIZE)
         except UpstreamError as exc:
             raise UpstreamFailed(exc, Subject.BLOB, f"{route.repo}@{digest}") from None
         if data is None:

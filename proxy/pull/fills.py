@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 
 import structlog
 
-from proxy.sending import send_file_range
 from proxy.sizes import CHUNK
 from proxy.storage.base import FetchFromUpstream, Store
 from proxy.storage.staging import Fill
@@ -116,29 +115,5 @@ async def read_fill(fill: Fill, start: int, end: int | None) -> AsyncIterator[by
                 offset += len(chunk)
                 length -= len(chunk)
                 yield chunk
-    finally:
-        os.close(fd)
-
-
-async def send_fill(fill: Fill, transport: asyncio.Transport, start: int, end: int | None) -> AsyncIterator[int]:
-    """Like ``read_fill``, but the kernel copies (``sendfile``) each range as it arrives, on the
-    send threads of ``proxy.sending`` (the loop only follows).
-
-    Yields the number of bytes sent after each step; ``ConnectionResetError`` when the client
-    left (the fill goes on for the others).  Zero-copy matters here: every waiting
-    client of a cold blob is fed from the same temporary file, and copying each chunk through
-    Python once per client is what limits a busy mirror.  Raises ``NotImplementedError`` before
-    sending anything where the transport cannot sendfile (the caller then uses ``read_fill``).
-    """
-    if transport.get_extra_info("sslcontext") is not None:  # TLS: the bytes pass through Python anyway
-        raise NotImplementedError("sendfile over TLS")
-    fd = fill.open_reader()
-    try:
-        async for offset, length in ready_ranges(fill, start, end):
-            try:
-                async for sent in send_file_range(transport, fd, offset, length):
-                    yield sent
-            except EOFError as exc:
-                raise FillFailed(str(exc)) from None
     finally:
         os.close(fd)

@@ -3,7 +3,7 @@
 A fill is a single-flight copy that every waiting client follows, so an upstream that sends
 without end (a chunked body with no ``Content-Length``) or at a trickle (one byte just inside
 each ``read_timeout``) would hold every one of them and fill the staging disk.  ``Pace`` is told
-each piece as it arrives and raises, on the thread that copies, once the body is longer than it
+each piece as it arrives and raises, where the copy runs, once the body is longer than it
 may be (the size the manifest's descriptor gave, else ``[limits] max_blob_size``) or slower than
 ``min_fill_rate`` over a whole window of ``read_timeout`` seconds.  The raise stops the copy;
 the fill fails and its clients are cut, as for a digest mismatch.  Pure but for the clock.

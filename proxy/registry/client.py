@@ -309,6 +309,11 @@ class Upstream:
             except (OSError, http.client.HTTPException) as exc:
                 raise UpstreamError(self.name, 502, f"blob body cut: {type(exc).__name__}: {exc}") from None
 
+    async def get_small_blob(self, repo: str, digest: str, limit: int) -> bytes | None:
+        """A small blob's bytes (an image config), ``None`` when it is larger than ``limit``."""
+        async with self.open_blob(repo, digest) as resp:
+            return await read_limited(resp, limit)
+
     async def head_blob(self, repo: str, digest: str) -> int | None:
         async with self.request("HEAD", f"/v2/{repo}/blobs/{digest}", scope=_pull(repo)) as resp:
             return resp.content_length

@@ -140,8 +140,8 @@ class Fill:
         self.written = total
         self._wake()
 
-    def progress_from_thread(self) -> Callable[[int], None]:
-        """``reached`` for a worker thread: called there, run on the loop.
+    def progress_reporter(self) -> Callable[[int], None]:
+        """``reached``, safe to call from any thread (a fill worker's): run on the loop.
 
         Calls that come faster than the loop runs them are folded into one (the latest total
         wins): the worker never waits for the loop, and the loop is woken once per batch.

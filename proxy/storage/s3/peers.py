@@ -93,7 +93,7 @@ class Peers:
             if fill.size is None and size.isdigit():
                 fill.size = int(size)
             fill.headers_ready.set()
-            progress = fill.progress_from_thread()
+            progress = fill.progress_reporter()
             copied = await wire.pump_on(self.workers, answer, fill.writer.store, fill.writer.check,
                                         lambda total: progress(start + total))  # fmt: skip
             fill.reached(start + copied)
