@@ -39,7 +39,7 @@ def drop_caches() -> bool:
 def start_cold(direct: str, size: int) -> bool:
     """Drop the page cache, then read the blob once straight from the upstream (``direct``), so
     the upstream serves it from memory and nothing of the proxy's is cached; ``drop_caches``'s answer."""
-    from bench.run import curl_many
+    from bench.servers import curl_many
 
     dropped = drop_caches()
     curl_many(direct, 1, size)
@@ -87,7 +87,7 @@ def section(
 ) -> None:
     """The lines above; the one-blob servers are added to ``servers`` (the run's peak RSS line and
     teardown), the 100-blob ones have a peak RSS line of their own."""
-    from bench.run import DistributionProxy, Nginx, PlatproxyServer, curl_many, verify_many
+    from bench.servers import DistributionProxy, Nginx, PlatproxyServer, curl_many, verify_many
 
     makers: list[tuple[str, Callable[[], Any]]] = [
         ("distribution", lambda: DistributionProxy(work / "dist", upstream.url)),

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.run import PlatproxyServer, wrk
+from bench.servers import PlatproxyServer, wrk
 from proxy.oci.mediatypes import UPSTREAM_ACCEPT
 from tests.indexes import Case
 from tests.registry import request

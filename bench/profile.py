@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.cold import start_cold  # noqa: E402
-from bench.run import PlatproxyServer, curl_many, large_case  # noqa: E402
+from bench.servers import PlatproxyServer, curl_many, large_case  # noqa: E402
 from tests.registry import Registry, push_case  # noqa: E402
 
 IDLE = ("select (selectors", "poll (selectors", "_worker (concurrent", "wait (threading", "get (queue",

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.run import REGISTRY_BIN, Server, curl_many, verify_many
+from bench.servers import REGISTRY_BIN, Server, curl_many, verify_many
 from tests.registry import Registry, free_port
 from tests.rgw import ACCESS_KEY, REGION, SECRET_KEY, Rgw
 

@@ -177,3 +177,23 @@ def test_no_module_over_400_lines_in_proxy() -> None:
     long = [f"{p.relative_to(ROOT)}: {n}" for p in sorted((ROOT / "proxy").rglob("*.py"))
             if (n := len(p.read_text().splitlines())) > 400]  # fmt: skip
     assert not long, long
+
+
+def test_no_import_cycle_in_bench() -> None:
+    """bench/'s sections import the shared parts (``bench.servers``), never each other's module back."""
+    modules = {f"bench.{p.stem}": p for p in (ROOT / "bench").glob("*.py") if p.stem != "__init__"}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        graph[name] = {m for m in found if m in modules and m != name}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in graph[start])
+
+    cycles = sorted(m for m in graph if reaches(m, m, {m}))
+    assert not cycles, f"import cycles through {cycles}: {graph}"
