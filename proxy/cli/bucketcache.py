@@ -24,10 +24,10 @@ from proxy.errors import StoreUnavailable
 from proxy.oci.names import ImageRef
 from proxy.pull.route import route
 from proxy.sizes import human
+from proxy.storage.records import TagRecord
 from proxy.storage.s3.bucket import Bucket, s3_client_missing
 from proxy.storage.s3.collect import Collection, Collector
 from proxy.storage.s3.lease import Leases
-from proxy.storage.tagindex import TagRecord
 
 T = TypeVar("T")
 

@@ -24,7 +24,8 @@ from proxy.oci.descriptors import references
 from proxy.sizes import human
 from proxy.storage.budget import Evictor, choose_victims, needed_by
 from proxy.storage.files import FileStore
-from proxy.storage.tagindex import ContentEntry, TagIndex, TagRecord
+from proxy.storage.records import ContentEntry, TagRecord
+from proxy.storage.tagindex import TagIndex
 
 DESCRIPTION = "Inspect and trim the cache directory directly (safe beside a running server)."
 

@@ -8,7 +8,7 @@ from typing import Any
 from proxy.oci.mediatypes import INDEX_TYPES
 from proxy.pull.targets import UNRESOLVED
 from proxy.sizes import human
-from proxy.storage.tagindex import TagRecord
+from proxy.storage.records import TagRecord
 
 
 def print_table(rows: Sequence[tuple[str, ...]]) -> None:

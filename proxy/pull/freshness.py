@@ -15,7 +15,7 @@ from enum import Enum
 
 from proxy.errors import UpstreamError
 from proxy.registry.client import ManifestHead
-from proxy.storage.tagindex import TagRecord
+from proxy.storage.records import TagRecord
 
 
 class Freshness(Enum):

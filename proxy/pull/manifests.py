@@ -36,8 +36,8 @@ from proxy.pull.signing import SigningKey
 from proxy.pull.targets import UNRESOLVED, Target, profile_key
 from proxy.registry.client import ManifestHead, Upstream
 from proxy.storage.base import Store
-from proxy.storage.records import TagRecords
-from proxy.storage.tagindex import TagRecord
+from proxy.storage.records import TagRecord
+from proxy.storage.tags import TagRecords
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey

@@ -1,6 +1,6 @@
 """Storage: the ``Store`` interface (``base``) and its backends (``files``, ``memory``, ``s3``),
-staging files and fills (``staging``), tag records local and shared (``tagindex``,
-``sharedtags``, ``records``), the disk budget (``budget``), and the one factory that picks a
+staging files and fills (``staging``), the record types (``records``), tag records local and
+shared (``tagindex``, ``sharedtags``, ``tags``), the disk budget (``budget``), and the one factory that picks a
 backend from the config (``factory``).  Nothing is kept under a digest before it matched.
 
 May import: proxy.errors, proxy.sizes, proxy.metrics, proxy.oci, proxy.config.

@@ -18,7 +18,8 @@ import structlog
 from proxy.metrics import Metrics
 from proxy.oci.descriptors import references
 from proxy.storage.files import FileStore
-from proxy.storage.tagindex import ContentEntry, TagIndex, TagRecord
+from proxy.storage.records import ContentEntry, TagRecord
+from proxy.storage.tagindex import TagIndex
 
 log = structlog.get_logger("platproxy.evict")
 

@@ -20,9 +20,9 @@ from proxy.metrics import Metrics
 from proxy.storage.base import Store
 from proxy.storage.budget import Evictor
 from proxy.storage.files import FileStore
-from proxy.storage.records import TagRecords
 from proxy.storage.s3.bucket import s3_client_missing
 from proxy.storage.tagindex import TagIndex
+from proxy.storage.tags import TagRecords
 
 
 def cache_dir_problem(root: Path) -> str:

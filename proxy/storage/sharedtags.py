@@ -25,9 +25,9 @@ import structlog
 
 from proxy.errors import StoreUnavailable
 from proxy.oci import jsondoc
+from proxy.storage.records import TagRecord
 from proxy.storage.s3.bucket import Bucket
 from proxy.storage.s3.lease import Lease, Leases, next_poll
-from proxy.storage.tagindex import TagRecord
 
 log = structlog.get_logger("platproxy.sharedtags")
 

@@ -11,10 +11,11 @@ Calls are short and made from the event loop thread only.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+
+from proxy.storage.records import ContentEntry, TagRecord
 
 log = structlog.get_logger("platproxy.tagindex")
 
@@ -42,39 +43,6 @@ CREATE TABLE IF NOT EXISTS members (
     PRIMARY KEY (upstream, repo, digest)
 ) WITHOUT ROWID;
 """
-
-
-@dataclass(frozen=True)
-class ContentEntry:
-    """One stored file and when it was last used (for least-recently-used eviction)."""
-
-    digest: str
-    size: int
-    last_used: float
-
-
-@dataclass(frozen=True)
-class TagRecord:
-    upstream: str
-    repo: str
-    tag: str
-    host: str
-    digest: str
-    """What a pull of the tag is answered with (the chosen manifest for a list)."""
-    media_type: str
-    upstream_digest: str
-    """What the upstream's tag pointed at when checked (the index digest for a list)."""
-    index_digest: str | None
-    platform: str
-    label: str
-    reason: str
-    fetched_at: float
-    checked_at: float
-
-    @property
-    def image(self) -> str:
-        """``<upstream>/<repo>:<tag>``, as the ``cache`` commands name a record."""
-        return f"{self.upstream}/{self.repo}:{self.tag}"
 
 
 class TagIndex:

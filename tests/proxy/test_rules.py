@@ -15,7 +15,7 @@ from proxy.pull.freshness import Action, Freshness, after_revalidation, freshnes
 from proxy.pull.route import route
 from proxy.registry.auth import registrable_domain
 from proxy.registry.client import ManifestHead
-from proxy.storage.tagindex import TagRecord
+from proxy.storage.records import TagRecord
 
 SHA = "sha256:" + "a" * 64
 

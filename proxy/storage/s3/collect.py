@@ -26,12 +26,12 @@ import structlog
 from proxy.oci import jsondoc
 from proxy.oci.descriptors import references
 from proxy.sizes import MAX_CONFIG_SIZE
+from proxy.storage.records import ContentEntry, TagRecord
 from proxy.storage.s3.bucket import Bucket, blob_key
 from proxy.storage.s3.lease import Leases
 from proxy.storage.s3.pulls import MERGED
 from proxy.storage.s3.retention import collection, is_digest, last_used, merge_pulls, parse_pulls, unneeded
 from proxy.storage.sharedtags import decode
-from proxy.storage.tagindex import ContentEntry, TagRecord
 
 log = structlog.get_logger("platproxy.s3gc")
 

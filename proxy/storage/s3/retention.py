@@ -26,7 +26,7 @@ from proxy.errors import PlatproxyError
 from proxy.oci import jsondoc
 from proxy.oci.names import check_digest
 from proxy.storage.budget import choose_victims
-from proxy.storage.tagindex import ContentEntry
+from proxy.storage.records import ContentEntry
 
 
 def parse_pulls(data: bytes) -> dict[str, float]:

@@ -32,8 +32,8 @@ from proxy.pull.manifests import ManifestService
 from proxy.pull.route import Route
 from proxy.registry.client import Upstream
 from proxy.storage.memory import MemoryStore
-from proxy.storage.records import TagRecords
 from proxy.storage.tagindex import TagIndex
+from proxy.storage.tags import TagRecords
 from tests import indexes
 from tests.fakeupstream import FakeUpstream
 

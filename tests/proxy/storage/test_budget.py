@@ -13,7 +13,8 @@ from proxy.oci.mediatypes import OCI_MANIFEST
 from proxy.oci.schema1 import EMPTY_TAR_DIGEST
 from proxy.storage.budget import Entry, choose_victims, needed_by
 from proxy.storage.files import FileStore
-from proxy.storage.tagindex import TagIndex, TagRecord
+from proxy.storage.records import TagRecord
+from proxy.storage.tagindex import TagIndex
 
 A, B, C, D = ("sha256:" + c * 64 for c in "abcd")
 

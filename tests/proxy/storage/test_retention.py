@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from proxy.storage.records import ContentEntry
 from proxy.storage.s3.retention import (
     collection,
     doomed_records,
@@ -13,7 +14,6 @@ from proxy.storage.s3.retention import (
     plan,
     unneeded,
 )
-from proxy.storage.tagindex import ContentEntry
 
 A, B, C, M, N = ("sha256:" + ch * 64 for ch in "abcde")
 

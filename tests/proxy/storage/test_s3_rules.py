@@ -14,10 +14,10 @@ from botocore.exceptions import ClientError
 
 from proxy.config import ConfigError, S3Config, load_config, masked
 from proxy.pull.blobs import skipping
+from proxy.storage.records import TagRecord
 from proxy.storage.s3.lease import LeaseBody, Leases, lease_body, next_poll, parse_lease, still_held
 from proxy.storage.s3.peers import SIGNATURE_WINDOW, sign, signed_by
 from proxy.storage.sharedtags import decode, encode, newer, record_key
-from proxy.storage.tagindex import TagRecord
 
 
 def test_a_lease_holds_until_it_expires() -> None:
