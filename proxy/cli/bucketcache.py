@@ -15,7 +15,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from proxy.cli.common import fail
 from proxy.cli.tables import print_table, print_tags, tag_row
@@ -24,28 +24,18 @@ from proxy.errors import StoreUnavailable
 from proxy.oci.names import ImageRef
 from proxy.pull.route import route
 from proxy.sizes import human
+from proxy.storage.factory import with_bucket_collector
 from proxy.storage.records import TagRecord
-from proxy.storage.s3.bucket import Bucket, s3_client_missing
-from proxy.storage.s3.collect import Collection, Collector
-from proxy.storage.s3.lease import Leases
+
+if TYPE_CHECKING:  # the types only: the factory opens the bucket
+    from proxy.storage.s3.collect import Collection, Collector
 
 T = TypeVar("T")
 
 
 def _on_bucket(config: Config, work: Callable[[Collector], Awaitable[T]]) -> T:
     """``work`` on the configured bucket; ``StoreUnavailable`` when it cannot be used."""
-    if missing := s3_client_missing():
-        raise StoreUnavailable(missing)
-
-    async def go() -> T:
-        bucket = Bucket(config.store.s3, config.limits)
-        await bucket.open()
-        try:
-            return await work(Collector(bucket, Leases(bucket)))
-        finally:
-            await bucket.close()
-
-    return asyncio.run(go())
+    return asyncio.run(with_bucket_collector(config, work))
 
 
 def _where(config: Config) -> str:

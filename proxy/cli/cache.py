@@ -13,7 +13,7 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proxy.cli import bucketcache
 from proxy.cli.common import fail, subcommand
@@ -23,9 +23,12 @@ from proxy.errors import PlatproxyError
 from proxy.oci.descriptors import references
 from proxy.sizes import human
 from proxy.storage.budget import Evictor, choose_victims, needed_by
-from proxy.storage.files import FileStore
+from proxy.storage.factory import NoCache, open_cache_directory
 from proxy.storage.records import ContentEntry, TagRecord
-from proxy.storage.tagindex import TagIndex
+
+if TYPE_CHECKING:  # the types only: the factory opens the cache directory
+    from proxy.storage.files import FileStore
+    from proxy.storage.tagindex import TagIndex
 
 DESCRIPTION = "Inspect and trim the cache directory directly (safe beside a running server)."
 
@@ -78,10 +81,11 @@ def _on_bucket(args: argparse.Namespace) -> Config | None:
 
 def _open(args: argparse.Namespace) -> tuple[Path, FileStore, TagIndex, int]:
     config = _config(args)
-    root = config.cache.path()
-    if not (root / "index.db").exists():
-        raise ConfigError(f"no platproxy cache at {root}")
-    return root, FileStore(root, clean_tmp=False), TagIndex(root / "index.db"), config.cache.max_size
+    try:
+        root, store, index = open_cache_directory(config)
+    except NoCache as exc:
+        raise ConfigError(str(exc)) from None
+    return root, store, index, config.cache.max_size
 
 
 def run_ls(args: argparse.Namespace) -> int:

@@ -2,7 +2,8 @@
 records that go with it, and the disk budget where one applies.
 
 Nothing outside ``proxy.storage`` names a backend: the services get a ``Store`` and
-``TagRecords``, and ``Storage.apply_budget`` starts least-recently-used eviction only where the
+``TagRecords``, the ``cache`` commands a cache directory (``open_cache_directory``) or a bucket's
+collector (``with_bucket_collector``), and ``Storage.apply_budget`` starts least-recently-used eviction only where the
 content is this replica's own (a shared bucket is kept within its budget by a collection,
 ``proxy.storage.s3.collect``).
 aiobotocore is imported only when an S3 store is opened.
@@ -11,11 +12,13 @@ aiobotocore is imported only when an S3 store is opened.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from proxy.config import Config
+from proxy.errors import StoreUnavailable
 from proxy.metrics import Metrics
 from proxy.storage.base import Store
 from proxy.storage.budget import Evictor
@@ -23,6 +26,11 @@ from proxy.storage.files import FileStore
 from proxy.storage.s3.bucket import s3_client_missing
 from proxy.storage.tagindex import TagIndex
 from proxy.storage.tags import TagRecords
+
+if TYPE_CHECKING:
+    from proxy.storage.s3.collect import Collector
+
+T = TypeVar("T")
 
 
 def cache_dir_problem(root: Path) -> str:
@@ -96,3 +104,33 @@ async def open_storage(config: Config, root: Path, metrics: Metrics | None = Non
         return Storage(s3, TagRecords(index, SharedTags(s3.bucket, s3.leases)), None, metrics)
     files = FileStore(root)
     return Storage(files, TagRecords(index), files, metrics)
+
+
+class NoCache(Exception):
+    """A maintenance command was pointed at a directory that holds no cache."""
+
+
+def open_cache_directory(config: Config) -> tuple[Path, FileStore, TagIndex]:
+    """The cache directory of ``config`` for the ``cache`` commands: its root, its files (the
+    staging directory left alone: a running server may be filling) and its tag index."""
+    root = config.cache.path()
+    if not (root / "index.db").exists():
+        raise NoCache(f"no platproxy cache at {root}")
+    return root, FileStore(root, clean_tmp=False), TagIndex(root / "index.db")
+
+
+async def with_bucket_collector(config: Config, work: Callable[[Collector], Awaitable[T]]) -> T:
+    """``work`` with the collector of the configured bucket (its records, objects, leases), the
+    bucket opened before and closed after; ``StoreUnavailable`` when it cannot be used."""
+    from proxy.storage.s3.bucket import Bucket
+    from proxy.storage.s3.collect import Collector
+    from proxy.storage.s3.lease import Leases
+
+    if missing := s3_client_missing():
+        raise StoreUnavailable(missing)
+    bucket = Bucket(config.store.s3, config.limits)
+    await bucket.open()
+    try:
+        return await work(Collector(bucket, Leases(bucket)))
+    finally:
+        await bucket.close()
