@@ -197,3 +197,18 @@ def test_no_import_cycle_in_bench() -> None:
 
     cycles = sorted(m for m in graph if reaches(m, m, {m}))
     assert not cycles, f"import cycles through {cycles}: {graph}"
+
+
+def test_the_client_credential_is_set_in_its_two_documented_places_only() -> None:
+    """``CLIENT_CREDENTIAL`` is action at a distance: who sets it is fixed (see
+    ``proxy/registry/credentials.py``), and who reads it too."""
+    setters, readers = set(), set()
+    for path in sorted((ROOT / "proxy").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            named = isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+            if named and node.value.id == "CLIENT_CREDENTIAL":  # type: ignore[attr-defined]
+                (setters if node.attr in ("set", "reset") else readers).add(  # type: ignore[attr-defined]
+                    str(path.relative_to(ROOT))
+                )
+    assert setters == {"proxy/http/handlers.py", "proxy/pull/access.py"}, setters
+    assert readers == {"proxy/registry/auth.py"}, readers

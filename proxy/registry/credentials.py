@@ -5,11 +5,14 @@
 - ``ClientCredential``: the ``Authorization`` header a client sent, for an upstream with
   ``auth = "passthrough"``.  Every key made from it is its digest (memory only); its ``repr``
   never shows it, so a log line or a traceback cannot print it by accident.
-- ``CLIENT_CREDENTIAL``: the credential the current request pulls with.  The HTTP edge sets it
-  once the access check let the request in; the upstream client reads it.  A fill or a tag
-  refresh started by the request runs in a task that copies the context at its creation
-  (asyncio does), so it fetches with the credentials of the client that started it, and no
-  other request can pick them up.
+- ``CLIENT_CREDENTIAL``: the credential the current request pulls with.  Set in exactly two
+  places, each around one await and reset after it (``tests/test_architecture.py`` checks no
+  other module sets it): the HTTP edge (``http.handlers.dispatch``), once the access check let a
+  passthrough request in, around serving it; and the access check itself
+  (``pull.access.Access.ask``), around the one ``HEAD`` it asks with that credential.  Only
+  ``registry.auth`` reads it.  A fill or a tag refresh started by the request runs in a task
+  that copies the context at its creation (asyncio does), so it fetches with the credentials of
+  the client that started it, and no other request can pick them up.
 - ``TokenCache``: bearer tokens per (credential digest, scope) until shortly before they expire.
 """
 
