@@ -4,7 +4,8 @@ One small module per idea, pure functions deciding and I/O at the edge (``probe`
 ``platform`` (the model, parse/format), ``normalize`` (aliases), ``cpuinfo`` (parsing),
 ``x86``/``arm``/``details`` (variant and finer facts), ``detect`` (combining them),
 ``compat`` (the preference vector and ``compare``), ``windows`` (os.version rules),
-``known`` (every table of real platform values), ``validate`` (warnings about descriptor
+``known`` (every table of real platform values), ``addresses`` (this machine's own network
+addresses, read at the edge), ``validate`` (warnings about descriptor
 platforms that are not real ones) and ``binfmt`` (what QEMU user-emulation handlers
 execute); ``report`` and ``cli`` print it all.
 

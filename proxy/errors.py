@@ -89,6 +89,10 @@ class ManifestUnknown(PlatproxyError):
 # -- upstream content that cannot be trusted ------------------------------------------------------
 
 
+class InvalidHeader(PlatproxyError):
+    """A request header platproxy reads has a value it cannot use (a platform that does not exist)."""
+
+
 class ManifestInvalid(PlatproxyError):
     """The upstream sent a manifest that is not one, or does not match its digest."""
 

@@ -58,7 +58,12 @@ def run(args: argparse.Namespace) -> int:
         if args.user_agent or args.client_ip:
             target = client_target(args, host)
             if not target.resolves:
-                note = f"client: gets the index as published ({target.source}: a tool that works on the index)"
+                why = (
+                    "a node nothing places: it chooses"
+                    if target.source == "unknown client"
+                    else "a tool that works on the index"
+                )
+                note = f"client: gets the index as published ({target.source}: {why})"
                 print(json.dumps({"chosen": None, "index": True, "note": note}) if args.json else note)
                 return 0
             if not args.json:

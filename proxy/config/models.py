@@ -98,6 +98,15 @@ class ResolveConfig(Section):
     not this host's; this host's own architecture always gets the detected profile."""
     trusted_proxies: tuple[str, ...] = ()
     """CIDRs of load balancers whose ``X-Forwarded-For`` names the client; empty: never believed."""
+    host_addresses: tuple[str, ...] = ()
+    """CIDRs whose clients are this host (a sidecar's engine): resolved for this host's own
+    profile.  Empty: loopback and the machine's own interface addresses.  A client from anywhere
+    else is a remote node, never resolved for this host's platform by guess: it is placed by the
+    node header, a ``[[clients]]`` rule, its ``User-Agent`` or a selector, or else gets the index
+    when its ``Accept`` takes one (it chooses, as without a mirror)."""
+    unknown_list_blind: Literal["host", "refuse"] = "host"
+    """A remote client nothing places and that cannot read an index (an old engine): ``host``
+    resolves for this host, logged and counted as a guess; ``refuse`` answers 404 saying why."""
     child_proxies: tuple[str, ...] = ()
     """CIDRs of child platproxies (``parent = true`` upstreams pointing here) whose
     ``X-Platproxy-Resolve: none`` is honoured: they get tags unresolved, the index as published.
@@ -121,7 +130,7 @@ class ResolveConfig(Section):
             check_platform(f"linux/{arch}/{variant}")
         return value
 
-    @field_validator("trusted_proxies", "child_proxies")
+    @field_validator("trusted_proxies", "child_proxies", "host_addresses")
     @classmethod
     def _proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for cidr in value:

@@ -38,6 +38,7 @@ from proxy.oci.names import TAG, check_digest, check_name, is_digest
 from proxy.pull.manifests import ManifestAnswer
 from proxy.pull.policy import judge
 from proxy.pull.route import Route, route
+from proxy.pull.targets import NODE_HEADER
 from proxy.registry.client import RESOLVE_HEADER
 from proxy.registry.credentials import CLIENT_CREDENTIAL
 
@@ -109,7 +110,7 @@ async def errors_middleware(
     return response
 
 
-VARY = "Accept, User-Agent, " + RESOLVE_HEADER
+VARY = f"Accept, User-Agent, {RESOLVE_HEADER}, {NODE_HEADER}"
 """What a manifest answer, or its error, depends on: old engines, index tools, list-blind clients
 and clients of other platforms read the same name differently; a child proxy asks for the index."""
 
@@ -225,7 +226,7 @@ async def manifest(request: web.Request, services: Services, r: Route, reference
         request.remote or "", request.headers.get("X-Forwarded-For", ""), request.headers.get("User-Agent", ""),
         selector=r.selector, accepts_index=client.accepts_index,
         unresolved=request.headers.get(RESOLVE_HEADER, "").strip().lower() == "none",
-        authenticated=bool(record(request).user),
+        authenticated=bool(record(request).user), node=request.headers.get(NODE_HEADER, ""),
     )  # fmt: skip
     if is_digest(reference):
         answer = await services.manifests.by_digest(r, check_digest(reference), client, target)

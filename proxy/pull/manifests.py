@@ -33,7 +33,7 @@ from proxy.pull.freshness import Action, Freshness, after_revalidation, after_up
 from proxy.pull.members import Members
 from proxy.pull.route import Route
 from proxy.pull.signing import SigningKey
-from proxy.pull.targets import UNRESOLVED, Target, profile_key
+from proxy.pull.targets import REFUSED, UNRESOLVED, Target, profile_key
 from proxy.registry.client import ManifestHead, Upstream
 from proxy.storage.base import Store
 from proxy.storage.records import TagRecord
@@ -105,6 +105,12 @@ class ManifestService:
     async def by_tag(self, route: Route, tag: str, client: ClientCaps, target: Target | None = None) -> ManifestAnswer:
         """Resolved for ``target`` (default: this host), with a record kept per target platform;
         a target that does not resolve (an index tool, a child proxy) gets the upstream's own answer."""
+        if target is not None and target.key == REFUSED:
+            raise ManifestUnknown(
+                "this mirror cannot tell this client's platform and the client cannot read an index: declare the "
+                "node's platform (X-Platproxy-Platform), add a [[clients]] rule for its address, or pull with a "
+                "platform selector", {"tag": tag, "reason": "unknown client"},
+            )  # fmt: skip
         host = self._key_of(target)
         record = self.tags.get(route.upstream.name, route.repo, tag, host)
         if record is not None and self._fresh(record):

@@ -29,9 +29,11 @@ from functools import cache, lru_cache
 import structlog
 
 from hostinfo import HostProfile
+from hostinfo.addresses import own_addresses
 from hostinfo.normalize import normalize_arch, normalize_os
 from hostinfo.probe import host_profile
 from proxy.config import Capability, ClientRule, Config, check_platform
+from proxy.errors import InvalidHeader
 from proxy.oci.clients import index_tool, user_agent_platform
 from proxy.pull.route import ALL
 
@@ -39,6 +41,9 @@ log = structlog.get_logger("platproxy.targets")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 MEMO_SIZE = 8192
+REFUSED = "!"
+"""The record key of no answer: a remote client nothing places that cannot read an index, with
+``[resolve] unknown_list_blind = "refuse"``."""
 UNRESOLVED = "-"
 """The record key of a tag's unresolved answer (the index itself: for index tools, ``platform.all``
 and a child proxy that resolves for its own host)."""
@@ -93,15 +98,21 @@ class Choice:
 
 def choose(address: str, user_agent: str, rules: list[tuple[Network, ClientRule]], host: HostProfile,
            default_variants: dict[str, str], use_user_agent: bool = True, *, selector: str = "",
-           tool: str = "") -> Choice:  # fmt: skip
+           tool: str = "", node: str = "", remote: bool = False, accepts_index: bool = True) -> Choice:  # fmt: skip
     """Pure: which source decides the platform for a client at ``address`` with ``user_agent``.
 
     ``selector``: the platform (or ``all``) the name selects; ``tool``: the index tool the client
-    is, when its ``Accept`` takes an index."""
+    is, when its ``Accept`` takes an index; ``node``: the platform the node declared in its
+    header (checked); ``remote``: the client is not this host (a node of a fleet), so nothing of
+    this host's own profile is assumed for it: a ``User-Agent`` naming this host's architecture
+    gets the default variant, and a client nothing places gets the index (``unknown``) or, when
+    it cannot read one, this host's answer as a ``guess``."""
     if selector:
         return Choice("selector", platform=selector)
     if tool:
         return Choice("tool", platform=ALL)
+    if node:
+        return Choice("node", platform=node)
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -112,9 +123,11 @@ def choose(address: str, user_agent: str, rules: list[tuple[Network, ClientRule]
                 return Choice("rule", rule=rule)
     named = user_agent_platform(user_agent) if use_user_agent else None
     if named is None:
-        return Choice("host")
+        if not remote:
+            return Choice("host")
+        return Choice("unknown client", platform=ALL) if accepts_index else Choice("guess")
     os_name, arch = normalize_os(named[0]), normalize_arch(named[1])[0]
-    if (os_name, arch) == (host.platform.os, host.platform.architecture):
+    if (os_name, arch) == (host.platform.os, host.platform.architecture) and not remote:
         return Choice("host")
     spec = f"{os_name}/{arch}" + (f"/{default_variants[arch]}" if arch in default_variants else "")
     try:
@@ -154,6 +167,8 @@ class Targets:
         self.rules = [(ipaddress.ip_network(r.cidr), r) for r in config.clients]
         self.trusted = [ipaddress.ip_network(c) for c in config.resolve.trusted_proxies]
         self.children = [ipaddress.ip_network(c) for c in config.resolve.child_proxies]
+        self.host_networks = [ipaddress.ip_network(c) for c in config.resolve.host_addresses or own_addresses()]
+        """Whose clients are this host: resolved for this host's own profile (a sidecar)."""
         # A fleet is a few thousand (address, User-Agent) pairs asking again and again: each is
         # decided once (and an ignored User-Agent platform logged once), not on every request.
         self._decide = lru_cache(maxsize=MEMO_SIZE)(self._decide_uncached)
@@ -164,7 +179,7 @@ class Targets:
 
     def for_request(self, peer: str, forwarded_for: str, user_agent: str, *, selector: str = "",
                     accepts_index: bool = False, unresolved: bool = False,
-                    authenticated: bool = False) -> Target:  # fmt: skip
+                    authenticated: bool = False, node: str = "") -> Target:  # fmt: skip
         """``unresolved``: the request asks for the index as published (``X-Platproxy-Resolve:
         none``, sent by a child platproxy); granted only to a configured child proxy's address or
         an authenticated client, since the answer would otherwise be any client's to shape."""
@@ -173,16 +188,25 @@ class Targets:
                 return self.index("proxy")
             self._refuse_unresolved(peer)
         address = client_address(peer, forwarded_for, self.trusted) if self.trusted else peer
-        return self._decide(address, user_agent, selector, accepts_index)
+        return self._decide(address, user_agent, selector, accepts_index, node_platform(node) if node else "")
 
     def _refuse_unresolved_uncached(self, peer: str) -> None:
         log.warning("X-Platproxy-Resolve ignored: not from a configured child proxy ([resolve] child_proxies)",
                     address=peer)  # fmt: skip
 
-    def _decide_uncached(self, address: str, user_agent: str, selector: str, accepts_index: bool) -> Target:
+    def _decide_uncached(self, address: str, user_agent: str, selector: str, accepts_index: bool, node: str) -> Target:
         tool = index_tool(user_agent, self.config.resolve.index_tools) if accepts_index else ""
+        remote = not in_networks(address, self.host_networks)
         choice = choose(address, user_agent, self.rules, self.host.profile, self.config.resolve.default_variants,
-                        self.config.resolve.user_agent, selector=selector, tool=tool)  # fmt: skip
+                        self.config.resolve.user_agent, selector=selector, tool=tool, node=node, remote=remote,
+                        accepts_index=accepts_index)  # fmt: skip
+        if choice.source == "guess":
+            log.warning("a remote client nothing places, which cannot read an index: resolved for this host as a "
+                        "guess (declare the node's platform, or a [[clients]] rule)", address=address,
+                        user_agent=user_agent[:200], answer=self.config.resolve.unknown_list_blind)  # fmt: skip
+            if self.config.resolve.unknown_list_blind == "refuse":
+                return Target(self.host.profile, "refused", REFUSED)
+            return Target(self.host.profile, "guess", self.host.key)
         if choice.ignored:
             log.info("user-agent platform ignored", address=address, reason=choice.ignored)
         if choice.rule is not None:
@@ -200,3 +224,16 @@ def _target(platform: str, features: tuple[str, ...], ia32: Capability, aarch32:
     """Profiles are built once per distinct description (a rule, a User-Agent's platform)."""
     profile = host_profile(platform, features, ia32, aarch32)
     return Target(profile, source, profile_key(profile))
+
+
+NODE_HEADER = "X-Platproxy-Platform"
+"""A node declares its platform with it (containerd's ``hosts.toml`` ``[host."…".header]``)."""
+
+
+def node_platform(value: str) -> str:
+    """The platform a node header declares, normalized; ``InvalidHeader`` for one that does not
+    exist (a typo must not send a node another platform's image)."""
+    try:
+        return str(check_platform(value.strip()))
+    except ValueError as exc:
+        raise InvalidHeader(f"{NODE_HEADER}: {exc}", {"header": NODE_HEADER, "value": value[:100]}) from None

@@ -145,7 +145,7 @@ def pull(port: int, repo: str, tag: str, engine: str) -> tuple[dict[str, str], b
     other = ask(port, "GET" if method == "HEAD" else "HEAD", f"/v2/{repo}/manifests/{tag}", accept, agent)
     for h in ("docker-content-digest", "content-type", "content-length"):
         assert other[1][h] == tagged[h], h
-    assert tagged["vary"] == "Accept, User-Agent, X-Platproxy-Resolve"
+    assert tagged["vary"] == "Accept, User-Agent, X-Platproxy-Resolve, X-Platproxy-Platform"
     digest = tagged["docker-content-digest"]
     status, headers, body = ask(port, "GET", f"/v2/{repo}/manifests/{digest}", accept, agent)
     assert status == 200 and headers["content-type"] == tagged["content-type"]

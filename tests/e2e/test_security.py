@@ -208,7 +208,7 @@ def test_no_client_shapes_what_a_shared_cache_in_front_serves_others(
                 front.stop()
             mips = [("Accept", OCI_MANIFEST), ("User-Agent", docker_agent("mips64le"))]
             status, got, _ = request(nginx.port, "GET", "/v2/library/pair/manifests/1", headers=mips)
-            assert status == 404 and got["vary"] == "Accept, User-Agent, X-Platproxy-Resolve"
+            assert status == 404 and got["vary"] == "Accept, User-Agent, X-Platproxy-Resolve, X-Platproxy-Platform"
             amd64 = [("Accept", OCI_MANIFEST), ("User-Agent", docker_agent("amd64"))]
             status, got, _ = request(nginx.port, "GET", "/v2/library/pair/manifests/1", headers=amd64)
             assert status == 200 and got["docker-content-digest"] == features_case().digest_of("plain")

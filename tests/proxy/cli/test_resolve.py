@@ -114,5 +114,7 @@ def test_what_a_central_mirror_gives_a_client(layout: tuple[Path, indexes.Case],
     assert case.digest_of("arm64") in by_agent.stdout
     by_rule = run(*index, "--client-ip", "10.3.2.1", "--config", str(rules), "--json")
     assert json.loads(by_rule.stdout)["chosen"]["digest"] == case.digest_of("arm64")
-    by_host = run(*index, "--client-ip", "192.0.2.1", "--config", str(rules), "--json")
+    by_host = run(*index, "--client-ip", "127.0.0.1", "--config", str(rules), "--json")  # this host (a sidecar)
     assert json.loads(by_host.stdout)["chosen"]["digest"] == case.digest_of("amd64")
+    unknown = run(*index, "--client-ip", "192.0.2.1", "--config", str(rules), "--json")  # a node nothing places
+    assert json.loads(unknown.stdout)["index"] is True and "unknown client" in json.loads(unknown.stdout)["note"]

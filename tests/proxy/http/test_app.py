@@ -59,7 +59,7 @@ async def test_a_tag_pull_is_resolved_and_says_so(registry: FakeUpstream, tmp_pa
     assert resp.headers["X-Platproxy-Rank"] == "native"
     assert resp.headers["X-Platproxy-Resolved-From"].startswith("sha256:")
     assert resp.headers["Content-Type"] == OCI_MANIFEST
-    assert resp.headers["Vary"] == "Accept, User-Agent, X-Platproxy-Resolve"
+    assert resp.headers["Vary"] == "Accept, User-Agent, X-Platproxy-Resolve, X-Platproxy-Platform"
     again = await client.get("/v2/library/alpine/manifests/3.20",
                              headers={"If-None-Match": resp.headers["ETag"], "Accept": UPSTREAM_ACCEPT})  # fmt: skip
     assert again.status == 304

@@ -118,3 +118,39 @@ def test_the_record_key_is_the_whole_target_features_included() -> None:
     assert profile_key(host_profile("linux/amd64", ("sse4_2", "avx512f"), "no", "no")) == profile_key(
         host_profile("linux/amd64", ("avx512f", "sse4_2", "avx512f"), "no", "no")
     )  # a set: order and repeats do not matter
+
+
+@pytest.mark.parametrize(
+    ("agent", "accepts_index", "node", "source", "platform"),
+    [
+        ("containerd/1.6.20~ds1", True, "", "unknown client", "all"),  # nothing places it: it chooses
+        ("containerd/1.6.20~ds1", False, "", "guess", ""),  # cannot read an index: a logged guess
+        (docker("amd64"), True, "", "user-agent", "linux/amd64/v1"),  # never this host's own level
+        (docker("arm64"), True, "", "user-agent", "linux/arm64/v8"),
+        ("containerd/1.6.20~ds1", True, "linux/arm/v7", "node", "linux/arm/v7"),  # the node header
+        (docker("amd64"), True, "linux/arm64/v8", "node", "linux/arm64/v8"),  # ahead of the User-Agent
+    ],
+)
+def test_a_remote_node_is_never_given_this_hosts_platform_by_guess(
+    agent: str, accepts_index: bool, node: str, source: str, platform: str
+) -> None:
+    choice = choose("192.0.2.9", agent, [], HOST, VARIANTS, remote=True, accepts_index=accepts_index, node=node)
+    assert (choice.source, choice.platform) == (source, platform)
+    # the same from this host (a sidecar's engine): its own profile, as before
+    if not node and agent.startswith("containerd"):
+        assert choose("127.0.0.1", agent, [], HOST, VARIANTS, remote=False).source == "host"
+
+
+def test_host_addresses_decide_who_is_this_host_and_the_node_header_is_checked() -> None:
+    from proxy.errors import InvalidHeader
+
+    config = load_config(None, {"resolve.host_addresses": ["127.0.0.9/32"]})
+    targets = Targets(config, HOST)
+    assert targets.for_request("127.0.0.9", "", "containerd/1.6", accepts_index=True).source == "host"
+    assert targets.for_request("127.0.0.1", "", "containerd/1.6", accepts_index=True).source == "unknown client"
+    node = targets.for_request("127.0.0.1", "", "containerd/1.6", accepts_index=True, node="linux/arm64")
+    assert (node.source, str(node.profile.platform)) == ("node", "linux/arm64/v8")
+    with pytest.raises(InvalidHeader, match="X-Platproxy-Platform"):
+        targets.for_request("127.0.0.1", "", "containerd/1.6", node="linux/amd65")
+    defaults = Targets(load_config(None), HOST)  # loopback and this machine's own addresses
+    assert defaults.for_request("127.0.0.1", "", "containerd/1.6", accepts_index=True).source == "host"
