@@ -3,7 +3,7 @@ and imported only when it runs, so the quick ones (``hostinfo``, ``resolve``) st
 loading the server.
 
 May import: hostinfo, proxy.errors, proxy.sizes, proxy.metrics, proxy.logs,
-proxy.oci, proxy.config, proxy.registry, proxy.storage, proxy.pull, proxy.http.
+proxy.oci, proxy.config, proxy.registry, proxy.storage, proxy.pull, proxy.http, proxy.node.
 """
 
 from proxy.cli.main import main
