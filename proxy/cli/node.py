@@ -30,7 +30,10 @@ BINARIES = {"containerd": "containerd", "docker": "dockerd", "podman": "podman",
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="node_command", required=True)
-    setup = sub.add_parser("setup", help="write each runtime's drop-in for the mirror")
+    setup = sub.add_parser("setup", help="write each runtime's drop-in for the mirror",
+                           description="Write the drop-in of each container runtime on this node (detected, or "
+                           "--runtime) so that its pulls go through the mirror, declaring this node's platform; "
+                           "nothing changes on a second run, and `node undo` puts back what was there.")  # fmt: skip
     setup.add_argument("--mirror", required=True, help="the mirror's URL, e.g. http://10.0.0.5:5000")
     setup.add_argument("--runtime", action="append", choices=("auto", *RUNTIMES), default=[],
                        help="a runtime to set up (repeatable; default auto: those installed)")  # fmt: skip
@@ -42,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     setup.add_argument("--root", type=Path, default=Path("/"), help="write under this directory instead of /")
     setup.add_argument("--dry-run", action="store_true", help="print the files and their diff, write nothing")
     setup.set_defaults(action=run_setup)
-    remove = sub.add_parser("undo", help="put back exactly what setup changed")
+    remove = sub.add_parser("undo", help="put back exactly what setup changed",
+                            description="Put back every file `node setup` wrote under --root as it was before, "
+                            "and remove the directories it made.")  # fmt: skip
     remove.add_argument("--root", type=Path, default=Path("/"), help="the directory setup wrote under")
     remove.set_defaults(action=run_undo)
 

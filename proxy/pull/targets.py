@@ -196,7 +196,7 @@ class Targets:
 
     def _decide_uncached(self, address: str, user_agent: str, selector: str, accepts_index: bool, node: str) -> Target:
         tool = index_tool(user_agent, self.config.resolve.index_tools) if accepts_index else ""
-        remote = not in_networks(address, self.host_networks)
+        remote = bool(address) and not in_networks(address, self.host_networks)  # no address: this host asking
         choice = choose(address, user_agent, self.rules, self.host.profile, self.config.resolve.default_variants,
                         self.config.resolve.user_agent, selector=selector, tool=tool, node=node, remote=remote,
                         accepts_index=accepts_index)  # fmt: skip
