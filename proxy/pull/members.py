@@ -39,8 +39,8 @@ from proxy.storage.tagindex import TagIndex
 
 log = structlog.get_logger("platproxy.members")
 
-MEMORY = 200_000
-"""(upstream, repository, digest) entries kept in memory; the rest are in the tag index."""
+MEMORY = 50_000
+"""(upstream, repository, digest) entries kept in memory (a few MiB); the rest are in the tag index."""
 
 
 class Verdict(Enum):
