@@ -56,8 +56,8 @@ def under(root: Path, path: str) -> Path:
     return root / path.lstrip("/")
 
 
-def containerd_dirs(args: argparse.Namespace) -> tuple[list[Path], str]:
-    """Where the running containerd reads hosts directories, and what to tell the user."""
+def containerd_dir(args: argparse.Namespace) -> tuple[Path, str]:
+    """The hosts directory the running containerd reads first, and what to tell the user."""
     tool = shutil.which("containerd")
     note = ""
     paths: list[str] = []
@@ -70,7 +70,7 @@ def containerd_dirs(args: argparse.Namespace) -> tuple[list[Path], str]:
         note = (f"containerd: config_path is not set, so its CRI reads no hosts directory: wrote {CONVENTIONAL}; "
                 f"add to its config.toml (then restart containerd):\n{config_path_line(2)}")  # fmt: skip
         paths = [CONVENTIONAL]
-    return [under(args.root, p) for p in paths[:1]], note
+    return under(args.root, paths[0]), note
 
 
 def plan(args: argparse.Namespace, platform: str) -> tuple[list[Change], list[str]]:
@@ -80,10 +80,10 @@ def plan(args: argparse.Namespace, platform: str) -> tuple[list[Change], list[st
     notes: list[str] = []
     for runtime in dict.fromkeys(runtimes):
         if runtime == "containerd":
-            dirs, note = containerd_dirs(args)
+            directory, note = containerd_dir(args)
             notes += [note] if note else []
             for registry in ["_default"] if registries == ["all"] else registries:
-                changes.append(planned(dirs[0] / registry / "hosts.toml", hosts_toml(args.mirror, platform, args.ca)))
+                changes.append(planned(directory / registry / "hosts.toml", hosts_toml(args.mirror, platform, args.ca)))
         elif runtime == "docker":
             path = under(args.root, "/etc/docker/daemon.json")
             before = path.read_text() if path.exists() else None

@@ -36,7 +36,7 @@ from proxy.errors import CannotAuthorize, PlatproxyError, Subject, UpstreamError
 from proxy.oci.names import is_digest
 from proxy.pull.members import Members
 from proxy.pull.route import Route
-from proxy.registry.client import Upstream
+from proxy.registry.client import Upstream, probe_status
 from proxy.registry.credentials import CLIENT_CREDENTIAL, ClientCredential, token_digest
 
 MAX_REMEMBERED = 100_000
@@ -237,9 +237,6 @@ class Access:
         ``Upstream.probe``): 200 for a yes, its status for a no, ``None`` when unreachable."""
         token = CLIENT_CREDENTIAL.set(credential)
         try:
-            await up.probe(repo, kind, reference)
-            return 200
-        except UpstreamError as exc:
-            return None if exc.unreachable else exc.status
+            return await probe_status(up, repo, kind, reference)
         finally:
             CLIENT_CREDENTIAL.reset(token)

@@ -34,7 +34,7 @@ from proxy.errors import CannotAuthorize, Subject, UpstreamError, UpstreamFailed
 from proxy.oci.descriptors import referenced
 from proxy.oci.schema1 import EMPTY_TAR_DIGEST
 from proxy.pull.route import Route
-from proxy.registry.client import Upstream
+from proxy.registry.client import Upstream, probe_status
 from proxy.storage.tagindex import TagIndex
 
 log = structlog.get_logger("platproxy.members")
@@ -117,14 +117,6 @@ class Members:
         while len(self._noted) > MEMORY:
             self._noted.popitem(last=False)
 
-    @staticmethod
-    async def _probe(up: Upstream, route: Route, kind: str, digest: str) -> int | None:
-        try:
-            await up.probe(route.repo, kind, digest)
-            return 200
-        except UpstreamError as exc:
-            return None if exc.unreachable else exc.status
-
     def _remember(self, key: tuple[str, str, str], size: int | None) -> None:
         if size is None and self._known.get(key) is not None:
             return  # a size once known stays known
@@ -142,10 +134,10 @@ class Members:
         if self.holds(route, digest) or not check_needed(digest, False, await stored()):
             return
         up = self.upstreams[route.upstream.name]
-        status = await self._probe(up, route, kind, digest)
+        status = await probe_status(up, route.repo, kind, digest)
         verdict = after_probe(status)
         if verdict is Verdict.NOT_HELD and made_from is not None and (sources := await made_from()):
-            answers = [await self._probe(up, route, "blob", source) for source in sources]
+            answers = [await probe_status(up, route.repo, "blob", source) for source in sources]
             status = next((s for s in answers if after_probe(s) is not Verdict.SERVE), 200)
             verdict = after_probe(status)
         log.info("cached content checked against the repository", upstream=up.name, repo=route.repo, digest=digest,

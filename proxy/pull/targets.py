@@ -149,11 +149,7 @@ def client_address(peer: str, forwarded_for: str, trusted: list[Network]) -> str
     """The client's address: the peer, or, behind trusted proxies, the nearest untrusted hop."""
     hops = [peer, *(h.strip() for h in reversed(forwarded_for.split(",")) if h.strip())]
     for hop in hops:
-        try:
-            ip = ipaddress.ip_address(hop)
-        except ValueError:
-            return hop  # not an address: stop here, no rule will match it
-        if not any(ip.version == n.version and ip in n for n in trusted):
+        if not in_networks(hop, trusted):  # not a trusted proxy (or not an address: no rule matches it)
             return hop
     return hops[-1]
 
@@ -188,13 +184,14 @@ class Targets:
                 return self.index("proxy")
             self._refuse_unresolved(peer)
         address = client_address(peer, forwarded_for, self.trusted) if self.trusted else peer
-        return self._decide(address, user_agent, selector, accepts_index, node_platform(node) if node else "")
+        return self._decide(address, user_agent, selector, accepts_index, node)
 
     def _refuse_unresolved_uncached(self, peer: str) -> None:
         log.warning("X-Platproxy-Resolve ignored: not from a configured child proxy ([resolve] child_proxies)",
                     address=peer)  # fmt: skip
 
     def _decide_uncached(self, address: str, user_agent: str, selector: str, accepts_index: bool, node: str) -> Target:
+        node = node_platform(node) if node else ""  # checked once per distinct header (a raise is not kept)
         tool = index_tool(user_agent, self.config.resolve.index_tools) if accepts_index else ""
         remote = bool(address) and not in_networks(address, self.host_networks)  # no address: this host asking
         choice = choose(address, user_agent, self.rules, self.host.profile, self.config.resolve.default_variants,

@@ -360,5 +360,15 @@ class Upstream:
             return None
 
 
+async def probe_status(up: Upstream, repo: str, kind: str, reference: str = "") -> int | None:
+    """``Upstream.probe`` as an answer: 200 for a yes, the upstream's status for a no, ``None``
+    when it cannot be reached (with the credential of the current context)."""
+    try:
+        await up.probe(repo, kind, reference)
+        return 200
+    except UpstreamError as exc:
+        return None if exc.unreachable else exc.status
+
+
 def _pull(repo: str) -> str:
     return f"repository:{repo}:pull"
