@@ -93,6 +93,14 @@ class InvalidHeader(PlatproxyError):
     """A request header platproxy reads has a value it cannot use (a platform that does not exist)."""
 
 
+class InvalidRequest(PlatproxyError):
+    """A request body platproxy reads (a node registration) that it cannot use."""
+
+
+class BlobUnknown(PlatproxyError):
+    """No such blob here (a node check canary's)."""
+
+
 class ManifestInvalid(PlatproxyError):
     """The upstream sent a manifest that is not one, or does not match its digest."""
 

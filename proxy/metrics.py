@@ -57,7 +57,8 @@ class Metrics:
         )  # fmt: skip
         self.targets = Counter(
             "platproxy_tag_targets", "Tag requests by whose platform they were resolved for "
-            "(selector, tool, proxy, rule, user-agent, host)", ["source"], registry=r,
+            "(selector, tool, proxy, node, rule, registration, user-agent, host, guess, unknown client)", ["source"],
+            registry=r,
         )  # fmt: skip
         self.conversions = Counter(
             "platproxy_conversions", "Manifests converted for clients that cannot read the original, by kind "
@@ -84,6 +85,14 @@ class Metrics:
             "platproxy_lease", "Fill leases in the shared store: acquired, taken_over, held (waited), lost",
             ["outcome"], registry=r,
         )  # fmt: skip
+
+        self.node_checks = Counter(
+            "platproxy_node_checks", "Node checks: nonces issued, canary requests answered (manifest, blob), "
+            "results read", ["event"], registry=r,
+        )  # fmt: skip
+        self.node_registrations = Gauge(
+            "platproxy_node_registrations", "Nodes whose registered platform places their pulls", registry=r
+        )
 
     def upstream_error(self, upstream: str, status: int | None) -> None:
         if status is None:

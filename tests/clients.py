@@ -97,12 +97,14 @@ class Engine:
                               timeout=300, check=False, env=env)  # fmt: skip
 
 
-def start_engine(root: Path, mirror: str = "", env: dict[str, str] | None = None) -> Engine:
+def start_engine(
+    root: Path, mirror: str = "", env: dict[str, str] | None = None, extra: tuple[str, ...] = ()
+) -> Engine:
     dockerd = shutil.which("dockerd")
     assert dockerd, "dockerd must be installed (scripts/test.sh installs Debian's docker.io)"
     args = [dockerd, "--data-root", f"{root}/data", "--exec-root", f"{root}/exec", "-H", f"unix://{root}/d.sock",
             "--pidfile", f"{root}/d.pid", "--storage-driver=vfs", "--iptables=false", "--ip6tables=false",
-            "--bridge=none", *(["--registry-mirror", mirror] if mirror else [])]  # fmt: skip
+            "--bridge=none", *(["--registry-mirror", mirror] if mirror else []), *extra]  # fmt: skip
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=(root / "dockerd.log").open("ab"),
                             env={**os.environ, **(env or {})})  # fmt: skip
     engine = Engine(root, proc)

@@ -1,4 +1,5 @@
-"""``platproxy cache ls | gc | rm IMAGE``: inspect and trim the cache directly.
+"""``platproxy cache ls | gc | rm IMAGE | nodes``: inspect and trim the cache directly, and list the
+nodes that registered their platform.
 
 They work on the directory (``--cache-dir``, or the config's) and are safe beside a running
 server: SQLite serializes the writes, and a file removed while it is being sent stays readable
@@ -19,11 +20,11 @@ from proxy.cli import bucketcache
 from proxy.cli.common import fail, subcommand
 from proxy.cli.tables import print_table, print_tags, tag_row
 from proxy.config import Config, ConfigError, load_config, parse_size
-from proxy.errors import PlatproxyError
+from proxy.errors import PlatproxyError, StoreUnavailable
 from proxy.oci.descriptors import references
 from proxy.sizes import human
 from proxy.storage.budget import Evictor, choose_victims, needed_by
-from proxy.storage.factory import NoCache, open_cache_directory
+from proxy.storage.factory import NoCache, node_registrations, open_cache_directory
 from proxy.storage.records import ContentEntry, TagRecord
 
 if TYPE_CHECKING:  # the types only: the factory opens the cache directory
@@ -50,9 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rm = subcommand(sub, "rm", "forget IMAGE (all its tags, or the one named) and content nothing else uses")
     rm.add_argument("image", help="e.g. alpine, alpine:3.20, ghcr.io/o/r:tag")
     rm.set_defaults(action=run_rm)
+    nodes = subcommand(sub, "nodes", "nodes that registered their platform (node setup), and until when")
+    nodes.set_defaults(action=run_nodes)
     for command in (gc, rm):
         command.add_argument("--dry-run", action="store_true", help="print what would go and how much; change nothing")
-    for command in (ls, gc, rm):  # the options go before or after the subcommand, as in serve
+    for command in (ls, gc, rm, nodes):  # the options go before or after the subcommand, as in serve
         _where(command, argparse.SUPPRESS)
         command.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                              help="print JSON for scripts instead of a table")  # fmt: skip
@@ -209,6 +212,25 @@ def run_rm(args: argparse.Namespace) -> int:
     print_table([("TAG RECORDS REMOVED", "FILES REMOVED", "FREED"), (str(len(doomed)), str(len(gone)), human(freed))])
     for name in names:
         print(f"removed {name}")
+    return 0
+
+
+def run_nodes(args: argparse.Namespace) -> int:
+    try:
+        records = node_registrations(_config(args))
+    except (ConfigError, NoCache, StoreUnavailable) as exc:
+        return _fail("nodes", str(exc))
+    now = time.time()
+    rows = [{**vars(r), "expired": not r.live(now)} for r in records]
+    if args.json:
+        print(json.dumps({"nodes": rows}, indent=2))
+        return 0
+    print(f"{sum(not r['expired'] for r in rows)} node(s) registered")
+    if rows:
+        print_table([("ADDRESS", "PLATFORM", "RUNTIME", "REGISTERED", "EXPIRES")] + [
+            (r.address, r.platform, r.runtime, time.strftime("%Y-%m-%d %H:%M", time.gmtime(r.registered_at)),
+             "expired" if not r.live(now) else time.strftime("%Y-%m-%d %H:%M", time.gmtime(r.expires_at)))
+            for r in records])  # fmt: skip
     return 0
 
 

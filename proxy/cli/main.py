@@ -36,7 +36,7 @@ COMMANDS = (
     Command("prefetch", "proxy.cli.prefetch", "warm a running platproxy for this host or given platforms"),
     Command("cache", "proxy.cli.cache", "list, trim or remove cached images"),
     Command("config", "proxy.cli.config", "check a configuration"),
-    Command("node", "proxy.cli.node", "point this node's container runtimes at the mirror (setup, undo)"),
+    Command("node", "proxy.cli.node", "point this node's runtimes at the mirror (setup, check, undo)"),
 )
 
 

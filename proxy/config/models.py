@@ -107,6 +107,12 @@ class ResolveConfig(Section):
     unknown_list_blind: Literal["host", "refuse"] = "host"
     """A remote client nothing places and that cannot read an index (an old engine): ``host``
     resolves for this host, logged and counted as a guess; ``refuse`` answers 404 saying why."""
+    node_registration: bool = True
+    """Take node registrations (``platproxy node setup`` for Docker and podman nodes, whose requests
+    cannot carry the node header): requests from a registered address resolve for the platform
+    it registered, after ``[[clients]]`` rules.  A node registers only its own address."""
+    registration_ttl: Duration = 30 * 86400.0
+    """How long a registration places a node unless renewed (``node setup`` or ``node check``)."""
     child_proxies: tuple[str, ...] = ()
     """CIDRs of child platproxies (``parent = true`` upstreams pointing here) whose
     ``X-Platproxy-Resolve: none`` is honoured: they get tags unresolved, the index as published.

@@ -16,7 +16,7 @@ from aiohttp.typedefs import Middleware
 
 from hostinfo import HostProfile
 from proxy.config import Config
-from proxy.http import health
+from proxy.http import health, nodes
 from proxy.http.auth import Htpasswd, auth_middleware
 from proxy.http.guard import guard
 from proxy.http.handlers import cacheability, dispatch, errors_middleware
@@ -27,9 +27,11 @@ from proxy.http.tls import CertificateWatcher, server_context
 from proxy.metrics import Metrics
 from proxy.pull.access import Access
 from proxy.pull.blobs import BlobService
+from proxy.pull.canary import Checks
 from proxy.pull.fills import Fills
 from proxy.pull.manifests import ManifestService
 from proxy.pull.members import Members
+from proxy.pull.registrations import Registrations
 from proxy.pull.targets import Targets
 from proxy.registry.client import Upstream
 from proxy.storage.factory import Storage, open_storage
@@ -64,12 +66,19 @@ def build_app(config: Config, host: HostProfile | None = None) -> web.Applicatio
             unreachable=lambda: {name for name, up in upstreams.items() if not up.reachable},
         )
         manifests = ManifestService(config, storage.store, storage.tags, upstreams, profile, metrics, members=members)
-        app[SERVICES] = Services(manifests, blobs, Targets(config, profile), Access(upstreams, members), members)
+        registrations = Registrations(storage.nodes, config.resolve.registration_ttl)
+        targets = Targets(config, profile, registrations.platform_of)
+        registrations.on_change = targets.forget
+        registrations.start()
+        metrics.node_registrations.set_function(lambda: len(registrations.live()))
+        app[SERVICES] = Services(manifests, blobs, targets, Access(upstreams, members), members, registrations,
+                                 Checks())  # fmt: skip
         app[FILLS] = fills
         app[STORAGE] = storage
 
     async def stop(app: web.Application) -> None:
         services: Services = app[SERVICES]
+        await services.registrations.close()
         await app[FILLS].close()
         for up in services.manifests.upstreams.values():
             await up.close()
@@ -83,6 +92,7 @@ def build_app(config: Config, host: HostProfile | None = None) -> web.Applicatio
     if any(u.auth == "passthrough" for u in config.upstreams):
         app.router.add_route("*", TOKEN_PATH, token_relay)
         app.router.add_route("*", TOKEN_PATH + "/{ns}", token_relay)
+    nodes.add_routes(app)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app
 

@@ -110,12 +110,16 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
+GUARDED = ("/v2", "/_platproxy/nodes", "/_platproxy/checks")
+"""The registry API and the node endpoints (registration, checks): what a user must log in for."""
+
+
 def auth_middleware(htpasswd: Htpasswd, realm: str) -> Middleware:
     @web.middleware
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if request.path.startswith("/v2"):
+        if request.path.startswith(GUARDED):
             creds = basic_credentials(request.headers.get("Authorization", ""))
             if creds is None or not await htpasswd.check(*creds):
                 raise Unauthorized(f'Basic realm="{realm}"')

@@ -30,11 +30,13 @@ from proxy.http import passthrough
 from proxy.http.blobs import blob
 from proxy.http.errors import answer_for, error_body
 from proxy.http.keys import CONFIG, METRICS, SERVICES, Services
+from proxy.http.nodes import canary
 from proxy.http.record import record
 from proxy.metrics import Metrics
 from proxy.oci.clients import classify
 from proxy.oci.mediatypes import ClientCaps
 from proxy.oci.names import TAG, check_digest, check_name, is_digest
+from proxy.pull.canary import nonce_of
 from proxy.pull.manifests import ManifestAnswer
 from proxy.pull.policy import judge
 from proxy.pull.route import Route, route
@@ -157,6 +159,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         raise NameUnknown("unknown registry API endpoint", {"path": raw[:300]})
     if request.method not in READ_METHODS:
         raise Unsupported(request.method, raw)
+    if (nonce := nonce_of(tags["name"] if tags is not None else m["name"] if m else "")) is not None:
+        return await canary(request, services, nonce, m["kind"].rstrip("s") if m else "tags", m["ref"] if m else "")
     if tags is not None:
         r = _route(request, tags["name"])
         kind, reference = "tags", ""

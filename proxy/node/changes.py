@@ -2,8 +2,10 @@
 leaves the tree exactly as it was (byte for byte, directories included).
 
 The record, ``<root>/var/lib/platproxy/node-setup.json``, keeps for each file what was there
-before the first setup that touched it (``null``: nothing) and every directory setup created.
-A second setup that changes nothing writes nothing, the record included.
+before the first setup that touched it (``null``: nothing), every directory setup created, and
+what setup did (``setup``: the mirror, runtimes, registries, platform, and whether the node
+registered), which ``node check`` and ``node undo`` read.  A second setup that changes nothing
+writes nothing, the record included.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 RECORD = Path("var/lib/platproxy/node-setup.json")
 
@@ -37,13 +40,15 @@ def planned(path: Path, text: str) -> Change:
     return Change(path, text, path.read_text() if path.exists() else None)
 
 
-def apply(root: Path, changes: list[Change]) -> list[Change]:
+def apply(root: Path, changes: list[Change], setup: dict[str, Any] | None = None) -> list[Change]:
     """Write every needed change, or none: a failure puts back what this run wrote.  Returns the
-    changes written; the record is updated with them."""
+    changes written; the record is updated with them (and with ``setup``, when it differs)."""
     todo = [c for c in changes if c.needed]
-    if not todo:
-        return []
     record = _load(root)
+    if not todo and (setup is None or setup == record.setup):
+        return []
+    if setup is not None:
+        record.setup = setup
     written: list[Change] = []
     made: list[Path] = []
     try:
@@ -55,7 +60,8 @@ def apply(root: Path, changes: list[Change]) -> list[Change]:
         record_path = root / RECORD
         made += _make_dirs(record_path.parent)
         record.dirs = sorted(set(record.dirs) | {str(d) for d in made})
-        _write(record_path, json.dumps({"files": record.files, "dirs": record.dirs}, indent=2) + "\n")
+        _write(record_path, json.dumps({"files": record.files, "dirs": record.dirs, "setup": record.setup},
+                                       indent=2) + "\n")  # fmt: skip
     except OSError as exc:
         for change in reversed(written):
             _restore(change.path, change.before)
@@ -64,6 +70,14 @@ def apply(root: Path, changes: list[Change]) -> list[Change]:
         raise ChangeError(exc.errno, f"cannot write {getattr(exc, 'filename', '') or 'a file'}: "
                                      f"{exc.strerror or exc}") from None  # fmt: skip
     return written
+
+
+def recorded_setup(root: Path) -> dict[str, Any]:
+    """What the last setup under ``root`` did (``{}``: none, or a record that cannot be read)."""
+    try:
+        return _load(root).setup
+    except (OSError, ValueError):
+        return {}
 
 
 def undo(root: Path) -> list[str]:
@@ -85,6 +99,8 @@ class Record:
     """Each file written, and what it held before the first setup (``None``: nothing)."""
     dirs: list[str]
     """Each directory setup made."""
+    setup: dict[str, Any] = field(default_factory=dict)
+    """What setup did: mirror, runtimes, registries, platform, registered."""
 
 
 def _load(root: Path) -> Record:
@@ -92,7 +108,8 @@ def _load(root: Path) -> Record:
     if not path.exists():
         return Record({}, [])
     data = json.loads(path.read_text())
-    return Record(dict(data.get("files", {})), list(data.get("dirs", [])))
+    setup = data.get("setup", {})
+    return Record(dict(data.get("files", {})), list(data.get("dirs", [])), setup if isinstance(setup, dict) else {})
 
 
 def _make_dirs(directory: Path) -> list[Path]:

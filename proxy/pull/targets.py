@@ -6,12 +6,16 @@ architectures.  For each request, in order (``choose``, pure):
 0. a platform selector in the name (``platform.linux.arm64.v8/…``, a person's explicit word), or
    a tool that works on the index as published (``[resolve] index_tools``: cosign, BuildKit,
    crane, …) when its ``Accept`` takes an index: the index, unresolved, whoever asks;
-1. a ``[[clients]]`` rule matching the client's address (first match wins), for fleets whose
-   engines say nothing useful;
-2. the platform a Docker engine names in its ``User-Agent`` (``os/linux arch/arm64``): this
+1. the platform the node declares in its ``X-Platproxy-Platform`` header (containerd's
+   ``hosts.toml``, written by ``platproxy node setup``);
+2. a ``[[clients]]`` rule matching the client's address (first match wins), for fleets whose
+   engines say nothing useful, then the platform the node at that address registered
+   (``proxy.pull.registrations``: Docker, podman);
+3. the platform a Docker engine names in its ``User-Agent`` (``os/linux arch/arm64``): this
    host's own os and architecture mean this host's full detected profile (variant, features,
    capabilities), another architecture gets the configured default variant;
-3. this host.
+4. this host, when the client is this host (``[resolve] host_addresses``); a remote client
+   nothing places gets the index when it can read one, else ``[resolve] unknown_list_blind``.
 
 The client's address is the connection's peer; ``X-Forwarded-For`` counts only when the peer is
 a configured trusted proxy (never a header from anyone).  A ``User-Agent`` naming a platform
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
@@ -55,7 +60,8 @@ class Target:
 
     profile: HostProfile
     source: str
-    """``selector``, ``tool``, ``proxy``, ``rule``, ``user-agent`` or ``host``."""
+    """``selector``, ``tool``, ``proxy``, ``node``, ``rule``, ``registration``, ``user-agent``,
+    ``host``, ``guess``, ``unknown client`` or ``refused``."""
     key: str
     """The tag records' key for this target (records are kept per target platform)."""
 
@@ -98,12 +104,14 @@ class Choice:
 
 def choose(address: str, user_agent: str, rules: list[tuple[Network, ClientRule]], host: HostProfile,
            default_variants: dict[str, str], use_user_agent: bool = True, *, selector: str = "",
-           tool: str = "", node: str = "", remote: bool = False, accepts_index: bool = True) -> Choice:  # fmt: skip
+           tool: str = "", node: str = "", registered: str = "", remote: bool = False,
+           accepts_index: bool = True) -> Choice:  # fmt: skip
     """Pure: which source decides the platform for a client at ``address`` with ``user_agent``.
 
     ``selector``: the platform (or ``all``) the name selects; ``tool``: the index tool the client
     is, when its ``Accept`` takes an index; ``node``: the platform the node declared in its
-    header (checked); ``remote``: the client is not this host (a node of a fleet), so nothing of
+    header (checked); ``registered``: the platform the node at ``address`` registered (after
+    rules: the operator's word first); ``remote``: the client is not this host (a node of a fleet), so nothing of
     this host's own profile is assumed for it: a ``User-Agent`` naming this host's architecture
     gets the default variant, and a client nothing places gets the index (``unknown``) or, when
     it cannot read one, this host's answer as a ``guess``."""
@@ -121,6 +129,8 @@ def choose(address: str, user_agent: str, rules: list[tuple[Network, ClientRule]
         for network, rule in rules:
             if ip.version == network.version and ip in network:
                 return Choice("rule", rule=rule)
+    if registered:
+        return Choice("registration", platform=registered)
     named = user_agent_platform(user_agent) if use_user_agent else None
     if named is None:
         if not remote:
@@ -157,8 +167,10 @@ def client_address(peer: str, forwarded_for: str, trusted: list[Network]) -> str
 class Targets:
     """Turns a request's peer address, ``X-Forwarded-For`` and ``User-Agent`` into a ``Target``."""
 
-    def __init__(self, config: Config, host: HostProfile) -> None:
+    def __init__(self, config: Config, host: HostProfile, registered: Callable[[str], str] = lambda _: "") -> None:
         self.config = config
+        self.registered = registered
+        """The platform a node registered for an address (``""``: none); ``forget`` when it changes."""
         self.host = Target(host, "host", profile_key(host))
         self.rules = [(ipaddress.ip_network(r.cidr), r) for r in config.clients]
         self.trusted = [ipaddress.ip_network(c) for c in config.resolve.trusted_proxies]
@@ -170,8 +182,16 @@ class Targets:
         self._decide = lru_cache(maxsize=MEMO_SIZE)(self._decide_uncached)
         self._refuse_unresolved = lru_cache(maxsize=MEMO_SIZE)(self._refuse_unresolved_uncached)  # logged once
 
+    def forget(self) -> None:
+        """What places a node changed (a registration): decide every client afresh."""
+        self._decide.cache_clear()
+
     def index(self, source: str) -> Target:
         return Target(self.host.profile, source, UNRESOLVED)
+
+    def address_of(self, peer: str, forwarded_for: str) -> str:
+        """The client's address, as rules and registrations see it."""
+        return client_address(peer, forwarded_for, self.trusted) if self.trusted else peer
 
     def for_request(self, peer: str, forwarded_for: str, user_agent: str, *, selector: str = "",
                     accepts_index: bool = False, unresolved: bool = False,
@@ -183,7 +203,7 @@ class Targets:
             if authenticated or in_networks(peer, self.children):
                 return self.index("proxy")
             self._refuse_unresolved(peer)
-        address = client_address(peer, forwarded_for, self.trusted) if self.trusted else peer
+        address = self.address_of(peer, forwarded_for)
         return self._decide(address, user_agent, selector, accepts_index, node)
 
     def _refuse_unresolved_uncached(self, peer: str) -> None:
@@ -196,7 +216,7 @@ class Targets:
         remote = bool(address) and not in_networks(address, self.host_networks)  # no address: this host asking
         choice = choose(address, user_agent, self.rules, self.host.profile, self.config.resolve.default_variants,
                         self.config.resolve.user_agent, selector=selector, tool=tool, node=node, remote=remote,
-                        accepts_index=accepts_index)  # fmt: skip
+                        registered=self.registered(address), accepts_index=accepts_index)  # fmt: skip
         if choice.source == "guess":
             log.warning("a remote client nothing places, which cannot read an index: resolved for this host as a "
                         "guess (declare the node's platform, or a [[clients]] rule)", address=address,

@@ -11,7 +11,9 @@ aiobotocore is imported only when an S3 store is opened.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,8 @@ from proxy.metrics import Metrics
 from proxy.storage.base import Store
 from proxy.storage.budget import Evictor
 from proxy.storage.files import FileStore
+from proxy.storage.nodes import NodeRecords
+from proxy.storage.records import NodeRecord
 from proxy.storage.s3.bucket import s3_client_missing
 from proxy.storage.tagindex import TagIndex
 from proxy.storage.tags import TagRecords
@@ -71,6 +75,8 @@ def backend_problem(config: Config) -> str:
 class Storage:
     store: Store
     tags: TagRecords
+    nodes: NodeRecords
+    """Node registrations (kept with the tag records; shared through the bucket)."""
     _files: FileStore | None
     _metrics: Metrics | None
 
@@ -101,9 +107,10 @@ async def open_storage(config: Config, root: Path, metrics: Metrics | None = Non
             s3.bucket.on_call = lambda op, outcome: metrics.store_requests.labels(op, outcome).inc()
             s3.leases.on_lease = lambda outcome: metrics.leases.labels(outcome).inc()
         await s3.open()
-        return Storage(s3, TagRecords(index, SharedTags(s3.bucket, s3.leases)), None, metrics)
+        return Storage(s3, TagRecords(index, SharedTags(s3.bucket, s3.leases)), NodeRecords(index.db, s3.bucket), None,
+                       metrics)  # fmt: skip
     files = FileStore(root)
-    return Storage(files, TagRecords(index), files, metrics)
+    return Storage(files, TagRecords(index), NodeRecords(index.db), files, metrics)
 
 
 class NoCache(Exception):
@@ -117,6 +124,25 @@ def open_cache_directory(config: Config) -> tuple[Path, FileStore, TagIndex]:
     if not (root / "index.db").exists():
         raise NoCache(f"no platproxy cache at {root}")
     return root, FileStore(root, clean_tmp=False), TagIndex(root / "index.db")
+
+
+def node_registrations(config: Config) -> list[NodeRecord]:
+    """The node registrations of ``config``'s cache directory, or of its bucket (``StoreUnavailable``
+    when that cannot be read); ``NoCache`` when there is no cache directory."""
+    if config.store.backend != "s3":
+        _, _, index = open_cache_directory(config)
+        try:
+            return NodeRecords(index.db).local()
+        finally:
+            index.close()
+
+    async def read(collector: Collector) -> list[NodeRecord]:
+        found = await NodeRecords(sqlite3.connect(":memory:"), collector.bucket).shared()
+        if found is None:
+            raise StoreUnavailable("cannot list the node registrations")
+        return found
+
+    return asyncio.run(with_bucket_collector(config, read))
 
 
 async def with_bucket_collector(config: Config, work: Callable[[Collector], Awaitable[T]]) -> T:

@@ -41,3 +41,19 @@ class TagRecord:
     def image(self) -> str:
         """``<upstream>/<repo>:<tag>``, as the ``cache`` commands name a record."""
         return f"{self.upstream}/{self.repo}:{self.tag}"
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """A node that registered its platform with the mirror (``platproxy node setup`` for runtimes
+    that cannot send the node header): requests from ``address`` resolve for ``platform`` until
+    ``expires_at``, unless renewed."""
+
+    address: str
+    platform: str
+    runtime: str
+    registered_at: float
+    expires_at: float
+
+    def live(self, now: float) -> bool:
+        return now < self.expires_at

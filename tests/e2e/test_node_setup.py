@@ -15,7 +15,7 @@ import pytest
 from tests.clients import containerd, ctr, image_digest
 from tests.conftest import Seeded
 from tests.e2e.test_startup import read_only
-from tests.registry import Platproxy, cli, config_args
+from tests.registry import Platproxy, cli, config_args, free_port, request
 
 pytestmark = pytest.mark.e2e
 __all__ = ["containerd", "read_only"]  # fixtures
@@ -28,27 +28,38 @@ def tree(root: Path) -> dict[str, str | None]:
     return {str(p.relative_to(root)): (p.read_text() if p.is_file() else None) for p in sorted(root.rglob("*"))}
 
 
-def test_setup_twice_then_undo_leaves_the_tree_as_it_was(tmp_path: Path) -> None:
+def registration(mirror: Platproxy) -> dict[str, object] | None:
+    """What the mirror holds for this (loopback) address, as a node asks for it."""
+    status, _, body = request(mirror.port, "GET", "/_platproxy/nodes")
+    found: dict[str, object] = json.loads(body)
+    return found if status == 200 else None
+
+
+def test_setup_twice_then_undo_leaves_the_tree_as_it_was(seeded: Seeded, platproxy: Start, tmp_path: Path) -> None:
+    mirror = platproxy(seeded.registry.url, "linux/amd64")
+    url = f"http://{mirror.address}"
     root = tmp_path / "node"
     (root / "etc" / "docker").mkdir(parents=True)
     (root / "etc" / "docker" / "daemon.json").write_text('{"log-driver": "journald", "data-root": "/srv/docker"}\n')
     (root / "etc" / "containers").mkdir()
     (root / "etc" / "containers" / "registries.conf").write_text('unqualified-search-registries = ["docker.io"]\n')
     before = tree(root)
-    args = ("node", "setup", "--mirror", "http://10.0.0.5:5000", "--root", str(root), "--platform", "linux/arm/v7")
+    args = ("node", "setup", "--mirror", url, "--root", str(root), "--platform", "linux/arm/v7")
     first = cli(*args, *ALL)
     assert first.returncode == 0, first.stderr
+    assert "registered 127.0.0.1 as linux/arm/v7 for docker, podman, k3s" in first.stdout, first.stdout
+    assert (registration(mirror) or {}).get("platform") == "linux/arm/v7"
     written = tree(root)
     daemon = json.loads(written["etc/docker/daemon.json"] or "")
     assert daemon == {
         "log-driver": "journald",
         "data-root": "/srv/docker",
-        "registry-mirrors": ["http://10.0.0.5:5000"],
+        "registry-mirrors": [url],
     }
     hosts = written["etc/containerd/certs.d/docker.io/hosts.toml"] or ""
     assert 'X-Platproxy-Platform = ["linux/arm/v7"]' in hosts and "server =" not in hosts
-    assert 'location = "10.0.0.5:5000"' in (written["etc/containers/registries.conf.d/50-platproxy.conf"] or "")
-    assert '- "http://10.0.0.5:5000"' in (written["etc/rancher/k3s/registries.yaml"] or "")
+    assert f'location = "{mirror.address}"' in (written["etc/containers/registries.conf.d/50-platproxy.conf"] or "")
+    assert f'- "{url}"' in (written["etc/rancher/k3s/registries.yaml"] or "")
     assert written["etc/containers/registries.conf"] == before["etc/containers/registries.conf"]  # never rewritten
     second = cli(*args, *ALL)
     assert second.returncode == 0 and second.stdout.startswith("nothing to change"), second.stdout
@@ -58,6 +69,7 @@ def test_setup_twice_then_undo_leaves_the_tree_as_it_was(tmp_path: Path) -> None
     undone = cli("node", "undo", "--root", str(root))
     assert undone.returncode == 0, undone.stderr
     assert tree(root) == before  # byte-identical, directories included
+    assert "removed this node's registration" in undone.stdout and registration(mirror) is None
 
 
 def test_the_hosts_toml_setup_wrote_takes_a_real_containerd_through_the_mirror_as_the_node(
@@ -89,12 +101,14 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path: Path, read_o
     (root / "etc" / "docker").mkdir(parents=True)
     (root / "etc" / "docker" / "daemon.json").write_text('{"log-driver": "journald",\n  oops}\n')
     before = tree(root)
+    offline = ("--mirror", "http://10.0.0.5:5000", "--offline")  # what is tested here is the files
     cases = [
         (("--mirror", "not a url", "--root", str(root), *ALL), "give the mirror's URL"),
-        (("--mirror", "http://10.0.0.5:5000", "--root", str(root), *ALL), "daemon.json is not JSON (line 2)"),
-        (("--mirror", "http://10.0.0.5:5000", "--root", str(read_only), "--runtime", "podman"), "cannot write"),
-        (("--mirror", "http://10.0.0.5:5000", "--root", str(root), "--platform", "linux/amd65", "--runtime", "k3s"),
-         "amd65"),
+        (("--mirror", f"http://127.0.0.1:{free_port()}", "--root", str(root), *ALL), "is unreachable"),
+        ((*offline, "--root", str(root), *ALL), "daemon.json is not JSON (line 2)"),
+        ((*offline, "--root", str(read_only), "--runtime", "podman"), "cannot write"),
+        ((*offline, "--root", str(root), "--platform", "linux/amd65", "--runtime", "k3s"), "amd65"),
+        ((*offline, "--root", str(root), "--runtime", "podman", "--ca", str(root / "missing.pem")), "no such file"),
     ]  # fmt: skip
     for args, needle in cases:
         done = (

@@ -154,3 +154,20 @@ def test_host_addresses_decide_who_is_this_host_and_the_node_header_is_checked()
         targets.for_request("127.0.0.1", "", "containerd/1.6", node="linux/amd65")
     defaults = Targets(load_config(None), HOST)  # loopback and this machine's own addresses
     assert defaults.for_request("127.0.0.1", "", "containerd/1.6", accepts_index=True).source == "host"
+
+
+def test_a_registration_places_its_address_after_rules_and_the_header_and_is_forgotten_when_it_changes() -> None:
+    assert choose("10.3.7.9", docker("amd64"), RULES, HOST, VARIANTS, registered="linux/arm64/v8").source == "rule"
+    placed = choose("192.0.2.9", docker("amd64"), RULES, HOST, VARIANTS, registered="linux/arm/v6", remote=True)
+    assert (placed.source, placed.platform) == ("registration", "linux/arm/v6")  # ahead of the User-Agent
+    declared = choose("192.0.2.9", "", [], HOST, VARIANTS, node="linux/arm/v7", registered="linux/arm/v6")
+    assert (declared.source, declared.platform) == ("node", "linux/arm/v7")
+    registered: dict[str, str] = {}
+    targets = Targets(load_config(None, {"resolve.host_addresses": ["127.0.0.9/32"]}), HOST,
+                      lambda address: registered.get(address, ""))  # fmt: skip
+    assert targets.for_request("127.0.0.1", "", "containerd/1.6", accepts_index=True).source == "unknown client"
+    registered["127.0.0.1"] = "linux/arm64/v8"
+    targets.forget()  # what Registrations.on_change does
+    target = targets.for_request("127.0.0.1", "", "containerd/1.6", accepts_index=True)
+    assert (target.source, str(target.profile.platform)) == ("registration", "linux/arm64/v8")
+    assert targets.for_request("127.0.0.2", "", "containerd/1.6", accepts_index=True).source == "unknown client"
