@@ -1,12 +1,14 @@
 """Where each containerd reads hosts directories (from ``containerd config dump``), and each
-runtime's drop-in (pure).  The 1.6 dump is real (``tests/e2e/test_node_setup.py`` runs
-containerd's own); the 1.7, 2.0 and 2.2 layouts follow containerd's docs/cri/config.md and
-docs/hosts.md of those releases (1.7: the CRI plugin's registry section as in 1.6; 2.0: the
-images plugin ``io.containerd.cri.v1.images``; 2.2: two directories by default)."""
+runtime's drop-in (pure).  The dumps in ``tests/data/containerd`` are real, captured from
+containerd 1.6, 1.7 and 2.1 (its README says how); 1.x keeps the CRI plugin's registry section,
+2.x moved it to the images plugin ``io.containerd.cri.v1.images`` (containerd 2.0
+docs/cri/config.md), and 2.2's default names two directories (docs/hosts.md; containerd#12636),
+captured from 2.1 with that value set.  The small literal dumps below cover the same layouts."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +31,23 @@ V2 = 'version = 3\n[plugins]\n  [plugins."io.containerd.cri.v1.images".registry]
 )
 def test_config_paths(dump: str, paths: list[str]) -> None:
     assert config_paths(dump) == paths
+
+
+DUMPS = Path(__file__).parents[2] / "data" / "containerd"
+
+
+@pytest.mark.parametrize(
+    ("name", "paths"),
+    [
+        ("dump-1.6.toml", ["/etc/containerd/certs.d"]),
+        ("dump-1.7.toml", ["/etc/containerd/certs.d"]),  # not the transfer service's empty config_path
+        ("dump-2.1-from-v2.toml", ["/etc/containerd/certs.d"]),  # a version 2 config migrated by 2.x
+        ("dump-2.1-two.toml", ["/etc/containerd/certs.d", "/etc/docker/certs.d"]),  # 2.2's default
+        ("dump-2.1-default.toml", []),
+    ],
+)
+def test_real_dumps(name: str, paths: list[str]) -> None:
+    assert config_paths((DUMPS / name).read_text()) == paths
 
 
 def test_a_dump_that_is_not_toml_and_the_line_to_add() -> None:
