@@ -79,6 +79,9 @@ class S3Config(Section):
     """A collection aborts multipart uploads started longer ago than this whose fill holds no lease."""
     pull_times_every: Interval = 60.0
     """Each replica reports what it served this often, in one object (a collection's "last pulled")."""
+    nodes_every: Interval = 30.0
+    """How often a replica reads the node registrations the others took (one listing; only changed
+    objects are read)."""
 
     @field_validator("endpoint")
     @classmethod

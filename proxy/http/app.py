@@ -69,7 +69,7 @@ def build_app(config: Config, host: HostProfile | None = None) -> web.Applicatio
         registrations = Registrations(storage.nodes, config.resolve.registration_ttl)
         targets = Targets(config, profile, registrations.platform_of)
         registrations.on_change = targets.forget
-        registrations.start()
+        registrations.start(config.store.s3.nodes_every)
         metrics.node_registrations.set_function(lambda: len(registrations.live()))
         app[SERVICES] = Services(manifests, blobs, targets, Access(upstreams, members), members, registrations,
                                  Checks())  # fmt: skip

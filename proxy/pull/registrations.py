@@ -8,7 +8,7 @@ request, so nobody can place another node.  A registration expires after ``[reso
 registration_ttl`` unless renewed (``node setup`` and ``node check`` renew it), so a node that
 went away, or an address reused by another machine, stops being placed by a stale word.
 Registrations are kept by ``proxy.storage.nodes`` (SQLite, and the bucket of an S3 tier, read
-every ``SYNC_EVERY`` seconds).
+every ``[store.s3] nodes_every``).
 """
 
 from __future__ import annotations
@@ -24,9 +24,6 @@ from proxy.storage.nodes import NodeRecords
 from proxy.storage.records import NodeRecord
 
 log = structlog.get_logger("platproxy.nodes")
-
-SYNC_EVERY = 30.0
-"""How often a replica of a bucket tier reads the registrations the others took."""
 
 
 class Registrations:
@@ -91,9 +88,10 @@ class Registrations:
         if changed:
             self.on_change()
 
-    def start(self) -> None:
+    def start(self, period: float) -> None:
+        """Read the bucket's registrations every ``period`` seconds (nothing without a bucket)."""
         if self.records.bucket is not None:
-            self._task = asyncio.create_task(self._every(SYNC_EVERY))
+            self._task = asyncio.create_task(self._every(period))
 
     async def _every(self, period: float) -> None:
         while True:

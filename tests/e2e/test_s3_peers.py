@@ -165,3 +165,34 @@ def test_killing_the_holder_mid_fill_still_serves_every_waiting_client(
     took = datetime.fromisoformat(takeover["timestamp"].replace("Z", "+00:00")).timestamp() - killed_at
     assert took <= (ttl or S3Config().lease_ttl) + 2.5, took  # default: within about 10 s
     assert rgw.keys(name)[blob_key(digest)] == len(data)  # complete, never partial
+
+
+def test_a_node_registered_with_one_replica_is_placed_by_every_replica(
+    seeded: Seeded, platproxy: Start, rgw: Rgw, tmp_path: Path
+) -> None:
+    """Registrations ride the bucket: node B registers with replica 0, and replica 1 (after its
+    next read of the bucket) resolves B's pulls for B's platform; an unregistered node still gets
+    the index there."""
+    case = seeded.cases["library/multi:1"]
+    remote = '[resolve]\nhost_addresses = ["127.0.0.9/32"]\n'
+    store = s3_text(rgw, bucket(rgw), 'nodes_every = "0.5s"')
+    replicas = [platproxy(seeded.registry.url, "linux/amd64", config_args(tmp_path, store + remote)) for _ in range(2)]
+    accept = [("Accept", "application/vnd.oci.image.index.v1+json"),
+              ("Accept", "application/vnd.oci.image.manifest.v1+json")]  # fmt: skip
+    body = json.dumps({"platform": "linux/arm/v7", "runtime": "podman"}).encode()
+    assert request(replicas[0].port, "POST", "/_platproxy/nodes", body, source="127.0.0.2")[0] == 200
+    deadline = time.monotonic() + 10
+    while request(replicas[1].port, "GET", "/_platproxy/nodes", source="127.0.0.2")[0] != 200:
+        assert time.monotonic() < deadline, "replica 1 never read the registration"
+        time.sleep(0.2)
+    status, headers, _ = request(replicas[1].port, "GET", "/v2/library/multi/manifests/1", headers=accept,
+                                 source="127.0.0.2")  # fmt: skip
+    assert status == 200 and headers["docker-content-digest"] == case.digest_of("linux/arm/v7")
+    assert headers["x-platproxy-target"] == "linux/arm/v7 (registration)"
+    other = request(replicas[1].port, "GET", "/v2/library/multi/manifests/1", headers=accept, source="127.0.0.3")
+    assert other[1]["x-platproxy-target"] == "index (unknown client)"
+    # removed through replica 1: replica 0 forgets it too
+    assert request(replicas[1].port, "DELETE", "/_platproxy/nodes", source="127.0.0.2")[0] == 200
+    while request(replicas[0].port, "GET", "/_platproxy/nodes", source="127.0.0.2")[0] != 404:
+        assert time.monotonic() < deadline + 10, "replica 0 kept a removed registration"
+        time.sleep(0.2)
