@@ -41,6 +41,10 @@ def containerd_dir(args: argparse.Namespace) -> tuple[Path, str]:
         dump = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
         if dump.returncode == 0:
             paths = config_paths(dump.stdout)
+    elif args.containerd_config and Path(args.containerd_config).is_file():
+        # no containerd binary here (a DaemonSet's container with the host's /etc mounted): the
+        # file itself, which names config_path whenever it is set (the default is unset)
+        paths = config_paths(Path(args.containerd_config).read_text())
     if not paths:
         note = (f"containerd: config_path is not set, so its CRI reads no hosts directory: wrote {CONVENTIONAL}; "
                 f"add to its config.toml (then restart containerd):\n{config_path_line(2)}")  # fmt: skip

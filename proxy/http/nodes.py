@@ -6,7 +6,8 @@
   node_registration = false`` (403).
 - ``/_platproxy/checks``: ``POST`` opens a check and returns its one-time nonce;
   ``GET /_platproxy/checks/<nonce>`` returns what the mirror saw for it, once, to the address
-  that opened it, to loopback, or to an authenticated user (anyone else: 403).
+  that opened it, to this host (``[resolve] host_addresses``), or to an authenticated user
+  (anyone else: 403).
 - The canary pulls themselves (``…/platproxy-check/<nonce>``) come through the registry API and
   are answered here (``canary``), resolved for the client as a real tag is, never cached.
 
@@ -15,7 +16,6 @@ With ``[auth] htpasswd`` these paths need the same credentials as ``/v2/``.
 
 from __future__ import annotations
 
-import ipaddress
 import sqlite3
 import time
 
@@ -94,14 +94,10 @@ async def registration(request: web.Request) -> web.Response:
     return web.json_response(vars(kept))
 
 
-def _privileged(request: web.Request) -> bool:
-    """Loopback, or a user htpasswd let in."""
-    if record(request).user:
-        return True
-    try:
-        return ipaddress.ip_address(request.remote or "").is_loopback
-    except ValueError:
-        return False
+def _privileged(request: web.Request, services: Services) -> bool:
+    """This host (``[resolve] host_addresses``: by default loopback and its own addresses), or a
+    user htpasswd let in."""
+    return bool(record(request).user) or services.targets.is_host(request.remote or "")
 
 
 async def open_check(request: web.Request) -> web.Response:
@@ -118,7 +114,7 @@ async def read_check(request: web.Request) -> web.Response:
     check = services.checks.get(nonce)
     if check is None:
         raise NameUnknown("no open check with this nonce (a nonce is read once and expires)", {"nonce": nonce[:64]})
-    if check.asker != _address(request, services) and not _privileged(request):
+    if check.asker != _address(request, services) and not _privileged(request, services):
         raise Denied("only the address that opened a check reads it")
     services.checks.take(nonce)
     request.app[METRICS].node_checks.labels("read").inc()

@@ -189,6 +189,10 @@ class Targets:
     def index(self, source: str) -> Target:
         return Target(self.host.profile, source, UNRESOLVED)
 
+    def is_host(self, address: str) -> bool:
+        """The client is this host (``[resolve] host_addresses``; default loopback and its own)."""
+        return in_networks(address, self.host_networks)
+
     def address_of(self, peer: str, forwarded_for: str) -> str:
         """The client's address, as rules and registrations see it."""
         return client_address(peer, forwarded_for, self.trusted) if self.trusted else peer

@@ -72,6 +72,43 @@ def test_daemonset_config_passes_config_check_and_stays_on_loopback(tmp_path: Pa
     assert pod["readinessProbe"]["httpGet"] == {"host": "127.0.0.1", "port": 5001, "path": "/readyz"}
 
 
+def test_the_daemonsets_node_setup_writes_what_its_node_check_reads(tmp_path: Path) -> None:
+    """The init container's ``node setup``, run as written on a node root whose containerd config
+    names ``config_path``; the node-check container's readiness command reads the same places."""
+    (daemonset,) = [d for d in documents("daemonset.yaml") if d["kind"] == "DaemonSet"]
+    spec = daemonset["spec"]["template"]["spec"]
+    (setup,) = [c for c in spec["initContainers"] if c["name"] == "node-setup"]
+    (checker,) = [c for c in spec["containers"] if c["name"] == "node-check"]
+    host = tmp_path / "host"
+    (host / "etc/containerd").mkdir(parents=True)
+    (host / "etc/containerd/config.toml").write_text(
+        'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/containerd/hosts.d"\n'
+    )
+    args = [a.replace("/host", str(host)) for a in setup["args"]]
+    done = cli(*args)
+    assert done.returncode == 0, done.stderr
+    # the image has no containerd binary: its config file, read directly, names the same directory
+    again = cli(*args, env={"PATH": str(tmp_path / "no-such-dir")})
+    assert again.returncode == 0 and again.stdout.startswith("nothing to change"), again.stdout + again.stderr
+    for registry in ("docker.io", "ghcr.io", "registry.k8s.io"):
+        hosts = (host / "etc/containerd/hosts.d" / registry / "hosts.toml").read_text()
+        assert '[host."http://127.0.0.1:5000"]' in hosts and "X-Platproxy-Platform" in hosts
+    record = json.loads((host / "var/lib/platproxy/node-setup.json").read_text())
+    assert record["setup"]["runtimes"] == ["containerd"] and not record["setup"]["registered"]
+    mounted = {m["mountPath"] for m in setup["volumeMounts"]}
+    assert {"/host/etc", "/host/var/lib/platproxy"} <= mounted  # every path it wrote is the host's
+    command = checker["readinessProbe"]["exec"]["command"]
+    assert command[0] == "platproxy"
+    args = build_parser(command[1:]).parse_args(command[1:])
+    assert (args.node_command, str(args.root), args.containerd_config) == (
+        "check",
+        "/host",
+        "/host/etc/containerd/config.toml",
+    )
+    wanted = {"/host/etc", "/host/var/lib/platproxy", args.containerd_address}
+    assert {m["mountPath"] for m in checker["volumeMounts"]} >= wanted
+
+
 def test_mirror_tier_config_passes_config_check_with_its_environment(tmp_path: Path) -> None:
     ca = TestCA(tmp_path / "ca")
     pair = ca.issue("tier")

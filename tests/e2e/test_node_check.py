@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from proxy.node.changes import RECORD
 from tests.clients import DOCKER, engine_root, start_engine, stop_engine
 from tests.conftest import Seeded
 from tests.registry import Platproxy, cli, config_args, request
@@ -162,3 +163,40 @@ def test_podman_reading_the_drop_in_is_proven(seeded: Seeded, platproxy: Start, 
         assert checked.stdout.strip() == f"proven: podman (docker.io): through the mirror as {platform} (registration)"
     finally:
         shutil.rmtree(store, ignore_errors=True)
+
+
+def test_the_node_endpoints_follow_the_mirrors_auth_and_a_check_is_read_once_by_its_opener(
+    seeded: Seeded, platproxy: Start, tmp_path: Path
+) -> None:
+    import bcrypt
+
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text("node:" + bcrypt.hashpw(b"s3cret-node", bcrypt.gensalt(rounds=4)).decode() + "\n")
+    upstream = f'[[upstream]]\nname = "docker.io"\nurl = "{seeded.registry.url}"\n'
+    mirror = platproxy("", "linux/amd64", config_args(tmp_path, upstream + f'[auth]\nhtpasswd = "{htpasswd}"\n'))
+    body = json.dumps({"platform": "linux/arm/v7"}).encode()
+    assert request(mirror.port, "POST", "/_platproxy/nodes", body)[0] == 401
+    assert request(mirror.port, "POST", "/_platproxy/checks")[0] == 401
+    root = tmp_path / "node"
+    args = ("node", "setup", "--mirror", f"http://{mirror.address}", "--runtime", "podman", "--root", str(root),
+            "--platform", "linux/arm/v7")  # fmt: skip
+    refused = cli(*args)
+    assert refused.returncode == 2 and "answered 401" in refused.stderr and not root.exists(), refused.stderr
+    done = cli(*args, env={"PLATPROXY_MIRROR_CREDENTIALS": "node:s3cret-node"})
+    assert done.returncode == 0 and "registered 127.0.0.1 as linux/arm/v7" in done.stdout, done.stdout + done.stderr
+    assert "s3cret-node" not in done.stdout + done.stderr + mirror.log() + (root / RECORD).read_text()
+    # without auth: a check is read by the address that opened it (or this host), once
+    open_mirror = platproxy("", "linux/amd64", config_args(tmp_path, upstream + REMOTE))
+    status, _, opened = request(open_mirror.port, "POST", "/_platproxy/checks", source="127.0.0.2")
+    nonce = json.loads(opened)["nonce"]
+    assert status == 201 and len(nonce) == 32
+    accept = [("Accept", "application/vnd.docker.distribution.manifest.list.v2+json")]
+    seen = request(open_mirror.port, "GET", f"/v2/platproxy-check/{nonce}/manifests/latest", headers=accept)
+    assert seen[0] == 200 and seen[1]["x-platproxy-target"]
+    gone = request(open_mirror.port, "GET", f"/v2/platproxy-check/{'0' * 32}/manifests/latest")
+    assert gone[0] == 404 and json.loads(gone[2])["errors"][0]["code"] == "MANIFEST_UNKNOWN"
+    assert request(open_mirror.port, "GET", f"/_platproxy/checks/{nonce}", source="127.0.0.3")[0] == 403
+    status, _, answer = request(open_mirror.port, "GET", f"/_platproxy/checks/{nonce}", source="127.0.0.2")
+    assert status == 200 and [s["kind"] for s in json.loads(answer)["sightings"]] == ["manifest"]
+    assert request(open_mirror.port, "GET", f"/_platproxy/checks/{nonce}", source="127.0.0.2")[0] == 404
+    assert not any(open_mirror.cache_dir.rglob("blobs/*"))  # nothing of the canary was cached
