@@ -25,7 +25,15 @@ from hostinfo.probe import host_profile
 from proxy.cli.common import fail
 from proxy.cli.nodecheck import run_check
 from proxy.cli.nodemirror import Mirror, MirrorError
-from proxy.cli.noderuntimes import NO_HEADER, RUNTIMES, add_runtime_arguments, containerd_dir, installed, under
+from proxy.cli.noderuntimes import (
+    BINARIES,
+    NO_HEADER,
+    RUNTIMES,
+    add_runtime_arguments,
+    containerd_dir,
+    installed,
+    under,
+)
 from proxy.node.changes import Change, ChangeError, apply, planned, recorded_setup, undo
 from proxy.node.containerd import DumpError
 from proxy.node.dropins import DropInError, hosts_toml, k3s_registries, merge_daemon_json, registries_conf
@@ -128,6 +136,10 @@ def run_setup(args: argparse.Namespace) -> int:
     if args.ca and not Path(args.ca).is_file():
         return fail("node setup", f"--ca {args.ca}: no such file")
     runtimes = list(dict.fromkeys([r for r in args.runtime if r != "auto"] or installed(args)))
+    missing = [r for r in runtimes if r not in installed(args)]
+    if missing and args.root == Path("/"):  # under another root (an image build) it need not run here
+        return fail("node setup", f"{', '.join(missing)}: not installed here (no {BINARIES[missing[0]]} on PATH, "
+                    "no socket): leave it out, or give --root for a tree that is not this machine's")  # fmt: skip
     try:
         platform = str(host_profile(args.platform).platform)
         if not args.offline:

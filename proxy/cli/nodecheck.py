@@ -137,6 +137,10 @@ def run_check(args: argparse.Namespace) -> int:
         # renewed on every check (a registration expires unless renewed); a failure is the check's to show
         with contextlib.suppress(MirrorError, StopIteration):
             mirror.register(platform, next(r for r in runtimes if r in NO_HEADER))
+    tools = {"containerd": "ctr", "k3s": "ctr", "docker": "docker", "podman": "podman"}
+    if absent := [r for r in dict.fromkeys(runtimes) if not shutil.which(tools[r])]:
+        return fail("node check", f"{absent[0]}: {tools[absent[0]]} is not installed here, and the check pulls "
+                    "the canary with it (install it, or leave that runtime out with --runtime)")  # fmt: skip
     verdicts = []
     for name in dict.fromkeys(runtimes):
         runtime = Runtime(name, args, setup, platform)

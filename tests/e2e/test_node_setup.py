@@ -109,6 +109,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path: Path, read_o
         ((*offline, "--root", str(read_only), "--runtime", "podman"), "cannot write"),
         ((*offline, "--root", str(root), "--platform", "linux/amd65", "--runtime", "k3s"), "amd65"),
         ((*offline, "--root", str(root), "--runtime", "podman", "--ca", str(root / "missing.pem")), "no such file"),
+        (("--mirror", "http://127.0.0.1:9", "--runtime", "k3s"), "k3s: not installed here"),  # this machine's root
     ]  # fmt: skip
     for args, needle in cases:
         done = (
@@ -119,3 +120,6 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path: Path, read_o
         assert done.returncode == 2 and needle in done.stderr, (args, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     assert tree(root) == before and list(read_only.iterdir()) == []
+    no_tools = cli("node", "check", "--mirror", "http://127.0.0.1:9", "--runtime", "podman",
+                   env={"PATH": str(tmp_path / "empty")})  # fmt: skip
+    assert no_tools.returncode == 2 and "podman: podman is not installed here" in no_tools.stderr, no_tools.stderr
