@@ -93,6 +93,14 @@ class InvalidHeader(PlatproxyError):
     """A request header platproxy reads has a value it cannot use (a platform that does not exist)."""
 
 
+class NothingRuns(ManifestUnknown):
+    """No entry of an index runs on the target platform: a 404, and a ``missing`` in the fleet view."""
+
+    def __init__(self, message: str, detail: Any, index_digest: str) -> None:
+        super().__init__(message, detail)
+        self.index_digest = index_digest
+
+
 class InvalidRequest(PlatproxyError):
     """A request body platproxy reads (a node registration) that it cannot use."""
 

@@ -90,6 +90,10 @@ class Metrics:
             "platproxy_node_checks", "Node checks: nonces issued, canary requests answered (manifest, blob), "
             "results read", ["event"], registry=r,
         )  # fmt: skip
+        self.fleet_images = Gauge(
+            "platproxy_fleet_images", "Images whose latest pull on a platform had this outcome (native, variant "
+            "fallback, lower level, 32-bit compat, emulated, missing)", ["outcome", "platform"], registry=r,
+        )  # fmt: skip
         self.node_registrations = Gauge(
             "platproxy_node_registrations", "Nodes whose registered platform places their pulls", registry=r
         )

@@ -8,8 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(docker-registry skopeo podman containerd docker.io curl mount util-linux systemd python3-venv ceph-mon ceph-osd radosgw nginx)
-COMMANDS=(docker-registry skopeo podman containerd ctr dockerd curl mount setpriv systemd-analyze ceph-mon ceph-osd radosgw radosgw-admin ceph ceph-authtool monmaptool nginx)
+DEBIAN_PACKAGES=(docker-registry skopeo podman containerd docker.io curl mount util-linux systemd python3-venv ceph-mon ceph-osd radosgw nginx chromium)
+COMMANDS=(docker-registry skopeo podman containerd ctr dockerd curl mount unshare setpriv systemd-analyze ceph-mon ceph-osd radosgw radosgw-admin ceph ceph-authtool monmaptool nginx chromium)
 
 missing=()
 for cmd in "${COMMANDS[@]}"; do command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd"); done

@@ -3,7 +3,8 @@ and imported only when it runs, so the quick ones (``hostinfo``, ``resolve``) st
 loading the server.
 
 May import: hostinfo, proxy.errors, proxy.sizes, proxy.metrics, proxy.logs,
-proxy.oci, proxy.config, proxy.registry, proxy.storage, proxy.pull, proxy.http, proxy.node.
+proxy.oci, proxy.config, proxy.registry, proxy.storage, proxy.pull, proxy.http, proxy.node,
+proxy.fleet.
 """
 
 from proxy.cli.main import main

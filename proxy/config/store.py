@@ -78,7 +78,8 @@ class S3Config(Section):
     abort_uploads_after: Interval = 86400.0
     """A collection aborts multipart uploads started longer ago than this whose fill holds no lease."""
     pull_times_every: Interval = 60.0
-    """Each replica reports what it served this often, in one object (a collection's "last pulled")."""
+    """Each replica reports what it served this often, in one object (a collection's "last pulled"),
+    and shares its fleet records (``platproxy report``) as another, when they changed."""
     nodes_every: Interval = 30.0
     """How often a replica reads the node registrations the others took (one listing; only changed
     objects are read)."""

@@ -5,8 +5,9 @@ and OCI codes (``errors``), byte ranges (``ranges``), client authentication (``a
 challenges, token relay and access check of ``auth = "passthrough"`` upstreams
 (``passthrough``), what the application holds for its handlers (``keys``), what each request
 did, for its access-log line (``record``), TLS on the listener with certificate rotation
-(``tls``), the header timeout (``guard``) and the health and metrics endpoints (``health``).
+(``tls``), node registration and checks (``nodes``), the fleet page and its data (``fleet``),
+the header timeout (``guard``) and the health and metrics endpoints (``health``).
 
 May import: hostinfo, proxy.errors, proxy.sizes, proxy.sending, proxy.metrics, proxy.logs,
-proxy.oci, proxy.config, proxy.registry, proxy.storage, proxy.pull.
+proxy.oci, proxy.config, proxy.registry, proxy.storage, proxy.pull, proxy.fleet.
 """

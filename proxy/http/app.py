@@ -16,7 +16,7 @@ from aiohttp.typedefs import Middleware
 
 from hostinfo import HostProfile
 from proxy.config import Config
-from proxy.http import health, nodes
+from proxy.http import fleet, health, nodes
 from proxy.http.auth import Htpasswd, auth_middleware
 from proxy.http.guard import guard
 from proxy.http.handlers import cacheability, dispatch, errors_middleware
@@ -29,6 +29,7 @@ from proxy.pull.access import Access
 from proxy.pull.blobs import BlobService
 from proxy.pull.canary import Checks
 from proxy.pull.fills import Fills
+from proxy.pull.fleetlog import FleetLog
 from proxy.pull.manifests import ManifestService
 from proxy.pull.members import Members
 from proxy.pull.registrations import Registrations
@@ -37,6 +38,8 @@ from proxy.registry.client import Upstream
 from proxy.storage.factory import Storage, open_storage
 
 STORAGE: web.AppKey[Storage] = web.AppKey("storage", Storage)
+FLEET_EVERY = 5.0
+"""How often the pulls counted for the fleet view are written to the records."""
 HTPASSWD: web.AppKey[Htpasswd] = web.AppKey("htpasswd", Htpasswd)
 
 
@@ -71,14 +74,17 @@ def build_app(config: Config, host: HostProfile | None = None) -> web.Applicatio
         registrations.on_change = targets.forget
         registrations.start(config.store.s3.nodes_every)
         metrics.node_registrations.set_function(lambda: len(registrations.live()))
+        fleet_log = FleetLog(storage.fleet, metrics)
+        fleet_log.start(FLEET_EVERY, config.store.s3.pull_times_every)
         app[SERVICES] = Services(manifests, blobs, targets, Access(upstreams, members), members, registrations,
-                                 Checks())  # fmt: skip
+                                 Checks(), fleet_log)  # fmt: skip
         app[FILLS] = fills
         app[STORAGE] = storage
 
     async def stop(app: web.Application) -> None:
         services: Services = app[SERVICES]
         await services.registrations.close()
+        await services.fleet.close()
         await app[FILLS].close()
         for up in services.manifests.upstreams.values():
             await up.close()
@@ -89,6 +95,7 @@ def build_app(config: Config, host: HostProfile | None = None) -> web.Applicatio
     app.on_cleanup.append(stop)
     if not config.metrics.listen:
         health.add_routes(app, app, metrics)
+        fleet.add_routes(app, app)
     if any(u.auth == "passthrough" for u in config.upstreams):
         app.router.add_route("*", TOKEN_PATH, token_relay)
         app.router.add_route("*", TOKEN_PATH + "/{ns}", token_relay)
@@ -101,6 +108,7 @@ def build_ops_app(main: web.Application) -> web.Application:
     """/healthz, /readyz and /metrics alone, for ``[metrics] listen`` on another port."""
     ops = web.Application()
     health.add_routes(ops, main, main[METRICS])
+    fleet.add_routes(ops, main)
     return ops
 
 

@@ -23,12 +23,14 @@ from proxy.errors import (
     InvalidPagination,
     ManifestUnknown,
     NameUnknown,
+    NothingRuns,
     PlatproxyError,
     Unsupported,
 )
 from proxy.http import passthrough
 from proxy.http.blobs import blob
 from proxy.http.errors import answer_for, error_body
+from proxy.http.fleet import observe, observe_missing
 from proxy.http.keys import CONFIG, METRICS, SERVICES, Services
 from proxy.http.nodes import canary
 from proxy.http.record import record
@@ -235,7 +237,12 @@ async def manifest(request: web.Request, services: Services, r: Route, reference
     if is_digest(reference):
         answer = await services.manifests.by_digest(r, check_digest(reference), client, target)
     elif TAG.match(reference):
-        answer = await services.manifests.by_tag(r, reference, client, target)
+        try:
+            answer = await services.manifests.by_tag(r, reference, client, target)
+        except NothingRuns as exc:
+            observe_missing(services, r, reference, target, exc)
+            raise
+        observe(services, r, reference, target, answer)
         headers["X-Platproxy-Target"] = record(request).target = f"{target.platform} ({target.source})"
         request.app[METRICS].targets.labels(target.source).inc()
     else:  # the distribution-spec conformance suite expects 404 here, not 400

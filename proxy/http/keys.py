@@ -12,6 +12,7 @@ from proxy.pull.access import Access
 from proxy.pull.blobs import BlobService
 from proxy.pull.canary import Checks
 from proxy.pull.fills import Fills
+from proxy.pull.fleetlog import FleetLog
 from proxy.pull.manifests import ManifestService
 from proxy.pull.members import Members
 from proxy.pull.registrations import Registrations
@@ -20,7 +21,7 @@ from proxy.pull.targets import Targets
 
 class Services:
     def __init__(self, manifests: ManifestService, blobs: BlobService, targets: Targets, access: Access,
-                 members: Members, registrations: Registrations, checks: Checks) -> None:  # fmt: skip
+                 members: Members, registrations: Registrations, checks: Checks, fleet: FleetLog) -> None:  # fmt: skip
         self.manifests = manifests
         self.blobs = blobs
         self.targets = targets
@@ -32,6 +33,8 @@ class Services:
         """Nodes that registered their platform (``platproxy node setup``)."""
         self.checks = checks
         """Open node checks (``platproxy node check``'s canaries)."""
+        self.fleet = fleet
+        """Every resolution, counted for the fleet view."""
 
 
 SERVICES: web.AppKey[Any] = web.AppKey("services", object)

@@ -4,10 +4,12 @@ serving and resolution (``manifests``, ``freshness``), manifests by digest (``co
 forms old engines read, made once and kept (``conversions``, ``signing``), and blobs with
 single-flight fills streamed to every waiting client (``blobs``, ``fills``) and what a fill
 may take (``pace``), which repository of which upstream holds what (``members``), who may have
-what of an upstream that takes each client's own credentials (``access``), and what the mirror
-may fetch and serve at all (``policy``).  They know stores and upstreams only through their
+what of an upstream that takes each client's own credentials (``access``), what the mirror
+may fetch and serve at all (``policy``), nodes that registered their platform
+(``registrations``), the node check's canary (``canary``), and every resolution counted for the
+fleet view (``fleetlog``).  They know stores and upstreams only through their
 interfaces, and nothing of HTTP, sockets or threads (``tests/test_architecture.py`` checks).
 
 May import: hostinfo, proxy.errors, proxy.sizes, proxy.metrics,
-proxy.oci, proxy.config, proxy.registry, proxy.storage.
+proxy.oci, proxy.config, proxy.registry, proxy.storage, proxy.fleet.
 """

@@ -21,7 +21,15 @@ import structlog
 
 from hostinfo import HostProfile
 from proxy.config import Config
-from proxy.errors import ManifestInvalid, ManifestUnknown, StorageFailed, Subject, UpstreamError, UpstreamFailed
+from proxy.errors import (
+    ManifestInvalid,
+    ManifestUnknown,
+    NothingRuns,
+    StorageFailed,
+    Subject,
+    UpstreamError,
+    UpstreamFailed,
+)
 from proxy.metrics import Metrics
 from proxy.oci import jsondoc
 from proxy.oci.mediatypes import INDEX_TYPES, OCI_INDEX, ClientCaps
@@ -216,10 +224,8 @@ class ManifestService:
         if chosen is None:
             log.info("nothing in the index runs here", repo=route.repo, tag=tag, target=host, answer="404",
                      verdicts=[f"{r.platform}: {r.reason}" for r in decision.rejected])  # fmt: skip
-            raise ManifestUnknown(
-                f"no manifest in {route.repo}:{tag} runs on {decision.host}",
-                decision.no_match_detail(),
-            )  # fmt: skip
+            raise NothingRuns(f"no manifest in {route.repo}:{tag} runs on {decision.host}", decision.no_match_detail(),
+                              digest)  # fmt: skip
         await self.content.load(route, chosen.digest)  # cache the chosen manifest before advertising it
         if self.metrics is not None:
             self.metrics.resolutions.labels(str(chosen.platform), chosen.label).inc()

@@ -22,12 +22,15 @@ from typing import TYPE_CHECKING, TypeVar
 from proxy.config import Config
 from proxy.errors import StoreUnavailable
 from proxy.metrics import Metrics
+from proxy.oci.digests import matches
+from proxy.sizes import MAX_MANIFEST_SIZE
 from proxy.storage.base import Store
 from proxy.storage.budget import Evictor
 from proxy.storage.files import FileStore
+from proxy.storage.fleet import FleetRecords
 from proxy.storage.nodes import NodeRecords
-from proxy.storage.records import NodeRecord
-from proxy.storage.s3.bucket import s3_client_missing
+from proxy.storage.records import FleetRecord, NodeRecord
+from proxy.storage.s3.bucket import blob_key, s3_client_missing
 from proxy.storage.tagindex import TagIndex
 from proxy.storage.tags import TagRecords
 
@@ -77,6 +80,8 @@ class Storage:
     tags: TagRecords
     nodes: NodeRecords
     """Node registrations (kept with the tag records; shared through the bucket)."""
+    fleet: FleetRecords
+    """What each platform got for each image (kept with the tag records; shared through the bucket)."""
     _files: FileStore | None
     _metrics: Metrics | None
 
@@ -107,10 +112,11 @@ async def open_storage(config: Config, root: Path, metrics: Metrics | None = Non
             s3.bucket.on_call = lambda op, outcome: metrics.store_requests.labels(op, outcome).inc()
             s3.leases.on_lease = lambda outcome: metrics.leases.labels(outcome).inc()
         await s3.open()
-        return Storage(s3, TagRecords(index, SharedTags(s3.bucket, s3.leases)), NodeRecords(index.db, s3.bucket), None,
+        return Storage(s3, TagRecords(index, SharedTags(s3.bucket, s3.leases)), NodeRecords(index.db, s3.bucket),
+                       FleetRecords(index.db, s3.bucket), None,
                        metrics)  # fmt: skip
     files = FileStore(root)
-    return Storage(files, TagRecords(index), NodeRecords(index.db), files, metrics)
+    return Storage(files, TagRecords(index), NodeRecords(index.db), FleetRecords(index.db), files, metrics)
 
 
 class NoCache(Exception):
@@ -143,6 +149,40 @@ def node_registrations(config: Config) -> list[NodeRecord]:
         return found
 
     return asyncio.run(with_bucket_collector(config, read))
+
+
+Load = Callable[[str], Awaitable[bytes | None]]
+
+
+async def with_fleet_records(config: Config, work: Callable[[list[FleetRecord], list[str], Load], Awaitable[T]]) -> T:
+    """``work`` with the fleet records of ``config``'s cache directory (``NoCache``: none there;
+    ``FleetError``: unreadable) or of its bucket, every replica's merged (``StoreUnavailable``),
+    what could not be read (one line each), and a reader of stored manifests and configs by
+    digest (verified; ``None``: not stored).  Nothing is written."""
+    if config.store.backend != "s3":
+        _, files, index = open_cache_directory(config)
+
+        async def read(digest: str) -> bytes | None:
+            size = await files.stat(digest)
+            data = await files.get(digest) if size is not None and size <= MAX_MANIFEST_SIZE else None
+            return data if data is not None and matches(digest, data) else None
+
+        try:
+            return await work(FleetRecords(index.db).local(), [], read)
+        finally:
+            index.close()
+
+    async def on_bucket(collector: Collector) -> T:
+        records, problems = await FleetRecords(sqlite3.connect(":memory:"), collector.bucket).shared()
+        prefix = config.store.s3.prefix
+
+        async def load(digest: str) -> bytes | None:
+            data = await collector.bucket.read(blob_key(prefix, digest))
+            return data if data is not None and len(data) <= MAX_MANIFEST_SIZE and matches(digest, data) else None
+
+        return await work(records, problems, load)
+
+    return await with_bucket_collector(config, on_bucket)
 
 
 async def with_bucket_collector(config: Config, work: Callable[[Collector], Awaitable[T]]) -> T:

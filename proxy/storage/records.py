@@ -57,3 +57,34 @@ class NodeRecord:
 
     def live(self, now: float) -> bool:
         return now < self.expires_at
+
+
+@dataclass(frozen=True)
+class FleetRecord:
+    """What a platform got for an image, counted: one row per (image, platform, outcome), merged
+    across requests (``count``, first and last seen) and across replicas."""
+
+    image: str
+    """``<upstream>/<repository>:<tag>``."""
+    platform: str
+    """The target platform the tag was resolved for (``linux/arm/v7``)."""
+    outcome: str
+    """``native``, ``variant fallback``, ``lower level``, ``32-bit compat``, ``other
+    architecture``, ``emulated`` or ``missing`` (``proxy.fleet.outcomes``)."""
+    detail: str
+    source: str
+    """How the target was placed the last time: ``node``, ``registration``, ``rule``, ``user-agent``,
+    ``selector``, ``host``, ``guess``."""
+    index_digest: str
+    chosen: str
+    """The digest served (empty when missing)."""
+    chosen_platform: str
+    reason: str
+    """The resolver's sentence: the rank, or why nothing runs."""
+    first_seen: float
+    last_seen: float
+    count: int
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.image, self.platform, self.outcome)

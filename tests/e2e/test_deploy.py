@@ -296,6 +296,8 @@ def test_the_wheel_builds_installs_into_an_empty_venv_and_runs(tmp_path: Path) -
                               str(tmp_path / "cache")], stderr=subprocess.PIPE)  # fmt: skip
     try:
         wait_http(port, proc=serve)
+        status, _, page = request(port, "GET", "/fleet")  # the page ships inside the wheel
+        assert status == 200 and b"platproxy fleet" in page
     finally:
         serve.terminate()
         assert serve.wait(30) == 0

@@ -1,0 +1,146 @@
+"""Every resolution, counted for the fleet view: what each platform got for each image.
+
+Observations are counted in memory per (image, platform, outcome) and added to the records
+(``proxy.storage.fleet``) every ``every`` seconds, never one write per pull; with a bucket the
+replica's records are then shared as one object.  ``platproxy_fleet_images{outcome,platform}``
+counts the images whose latest pull on a platform had that outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from hostinfo import PlatformError
+from hostinfo.probe import host_profile
+from proxy.config import check_platform
+from proxy.errors import StoreUnavailable
+from proxy.fleet.outcomes import Outcome
+from proxy.fleet.report import Report, add_what_if, build
+from proxy.fleet.whatif import evaluate
+from proxy.metrics import Metrics
+from proxy.storage.fleet import FleetError, FleetRecords, merge
+from proxy.storage.records import FleetRecord
+
+log = structlog.get_logger("platproxy.fleet")
+
+
+class FleetLog:
+    def __init__(self, records: FleetRecords, metrics: Metrics | None = None,
+                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+        self.records = records
+        self.metrics = metrics
+        self.clock = clock
+        self.pending: dict[tuple[str, str, str], FleetRecord] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._shared_at = -1.0
+        self._changed = False
+        self.share_every = 60.0
+
+    def note(self, image: str, platform: str, source: str, outcome: Outcome, index_digest: str = "",
+             chosen: str = "", chosen_platform: str = "", reason: str = "") -> None:  # fmt: skip
+        now = self.clock()
+        key = (image, platform, outcome.kind)
+        was = self.pending.get(key)
+        self.pending[key] = FleetRecord(image, platform, outcome.kind, outcome.detail, source, index_digest, chosen,
+                                        chosen_platform, reason[:500], was.first_seen if was else now, now,
+                                        (was.count if was else 0) + 1)  # fmt: skip
+
+    def snapshot(self) -> list[FleetRecord]:
+        """This replica's records with what is not yet written (``FleetError``: unreadable)."""
+        return merge([*self.records.local(), *self.pending.values()])
+
+    async def flush(self, share_now: bool = False) -> None:
+        """Add what was counted to the records, and share them when they changed and the last
+        share is ``share_every`` old (or ``share_now``); best effort (logged)."""
+        if self.pending:
+            batch, self.pending = list(self.pending.values()), {}
+            try:
+                self.records.add(batch)
+            except sqlite3.Error as exc:
+                log.warning("cannot keep the fleet records", error=str(exc))
+                return
+            self._changed = True
+            self._gauge()
+        due = share_now or self.clock() - self._shared_at >= self.share_every
+        if self.records.bucket is not None and self._changed and due:
+            try:
+                await self.records.share()
+                self._shared_at, self._changed = self.clock(), False
+            except StoreUnavailable as exc:
+                log.warning("cannot share the fleet records", error=str(exc))
+
+    def _gauge(self) -> None:
+        if self.metrics is None:
+            return
+        try:
+            records = self.records.local()
+        except FleetError:
+            return
+        latest: dict[tuple[str, str], FleetRecord] = {}
+        for r in records:
+            if (r.image, r.platform) not in latest or latest[(r.image, r.platform)].last_seen < r.last_seen:
+                latest[(r.image, r.platform)] = r
+        counts: dict[tuple[str, str], int] = {}
+        for r in latest.values():
+            counts[(r.outcome, r.platform)] = counts.get((r.outcome, r.platform), 0) + 1
+        self.metrics.fleet_images.clear()
+        for (outcome, platform), n in counts.items():
+            self.metrics.fleet_images.labels(outcome, platform).set(n)
+
+    def start(self, every: float, share_every: float) -> None:
+        self.share_every = share_every
+        self._gauge()
+        self._task = asyncio.create_task(self._every(every))
+
+    async def _every(self, period: float) -> None:
+        while True:
+            await asyncio.sleep(period)
+            await self.flush()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush(share_now=True)
+
+    async def everywhere(self) -> tuple[list[FleetRecord], list[str]]:
+        """This replica's records and, on a bucket tier, every other replica's, merged; and what
+        could not be read (one line each)."""
+        local = self.snapshot()
+        if self.records.bucket is None:
+            return local, []
+        try:
+            others, problems = await self.records.shared(exclude=self.records.replica)
+        except StoreUnavailable as exc:
+            return local, [f"the other replicas' fleet records cannot be read: {exc}"]
+        return merge([*local, *others]), problems
+
+
+class UnknownTarget(ValueError):
+    """A what-if platform that does not exist; the message says why."""
+
+
+async def fleet_report(records: list[FleetRecord], load: Callable[[str], Awaitable[bytes | None]], *,
+                       images: str = "*", platforms: tuple[str, ...] = (), outcomes: tuple[str, ...] = (),
+                       since: float = 0.0, targets: tuple[str, ...] = (), now: float = 0.0) -> Report:  # fmt: skip
+    """The report over ``records``, with a what-if column per target evaluated from the cached
+    indexes (``load``: a digest's bytes from the cache), for a remote node of that platform as the
+    mirror places one (no 32-bit fallback assumed).  ``UnknownTarget`` for a platform that does
+    not exist."""
+    profiles = []
+    for target in targets:
+        try:
+            profiles.append((str(check_platform(target)), host_profile(target, (), "no", "no")))
+        except (ValueError, PlatformError) as exc:
+            raise UnknownTarget(f"--target {target}: {exc}") from None
+    report = build(records, images=images, platforms=platforms, outcomes=outcomes, since=since, now=now)
+    for name, profile in profiles:
+        add_what_if(report, name, await evaluate(name, profile, report.indexes, load))
+    return report
