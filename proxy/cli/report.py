@@ -24,7 +24,8 @@ from proxy.config import ConfigError, load_config, parse_duration
 from proxy.errors import StoreUnavailable
 from proxy.fleet.outcomes import DEGRADED, OUTCOMES
 from proxy.fleet.report import Report
-from proxy.pull.fleetlog import UnknownTarget, fleet_report
+from proxy.pull.fleetlog import Refresh, UnknownTarget, fleet_report
+from proxy.registry.client import Upstream
 from proxy.storage.factory import Load, NoCache, with_fleet_records
 from proxy.storage.fleet import FleetError
 from proxy.storage.records import FleetRecord
@@ -45,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", default="", help="only pulls seen this recently (7d, 12h)")
     parser.add_argument("--target", action="append", default=[],
                         help="what if a node of this platform pulled every image (repeatable)")  # fmt: skip
+    parser.add_argument("--refresh", action="store_true",
+                        help="what-if: read each image's index from its upstream now, not from the cache")  # fmt: skip
     parser.add_argument("--fail-on", choices=("missing", "degraded"), default="",
                         help="exit 1 when an image is missing (or degraded) on a platform shown")  # fmt: skip
 
@@ -75,10 +78,15 @@ def run(args: argparse.Namespace) -> int:
     outcomes = tuple(o for o in args.outcome if o != "degraded") + (DEGRADED if "degraded" in args.outcome else ())
 
     async def make(records: list[FleetRecord], problems: list[str], load: Load) -> tuple[Report, list[str], int]:
-        report = await fleet_report(records, load, images=args.image, platforms=tuple(args.platform),
-                                    outcomes=outcomes, since=since, targets=tuple(args.target),
-                                    now=time.time())  # fmt: skip
-        return report, problems, len(records)
+        refresh = Refresh({u.name: Upstream(u, config.limits) for u in config.upstreams}) if args.refresh else None
+        try:
+            report = await fleet_report(records, load, images=args.image, platforms=tuple(args.platform),
+                                        outcomes=outcomes, since=since, targets=tuple(args.target), now=time.time(),
+                                        refresh=refresh)  # fmt: skip
+        finally:
+            for up in refresh.upstreams.values() if refresh else ():
+                await up.close()
+        return report, problems + (refresh.problems if refresh else []), len(records)
 
     try:
         report, problems, seen = asyncio.run(with_fleet_records(config, make))

@@ -29,16 +29,21 @@ async def decide(index: bytes, profile: HostProfile, load: Callable[[str], Await
         return decision
 
 
+Load = Callable[[str], Awaitable[bytes | None]]
+
+
 async def evaluate(target: str, profile: HostProfile, indexes: dict[str, str],
-                   load: Callable[[str], Awaitable[bytes | None]]) -> dict[str, Cell]:  # fmt: skip
-    """``indexes``: image -> index digest; ``load``: a digest's bytes from the cache (``None``:
-    not there; checked against the digest here).  An image whose index is not cached is
-    ``unknown``, saying so."""
+                   load_for: Callable[[str], Load]) -> dict[str, Cell]:  # fmt: skip
+    """``indexes``: image -> index digest; ``load_for(image)``: what reads a digest's bytes for
+    that image (``None``: not there; checked against the digest here): the cache, or with
+    ``--refresh`` the upstream.  An image whose index cannot be read is ``unknown``, saying so."""
     cells: dict[str, Cell] = {}
     for image, digest in indexes.items():
+        load = load_for(image)
         index = await load(digest)
         if index is None or not matches(digest, index):
-            cells[image] = Cell("unknown", reason=f"the index {digest} is not in the cache", what_if=True)
+            cells[image] = Cell("unknown", reason=f"the index {digest} is not in the cache (--refresh asks the "
+                                "upstream)", what_if=True)  # fmt: skip
             continue
         try:
             decision = await decide(index, profile, load)

@@ -19,11 +19,14 @@ import structlog
 from hostinfo import PlatformError
 from hostinfo.probe import host_profile
 from proxy.config import check_platform
-from proxy.errors import StoreUnavailable
+from proxy.errors import StoreUnavailable, UpstreamError
 from proxy.fleet.outcomes import Outcome
 from proxy.fleet.report import Report, add_what_if, build
 from proxy.fleet.whatif import evaluate
 from proxy.metrics import Metrics
+from proxy.oci.digests import digest_of
+from proxy.registry.client import Upstream
+from proxy.sizes import MAX_MANIFEST_SIZE
 from proxy.storage.fleet import FleetError, FleetRecords, merge
 from proxy.storage.records import FleetRecord
 
@@ -129,11 +132,13 @@ class UnknownTarget(ValueError):
 
 async def fleet_report(records: list[FleetRecord], load: Callable[[str], Awaitable[bytes | None]], *,
                        images: str = "*", platforms: tuple[str, ...] = (), outcomes: tuple[str, ...] = (),
-                       since: float = 0.0, targets: tuple[str, ...] = (), now: float = 0.0) -> Report:  # fmt: skip
+                       since: float = 0.0, targets: tuple[str, ...] = (), now: float = 0.0,
+                       refresh: Refresh | None = None) -> Report:  # fmt: skip
     """The report over ``records``, with a what-if column per target evaluated from the cached
     indexes (``load``: a digest's bytes from the cache), for a remote node of that platform as the
-    mirror places one (no 32-bit fallback assumed).  ``UnknownTarget`` for a platform that does
-    not exist."""
+    mirror places one (no 32-bit fallback assumed).  ``refresh``: read each image's index as its
+    tag points now, and what it needs, from the upstream instead.  ``UnknownTarget`` for a
+    platform that does not exist."""
     profiles = []
     for target in targets:
         try:
@@ -141,6 +146,58 @@ async def fleet_report(records: list[FleetRecord], load: Callable[[str], Awaitab
         except (ValueError, PlatformError) as exc:
             raise UnknownTarget(f"--target {target}: {exc}") from None
     report = build(records, images=images, platforms=platforms, outcomes=outcomes, since=since, now=now)
+    indexes, load_for = dict(report.indexes), lambda _image: load
+    if refresh is not None and profiles:
+        indexes = {image: await refresh.index(image) for image in report.images}
+        load_for = refresh.loader
     for name, profile in profiles:
-        add_what_if(report, name, await evaluate(name, profile, report.indexes, load))
+        add_what_if(report, name, await evaluate(name, profile, indexes, load_for))
     return report
+
+
+class Refresh:
+    """``report --refresh``: each image's tag asked of its upstream now, and the manifests and
+    configs its resolution needs, from that image's repository (nothing is cached)."""
+
+    def __init__(self, upstreams: dict[str, Upstream]) -> None:
+        self.upstreams = upstreams
+        self.fetched: dict[str, bytes] = {}
+        self.problems: list[str] = []
+
+    def _where(self, image: str) -> tuple[Upstream | None, str, str]:
+        upstream, _, rest = image.partition("/")
+        repo, _, tag = rest.rpartition(":")
+        return self.upstreams.get(upstream), repo, tag
+
+    async def index(self, image: str) -> str:
+        """The digest the tag points at now (``""``: it could not be read; the problem is kept)."""
+        up, repo, tag = self._where(image)
+        if up is None:
+            self.problems.append(f"{image}: no upstream of that name in this configuration")
+            return ""
+        try:
+            data, _, _ = await up.get_manifest(repo, tag, MAX_MANIFEST_SIZE)
+        except UpstreamError as exc:
+            self.problems.append(f"{image}: {exc.message}")
+            return ""
+        digest = digest_of(data)
+        self.fetched[digest] = data
+        return digest
+
+    def loader(self, image: str) -> Callable[[str], Awaitable[bytes | None]]:
+        up, repo, _ = self._where(image)
+
+        async def load(digest: str) -> bytes | None:
+            if digest in self.fetched or up is None:
+                return self.fetched.get(digest)
+            try:
+                data, _, _ = await up.get_manifest(repo, digest, MAX_MANIFEST_SIZE)
+            except UpstreamError:
+                try:
+                    data = await up.get_small_blob(repo, digest, MAX_MANIFEST_SIZE) or b""
+                except UpstreamError:
+                    return None
+            self.fetched[digest] = data
+            return data
+
+        return load

@@ -199,3 +199,53 @@ def test_the_page_is_served_only_where_the_config_says(seeded: Seeded, platproxy
     assert status == 400 and b"amd65" in data
     empty = json.loads(request(port, "GET", "/fleet.json")[2])
     assert empty["images"] == [] and empty["host"]["platform"] == "linux/amd64/v1"
+
+
+def test_report_reads_without_writing_and_says_what_is_wrong_in_one_line(
+    seeded: Seeded, platproxy: Start, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    def report_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return cli("report", *args)
+
+    nothing = report_cli("--cache-dir", str(tmp_path / "none"))
+    assert nothing.returncode == 2 and "no platproxy cache at" in nothing.stderr
+    upstream = config_args(tmp_path, f'[[upstream]]\nname = "docker.io"\nurl = "{seeded.registry.url}"\n')
+    idle = platproxy("", "linux/amd64", upstream)
+    idle.stop()
+    empty = report_cli("--cache-dir", str(idle.cache_dir))
+    assert empty.returncode == 0 and empty.stdout.startswith("no pulls recorded yet"), empty.stdout + empty.stderr
+    proxy = platproxy("", "linux/amd64", upstream)
+    status, _, _ = request(proxy.port, "GET", "/v2/platform.linux.arm.v7/library/multi/manifests/1",
+                           headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})  # fmt: skip
+    assert status == 200
+    proxy.stop()  # writes what it counted
+    where = ("--cache-dir", str(proxy.cache_dir))
+    shown = report_cli(*where)
+    assert shown.returncode == 0 and "docker.io/library/multi:1" in shown.stdout and "native" in shown.stdout
+    bad = report_cli(*where, "--target", "linux/amd65")
+    assert bad.returncode == 2 and "amd65" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    # what-if from the upstream (--refresh), with the cache's content gone: the cache alone cannot say
+    for stored in (proxy.cache_dir / "blobs").rglob("*"):
+        if stored.is_file():
+            stored.unlink()
+    arm64 = "linux/arm64/v8 (what if)"
+    cached = json.loads(report_cli(*where, "--json", "--target", "linux/arm64/v8").stdout)
+    assert cached["images"][0]["cells"][arm64]["outcome"] == "unknown"
+    fresh = json.loads(report_cli(*upstream, *where, "--json", "--target", "linux/arm64/v8", "--refresh").stdout)
+    cell = fresh["images"][0]["cells"][arm64]
+    assert (cell["outcome"], cell["chosen"]) == ("native", seeded.cases["library/multi:1"].digest_of("linux/arm64/v8"))
+    # records from a newer platproxy: refused by name, and left exactly as they were
+    index = proxy.cache_dir / "index.db"
+    with sqlite3.connect(index) as db:
+        db.execute("UPDATE fleet_meta SET version = 2")
+
+    def contents() -> list[str]:
+        with sqlite3.connect(index) as db:
+            return list(db.iterdump())
+
+    before = contents()
+    newer = report_cli(*where)
+    assert newer.returncode == 2 and "newer platproxy" in newer.stderr, newer.stderr
+    assert contents() == before
