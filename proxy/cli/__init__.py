@@ -4,7 +4,7 @@ loading the server.
 
 May import: hostinfo, proxy.errors, proxy.sizes, proxy.metrics, proxy.logs,
 proxy.oci, proxy.config, proxy.registry, proxy.storage, proxy.pull, proxy.http, proxy.node,
-proxy.fleet.
+proxy.fleet, proxy.bundle.
 """
 
 from proxy.cli.main import main

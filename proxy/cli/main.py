@@ -37,7 +37,8 @@ COMMANDS = (
     Command("cache", "proxy.cli.cache", "list, trim or remove cached images"),
     Command("config", "proxy.cli.config", "check a configuration"),
     Command("node", "proxy.cli.node", "point this node's runtimes at the mirror (setup, check, undo)"),
-    Command("report", "proxy.cli.report", "what every node pulled, what it got, what would run where"),
+    Command("report", "proxy.cli.report", "what every node pulled, what it got, what would run"),
+    Command("bundle", "proxy.cli.bundle", "images for air-gapped sites, trimmed (export, import)"),
 )
 
 

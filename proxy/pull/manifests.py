@@ -32,8 +32,9 @@ from proxy.errors import (
 )
 from proxy.metrics import Metrics
 from proxy.oci import jsondoc
+from proxy.oci.descriptors import entry_kind
 from proxy.oci.mediatypes import INDEX_TYPES, OCI_INDEX, ClientCaps
-from proxy.oci.resolve import Decision, InvalidIndex, resolve_fetching
+from proxy.oci.resolve import Decision, InvalidIndex, parse_index, resolve_fetching
 from proxy.oci.schema1 import EMPTY_TAR_DIGEST
 from proxy.pull.content import ManifestContent
 from proxy.pull.conversions import Conversions
@@ -41,6 +42,7 @@ from proxy.pull.freshness import Action, Freshness, after_revalidation, after_up
 from proxy.pull.members import Members
 from proxy.pull.route import Route
 from proxy.pull.signing import SigningKey
+from proxy.pull.sparse import ABSENT, first_present
 from proxy.pull.targets import REFUSED, UNRESOLVED, Target, profile_key
 from proxy.registry.client import ManifestHead, Upstream
 from proxy.storage.base import Store
@@ -188,9 +190,18 @@ class ManifestService:
         except UpstreamError as exc:
             if record is not None and after_upstream_error(exc, stale_on_404) is Action.SERVE_STALE:
                 return await self._stale(route, tag, record, exc), "stale"
-            raise UpstreamFailed(exc, Subject.MANIFEST, f"{route.repo}:{tag}") from None
+            held = await self._held_index(route, tag) if exc.unreachable else None
+            if held is None:
+                raise UpstreamFailed(exc, Subject.MANIFEST, f"{route.repo}:{tag}") from None
+            # this target never pulled the tag, but the cache holds its index (another target's
+            # pull, an imported bundle): resolved from that, as the upstream would have been asked
+            log.warning("upstream unreachable: resolving from the index this cache holds", repo=route.repo, tag=tag,
+                        target=host, index=held[0], error=exc.message)  # fmt: skip
+            return await self._record(route, tag, host, *held, now), "stale"
         digest = await self.content.keep_fetched_by_tag(data, media_type, header_digest, up.name)
         record = await self._record(route, tag, host, digest, media_type, data, now)
+        if record.label.endswith(ABSENT):
+            return record, "miss"  # never kept: the entry that is absent now may come back
         try:
             await self.tags.keep(record)
         except StorageFailed as exc:  # everything it names is held (else it failed already): answer unkept
@@ -226,7 +237,13 @@ class ManifestService:
                      verdicts=[f"{r.platform}: {r.reason}" for r in decision.rejected])  # fmt: skip
             raise NothingRuns(f"no manifest in {route.repo}:{tag} runs on {decision.host}", decision.no_match_detail(),
                               digest)  # fmt: skip
-        await self.content.load(route, chosen.digest)  # cache the chosen manifest before advertising it
+        # the chosen manifest is cached before it is advertised; an absent one gives way to the next
+        present = await first_present(decision, lambda d: self.content.load(route, d), f"{route.repo}:{tag}", digest,
+                                      await self._present_platforms(data))  # fmt: skip
+        chosen, label = present.chosen, present.label
+        if present.absent:
+            log.warning("best entries absent: serving the next present", repo=route.repo, tag=tag, target=host,
+                        absent=[f"{c.platform} {c.digest}" for c in present.absent], served=chosen.digest)  # fmt: skip
         if self.metrics is not None:
             self.metrics.resolutions.labels(str(chosen.platform), chosen.label).inc()
             self.metrics.emulated.inc(chosen.label == "emulated")
@@ -239,11 +256,39 @@ class ManifestService:
             label=chosen.label, ranking=[c.to_json() for c in decision.candidates],
             rejected=[r.to_json() for r in decision.rejected],
         )  # fmt: skip
+        absent = "; ".join(f"{c.platform} ({c.digest}) absent" for c in present.absent)
         return record(
             digest=chosen.digest, media_type=chosen.media_type, index_digest=digest, platform=str(chosen.platform),
-            label=chosen.label,
-            reason=f"rank {chosen.rank} ({chosen.label}) of {len(decision.candidates)} runnable entries",
+            label=label,
+            reason=f"rank {chosen.rank} ({chosen.label}) of {len(decision.candidates)} runnable entries"
+            + (f"; {absent}" if absent else ""),
         )  # fmt: skip
+
+    async def _held_index(self, route: Route, tag: str) -> tuple[str, str, bytes] | None:
+        """The index a record of this tag (any target's) was resolved from, if this cache holds it:
+        ``(digest, media type, bytes)``."""
+        for found in self.tags.index.records_of(route.upstream.name, route.repo, tag):
+            digest = found.index_digest or (found.upstream_digest if found.media_type in INDEX_TYPES else None)
+            media_type = self.tags.index.manifest_type(digest) if digest else None
+            data = await self.content.stored(digest) if digest and media_type in INDEX_TYPES else None
+            if digest and media_type and data is not None:
+                return digest, media_type, data
+        return None
+
+    async def _present_platforms(self, index: bytes) -> list[str]:
+        """The platforms of the entries of ``index`` this cache holds (for the 404 of a sparse index)."""
+        found = []
+        for entry in parse_index(index).get("manifests", []):
+            platform = entry.get("platform") if isinstance(entry, dict) else None
+            if (
+                not isinstance(platform, dict)
+                or entry_kind(entry) != "image"
+                or not isinstance(entry.get("digest"), str)
+            ):
+                continue
+            if await self.content.holds(entry["digest"]):
+                found.append("/".join(str(platform[k]) for k in ("os", "architecture", "variant") if platform.get(k)))
+        return sorted(set(found))
 
     async def decide(self, route: Route, index_data: bytes, target_key: str = "") -> Decision:
         profile = self._profiles.get(target_key, self.host)

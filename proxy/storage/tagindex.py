@@ -89,6 +89,12 @@ class TagIndex:
         except sqlite3.Error as exc:
             log.warning("cannot record a revalidation", error=str(exc))
 
+    def records_of(self, upstream: str, repo: str, tag: str) -> list[TagRecord]:
+        """Every target's record of one tag, the most recently checked first."""
+        rows = self.db.execute("SELECT * FROM tags WHERE upstream=? AND repo=? AND tag=? ORDER BY checked_at DESC",
+                               (upstream, repo, tag))  # fmt: skip
+        return [TagRecord(*row) for row in rows]
+
     def tags(self, upstream: str, repo: str) -> list[str]:
         rows = self.db.execute(
             "SELECT DISTINCT tag FROM tags WHERE upstream=? AND repo=? ORDER BY tag", (upstream, repo)
