@@ -6,8 +6,8 @@ single-flight fills streamed to every waiting client (``blobs``, ``fills``) and 
 may take (``pace``), which repository of which upstream holds what (``members``), who may have
 what of an upstream that takes each client's own credentials (``access``), what the mirror
 may fetch and serve at all (``policy``), nodes that registered their platform
-(``registrations``), the node check's canary (``canary``), and every resolution counted for the
-fleet view (``fleetlog``).  They know stores and upstreams only through their
+(``registrations``), the node check's canary (``canary``), indexes whose children are partly
+absent (``sparse``), and every resolution counted for the fleet view (``fleetlog``).  They know stores and upstreams only through their
 interfaces, and nothing of HTTP, sockets or threads (``tests/test_architecture.py`` checks).
 
 May import: hostinfo, proxy.errors, proxy.sizes, proxy.metrics,
