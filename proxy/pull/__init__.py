@@ -7,8 +7,9 @@ may take (``pace``), which repository of which upstream holds what (``members``)
 what of an upstream that takes each client's own credentials (``access``), what the mirror
 may fetch and serve at all (``policy``), nodes that registered their platform
 (``registrations``), the node check's canary (``canary``), indexes whose children are partly
-absent (``sparse``), and every resolution counted for the fleet view (``fleetlog``).  They know stores and upstreams only through their
-interfaces, and nothing of HTTP, sockets or threads (``tests/test_architecture.py`` checks).
+absent (``sparse``), and every resolution counted for the fleet view (``fleetlog``).  They know
+stores and upstreams only through their interfaces, and nothing of HTTP, sockets or threads
+(``tests/test_architecture.py`` checks).
 
 May import: hostinfo, proxy.errors, proxy.sizes, proxy.metrics,
 proxy.oci, proxy.config, proxy.registry, proxy.storage, proxy.fleet.

@@ -267,9 +267,11 @@ class ManifestService:
     async def _held_index(self, route: Route, tag: str) -> tuple[str, str, bytes] | None:
         """The index a record of this tag (any target's) was resolved from, if this cache holds it:
         ``(digest, media type, bytes)``."""
-        for found in self.tags.index.records_of(route.upstream.name, route.repo, tag):
+        records = self.tags.index.records_of(route.upstream.name, route.repo, tag)
+        shared = await self.tags.latest(route.upstream.name, route.repo, tag, UNRESOLVED)  # an import, on a tier
+        for found in [*records, *([shared] if shared is not None else [])]:
             digest = found.index_digest or (found.upstream_digest if found.media_type in INDEX_TYPES else None)
-            media_type = self.tags.index.manifest_type(digest) if digest else None
+            media_type = await self.content.stored_type(digest) if digest else None
             data = await self.content.stored(digest) if digest and media_type in INDEX_TYPES else None
             if digest and media_type and data is not None:
                 return digest, media_type, data

@@ -23,6 +23,7 @@ from tests.clients import containerd, ctr, image_digest, podman, storage
 from tests.conftest import Seeded
 from tests.indexes import fresh_case
 from tests.registry import Platproxy, cli, config_args, free_port, push_case, request
+from tests.rgw import Rgw, bucket, s3_text
 
 pytestmark = pytest.mark.e2e
 __all__ = ["containerd", "storage"]  # fixtures
@@ -169,3 +170,24 @@ def test_a_delta_bundle_holds_only_new_blobs_and_both_import(seeded: Seeded, pla
     assert pulled_digest(site, "platform.linux.amd64/library/multi:1") == seeded.cases["library/multi:1"].digest_of(
         "linux/amd64"
     )
+
+
+def test_a_bundle_imported_into_a_bucket_is_served_by_a_replica_with_no_upstream(
+    seeded: Seeded, platproxy: Start, rgw: Rgw, tmp_path: Path
+) -> None:
+    case = seeded.cases["library/multi:1"]
+    online = config_args(tmp_path, f'[[upstream]]\nname = "docker.io"\nurl = "{seeded.registry.url}"\n')
+    mirror = platproxy("", "linux/amd64", online)
+    pull_whole(mirror, "platform.linux.arm.v7/library/multi:1", tmp_path / "pulled")
+    mirror.stop()
+    bundle = tmp_path / "site.tar.zst"
+    exported = cli("bundle", "export", "--cache-dir", str(mirror.cache_dir), "-o", str(bundle), IMAGE)
+    assert exported.returncode == 0 and "kept linux/arm/v7;" in exported.stdout, exported.stdout + exported.stderr
+    tier = config_args(tmp_path, f'[[upstream]]\nname = "docker.io"\nurl = "http://127.0.0.1:{free_port()}"\n'
+                       + s3_text(rgw, bucket(rgw)))  # fmt: skip
+    imported = cli("bundle", "import", str(bundle), *tier, "--cache-dir", str(tmp_path / "importer"))
+    assert imported.returncode == 0, imported.stderr
+    replica = platproxy("", "linux/amd64", tier)  # its own, empty cache directory: everything is in the bucket
+    pull_whole(replica, "platform.linux.arm.v7/library/multi:1", tmp_path / "offline")
+    manifest = (tmp_path / "offline" / "manifest.json").read_bytes()
+    assert "sha256:" + hashlib.sha256(manifest).hexdigest() == case.digest_of("linux/arm/v7")
