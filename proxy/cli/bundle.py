@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sqlite3
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,8 +135,10 @@ class Exporter:
             writer = self.storage.store.writer(digest)
             try:
                 async with self.upstream(up).open_blob(repo, digest) as resp, resp:
+                    total = resp.content_length or 0
                     async for chunk in resp.content.iter_chunked(1 << 20):
                         writer.write(chunk)
+                        self._progress(digest, writer.written, total)
                 writer.verify()
                 await self.storage.store.commit(writer)
             except UpstreamError as exc:
@@ -149,6 +152,13 @@ class Exporter:
         else:
             raise BundleError(f"{digest} of {up.name}/{repo} is not in the cache (--fetch gets it from the upstream)")
         return copy
+
+    def _progress(self, digest: str, done: int, total: int) -> None:
+        """One line on a terminal, rewritten in place, while a blob comes from the upstream."""
+        if sys.stderr.isatty():
+            end = "\n" if total and done >= total else ""
+            print(f"\rfetching {digest[:19]}  {human(done)} of {human(total) if total else '?'}", end=end,
+                  file=sys.stderr, flush=True)  # fmt: skip
 
     def wanted_images(self, names: list[str]) -> list[tuple[UpstreamConfig, str, str]]:
         if names:
