@@ -103,18 +103,22 @@ def test_a_bundle_of_the_platforms_that_ran_serves_them_offline_and_nothing_else
     site = platproxy("", "linux/amd64", site_config, cache=site_cache)
     for spec in kept:
         assert pulled_digest(site, f"platform.{spec.replace('/', '.')}/library/multi:1") == case.digest_of(spec)
-    arm7 = podman(storage, "pull", "--tls-verify=false", "--platform", "linux/arm/v7",
-                  f"{site.address}/platform.linux.arm.v7/library/multi:1")  # fmt: skip
-    assert arm7.returncode == 0, arm7.stderr
-    hosts = tmp_path / "hosts" / "docker.io"
-    hosts.mkdir(parents=True)
-    (hosts / "hosts.toml").write_text(f'[host."http://{site.address}"]\n  capabilities = ["pull", "resolve"]\n'
-                                      f'  [host."http://{site.address}".header]\n'
-                                      '    X-Platproxy-Platform = ["linux/arm/v7"]\n')  # fmt: skip
-    done = ctr(containerd, "images", "pull", "--hosts-dir", str(hosts.parent), "--snapshotter", "native",
-               "--platform", "linux/arm/v7", IMAGE)  # fmt: skip
-    assert done.returncode == 0, done.stderr + done.stdout
-    assert image_digest(containerd, IMAGE) == case.digest_of("linux/arm/v7")
+    for spec in sorted(kept):  # podman and ctr, each as each platform, as a node pulls
+        name = f"{site.address}/platform.{spec.replace('/', '.')}/library/multi:1"
+        pulled = podman(storage, "pull", "--tls-verify=false", "--platform", spec, name)
+        assert pulled.returncode == 0, pulled.stderr
+        shown = podman(storage, "image", "inspect", "--format", "{{.Digest}}", name)
+        assert shown.stdout.strip() == case.digest_of(spec), shown.stdout + shown.stderr
+        hosts = tmp_path / "hosts" / spec.replace("/", "-") / "docker.io"
+        hosts.mkdir(parents=True)
+        (hosts / "hosts.toml").write_text(f'[host."http://{site.address}"]\n  capabilities = ["pull", "resolve"]\n'
+                                          f'  [host."http://{site.address}".header]\n'
+                                          f'    X-Platproxy-Platform = ["{spec}"]\n')  # fmt: skip
+        ctr(containerd, "images", "rm", IMAGE)
+        done = ctr(containerd, "images", "pull", "--hosts-dir", str(hosts.parent), "--snapshotter", "native",
+                   "--platform", spec, IMAGE)  # fmt: skip
+        assert done.returncode == 0, done.stderr + done.stdout
+        assert image_digest(containerd, IMAGE) == case.digest_of(spec)
     status, _, body = request(site.port, "GET", "/v2/platform.linux.arm64.v8/library/multi/manifests/1",
                               headers={"Accept": OCI_MANIFEST})  # fmt: skip
     message = json.loads(body)["errors"][0]["message"]
