@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,8 +41,6 @@ def podman(storage: Path, *args: str, env: dict[str, str] | None = None) -> subp
 @pytest.fixture
 def containerd(tmp_path: Path) -> Iterator[Path]:
     """A private containerd 1.6 daemon (no CRI, native snapshotter); yields its socket."""
-    tool = shutil.which("containerd")
-    assert tool, "containerd must be installed (scripts/test.sh installs it)"
     root = tmp_path / "ctrd"
     root.mkdir()
     sock = root / "containerd.sock"
@@ -53,15 +52,23 @@ def containerd(tmp_path: Path) -> Iterator[Path]:
         f'[grpc]\n  address = "{sock}"\n[ttrpc]\n  address = "{sock}.ttrpc"\n[debug]\n  address = "{root}/debug.sock"\n'
         '[metrics]\n  address = ""\n'
     )
-    proc = subprocess.Popen([tool, "--config", str(root / "config.toml")], stdout=subprocess.DEVNULL,
-                            stderr=(root / "containerd.log").open("wb"))  # fmt: skip
+    with running_containerd(root / "config.toml", sock, root / "containerd.log"):
+        yield sock
+
+
+@contextmanager
+def running_containerd(config: Path, sock: Path, log: Path) -> Iterator[None]:
+    """containerd run with ``config`` until the block ends (it is up once ``sock`` exists)."""
+    tool = shutil.which("containerd")
+    assert tool, "containerd must be installed (scripts/test.sh installs it)"
+    proc = subprocess.Popen([tool, "--config", str(config)], stdout=subprocess.DEVNULL, stderr=log.open("wb"))
     try:
         deadline = time.monotonic() + 30
         while not sock.exists():
-            assert proc.poll() is None, (root / "containerd.log").read_text()[-2000:]
+            assert proc.poll() is None, log.read_text()[-2000:]
             assert time.monotonic() < deadline, "containerd did not start"
             time.sleep(0.1)
-        yield sock
+        yield
     finally:
         proc.terminate()
         try:

@@ -18,14 +18,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from proxy.node.changes import RECORD
-from tests.clients import DOCKER, engine_root, start_engine, stop_engine
+from tests.clients import DOCKER, engine_root, running_containerd, start_engine, stop_engine
 from tests.conftest import Seeded
 from tests.registry import Platproxy, cli, config_args, request
 
@@ -45,8 +44,6 @@ def cri_containerd() -> Iterator[tuple[Path, Path]]:
     """A containerd 1.6 with its CRI plugin on and ``config_path`` set, as a Kubernetes node runs
     it: (its socket, its config file).  The hosts directory is under the node root the test
     gives setup (``/etc/containerd/certs.d`` there)."""
-    tool = shutil.which("containerd")
-    assert tool, "containerd must be installed (scripts/test.sh installs it)"
     root = Path(tempfile.mkdtemp(prefix="cd-"))
     sock = root / "c.sock"
     config = root / "config.toml"
@@ -60,21 +57,10 @@ def cri_containerd() -> Iterator[tuple[Path, Path]]:
         '  stream_server_port = "0"\n  [plugins."io.containerd.grpc.v1.cri".containerd]\n    snapshotter = "native"\n'
         '  [plugins."io.containerd.grpc.v1.cri".registry]\n    config_path = "/etc/containerd/certs.d"\n'
     )
-    proc = subprocess.Popen([tool, "--config", str(config)], stdout=subprocess.DEVNULL,
-                            stderr=(root / "containerd.log").open("wb"))  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while not sock.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, (root / "containerd.log").read_text()[-2000:]
-            time.sleep(0.1)
-        yield sock, config
+        with running_containerd(config, sock, root / "containerd.log"):
+            yield sock, config
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         shutil.rmtree(root, ignore_errors=True)
 
 
