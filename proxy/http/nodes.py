@@ -23,7 +23,16 @@ import structlog
 from aiohttp import web
 
 from proxy.config import check_platform
-from proxy.errors import BlobUnknown, Denied, InvalidRequest, ManifestUnknown, NameUnknown, StorageFailed
+from proxy.errors import (
+    BlobUnknown,
+    Denied,
+    InvalidRequest,
+    ManifestUnknown,
+    NameUnknown,
+    PlatproxyError,
+    StorageFailed,
+)
+from proxy.http.errors import answer_for
 from proxy.http.keys import CONFIG, METRICS, SERVICES, Services
 from proxy.http.record import record
 from proxy.oci import jsondoc
@@ -33,7 +42,7 @@ from proxy.oci.mediatypes import DOCKER_CONFIG, DOCKER_LIST, DOCKER_MANIFEST
 from proxy.oci.names import TAG, is_digest
 from proxy.oci.resolve import Decision, resolve
 from proxy.pull.canary import LAYER_TYPE, Sighting
-from proxy.pull.targets import NODE_HEADER, REFUSED, Target
+from proxy.pull.targets import NODE_HEADER, REFUSED
 
 log = structlog.get_logger("platproxy.nodes")
 
@@ -127,7 +136,6 @@ async def canary(request: web.Request, services: Services, nonce: str, kind: str
     done = record(request)
     done.upstream = "canary"
     request.app[METRICS].node_checks.labels(kind).inc()
-    target: Target | None = None
     status = 200
     try:
         if check is None:
@@ -171,8 +179,8 @@ async def canary(request: web.Request, services: Services, nonce: str, kind: str
         return web.Response(body=data, headers={"Content-Type": media, "Docker-Content-Digest": reference if
                                                 is_digest(reference) else digest_of(data),
                                                 "X-Platproxy-Target": done.target})  # fmt: skip
-    except (BlobUnknown, ManifestUnknown, NameUnknown):
-        status = 404
+    except PlatproxyError as exc:  # a refusal is part of what was seen (a bad node header: 400)
+        status = answer_for(exc).status
         raise
     finally:
         if check is not None:
