@@ -7,6 +7,7 @@ node got arm/v6; ``lower level``: an amd64 v3 host got v1, an arm64 v8.2 node go
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 NATIVE = "native"
 MISSING = "missing"
@@ -39,6 +40,7 @@ def _arch(platform: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
+@lru_cache(maxsize=4096)
 def classify(target: str, chosen: str | None, label: str) -> Outcome:
     """Pure: the outcome of a resolution for ``target`` (``linux/arm/v7``) that chose an entry of
     platform ``chosen`` with the resolver's rank ``label`` (``None``: nothing runs there)."""

@@ -38,8 +38,10 @@ from proxy.registry.client import Upstream
 from proxy.storage.factory import Storage, open_storage
 
 STORAGE: web.AppKey[Storage] = web.AppKey("storage", Storage)
-FLEET_EVERY = 5.0
-"""How often the pulls counted for the fleet view are written to the records."""
+FLEET_EVERY = 30.0
+"""How often the pulls counted for the fleet view are written to the records (at most; a tier
+that shares them more often writes them as often): rarely, since every write grows the index's
+write-ahead log that each tag hit then reads past (``/fleet`` shows what is not written yet)."""
 HTPASSWD: web.AppKey[Htpasswd] = web.AppKey("htpasswd", Htpasswd)
 
 
@@ -75,7 +77,7 @@ def build_app(config: Config, host: HostProfile | None = None) -> web.Applicatio
         registrations.start(config.store.s3.nodes_every)
         metrics.node_registrations.set_function(lambda: len(registrations.live()))
         fleet_log = FleetLog(storage.fleet, metrics)
-        fleet_log.start(FLEET_EVERY, config.store.s3.pull_times_every)
+        fleet_log.start(min(FLEET_EVERY, config.store.s3.pull_times_every), config.store.s3.pull_times_every)
         app[SERVICES] = Services(manifests, blobs, targets, Access(upstreams, members), members, registrations,
                                  Checks(), fleet_log)  # fmt: skip
         app[FILLS] = fills

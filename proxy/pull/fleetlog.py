@@ -13,6 +13,7 @@ import contextlib
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import astuple, dataclass
 
 import structlog
 
@@ -33,13 +34,31 @@ from proxy.storage.records import FleetRecord
 log = structlog.get_logger("platproxy.fleet")
 
 
+@dataclass(slots=True)
+class _Counted:
+    """A ``FleetRecord`` being counted (mutable: a repeated answer only moves two fields)."""
+
+    image: str
+    platform: str
+    outcome: str
+    detail: str
+    source: str
+    index_digest: str
+    chosen: str
+    chosen_platform: str
+    reason: str
+    first_seen: float
+    last_seen: float
+    count: int
+
+
 class FleetLog:
     def __init__(self, records: FleetRecords, metrics: Metrics | None = None,
                  clock: Callable[[], float] = time.time) -> None:  # fmt: skip
         self.records = records
         self.metrics = metrics
         self.clock = clock
-        self.pending: dict[tuple[str, str, str], FleetRecord] = {}
+        self.pending: dict[tuple[str, str, str], _Counted] = {}
         self._task: asyncio.Task[None] | None = None
         self._shared_at = -1.0
         self._changed = False
@@ -49,20 +68,27 @@ class FleetLog:
              chosen: str = "", chosen_platform: str = "", reason: str = "") -> None:  # fmt: skip
         now = self.clock()
         key = (image, platform, outcome.kind)
-        was = self.pending.get(key)
-        self.pending[key] = FleetRecord(image, platform, outcome.kind, outcome.detail, source, index_digest, chosen,
-                                        chosen_platform, reason[:500], was.first_seen if was else now, now,
-                                        (was.count if was else 0) + 1)  # fmt: skip
+        counted = self.pending.get(key)
+        if counted is not None and (counted.source, counted.chosen) == (source, chosen):
+            counted.last_seen = now  # the hot path: the same answer again, counted in place
+            counted.count += 1
+            return
+        self.pending[key] = _Counted(image, platform, outcome.kind, outcome.detail, source, index_digest, chosen,
+                                     chosen_platform, reason[:500], counted.first_seen if counted else now, now,
+                                     (counted.count if counted else 0) + 1)  # fmt: skip
+
+    def _pending(self) -> list[FleetRecord]:
+        return [FleetRecord(*astuple(c)) for c in self.pending.values()]
 
     def snapshot(self) -> list[FleetRecord]:
         """This replica's records with what is not yet written (``FleetError``: unreadable)."""
-        return merge([*self.records.local(), *self.pending.values()])
+        return merge([*self.records.local(), *self._pending()])
 
     async def flush(self, share_now: bool = False) -> None:
         """Add what was counted to the records, and share them when they changed and the last
         share is ``share_every`` old (or ``share_now``); best effort (logged)."""
         if self.pending:
-            batch, self.pending = list(self.pending.values()), {}
+            batch, self.pending = self._pending(), {}
             try:
                 self.records.add(batch)
             except sqlite3.Error as exc:

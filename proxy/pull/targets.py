@@ -29,7 +29,7 @@ import hashlib
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache, cached_property, lru_cache
 
 import structlog
 
@@ -70,8 +70,9 @@ class Target:
         """False: this client gets the index as published."""
         return self.key != UNRESOLVED
 
-    @property
+    @cached_property
     def platform(self) -> str:
+        """Formatted once per target (targets are made once per distinct client and reused)."""
         return str(self.profile.platform) if self.resolves else "index"
 
 
