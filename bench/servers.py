@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -27,6 +29,7 @@ from proxy.oci.mediatypes import (  # noqa: E402
 from tests.indexes import Case  # noqa: E402
 from tests.ocibuild import gzip_layer, image, index  # noqa: E402
 from tests.registry import REGISTRY_BIN, free_port, peak_rss_mib, request  # noqa: E402
+from tests.tlsfiles import Pair  # noqa: E402
 
 SMALL, LARGE = "library/small:1", "library/large:1"
 
@@ -35,11 +38,16 @@ def now() -> float:
     return time.monotonic()
 
 
-def wait_ok(port: int, timeout: float = 30.0) -> float:
-    """Seconds until GET /v2/ answers 200 (polled every 5 ms)."""
+def wait_ok(port: int, timeout: float = 30.0, tls: bool = False) -> float:
+    """Seconds until GET /v2/ answers 200 (polled every 5 ms); ``tls``: any TLS handshake that
+    completes counts (the bench's own CA signs the server's certificate)."""
     start = now()
     while now() - start < timeout:
         try:
+            if tls:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as raw:
+                    ssl._create_unverified_context().wrap_socket(raw).close()
+                return now() - start
             if request(port, "GET", "/v2/")[0] in (200, 401):  # 401: a passthrough upstream's challenge
                 return now() - start
         except OSError:
@@ -59,6 +67,8 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     startup: float = 0.0
     rss: float = 0.0
+    tls: Pair | None = None
+    """A certificate and key to serve TLS with (``bench/tls.py``); ``None``: plain HTTP."""
 
     @property
     def address(self) -> str:
@@ -67,7 +77,7 @@ class Server:
     def launch(self, command: list[str], env: dict[str, str] | None = None) -> None:
         started = now()
         self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        wait_ok(self.port)
+        wait_ok(self.port, tls=self.tls is not None)
         self.startup = now() - started
 
     def peak_rss(self) -> float:
@@ -95,7 +105,9 @@ class DistributionProxy(Server):
         config = self.root / "config.yml"
         config.write_text(
             f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
-            f"http:\n  addr: 127.0.0.1:{self.port}\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n"
+            + (f"  tls:\n    certificate: {self.tls.cert}\n    key: {self.tls.key}\n" if self.tls else "")
+            + "log:\n  level: error\n  accesslog:\n    disabled: true\n"
             f"proxy:\n  remoteurl: {self.remote}\n"
         )
         self.launch([REGISTRY_BIN, "serve", str(config)])
@@ -113,10 +125,13 @@ class PlatproxyServer(Server):
     cache: Path = field(init=False)
 
     def start(self) -> PlatproxyServer:
+        if self.tls is not None:
+            self.config += f'[tls]\ncert = "{self.tls.cert}"\nkey = "{self.tls.key}"\n'
         self.cache = self.root / f"cache-{time.monotonic_ns()}"
         extra = []
         if self.config:
             path = self.root / f"config-{time.monotonic_ns()}.toml"
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(self.config)
             extra = ["--config", str(path)]
         upstream = ["--upstream", self.upstream] if self.upstream else []  # else the config's
@@ -144,7 +159,8 @@ http {{
   client_body_temp_path {self.root}/b; proxy_temp_path {self.root}/p; fastcgi_temp_path {self.root}/f;
   uwsgi_temp_path {self.root}/u; scgi_temp_path {self.root}/s;
   server {{
-    listen 127.0.0.1:{self.port};
+    listen 127.0.0.1:{self.port}{" ssl" if self.tls else ""};
+    {f"ssl_certificate {self.tls.cert}; ssl_certificate_key {self.tls.key};" if self.tls else ""}
     location = /v2/ {{ default_type application/json; return 200 '{{}}'; }}
     location ~ ^/v2/.+/blobs/sha256:(..)([0-9a-f]+)$ {{
       alias {self.blobs}/sha256/$1/$1$2; default_type application/octet-stream; }}

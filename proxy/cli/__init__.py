@@ -2,7 +2,7 @@
 and imported only when it runs, so the quick ones (``hostinfo``, ``resolve``) start without
 loading the server.
 
-May import: hostinfo, proxy.errors, proxy.sizes, proxy.metrics, proxy.logs,
+May import: hostinfo, proxy.errors, proxy.sizes, proxy.metrics, proxy.logs, proxy.loops,
 proxy.oci, proxy.config, proxy.registry, proxy.storage, proxy.pull, proxy.http, proxy.node,
 proxy.fleet, proxy.bundle.
 """

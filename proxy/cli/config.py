@@ -11,7 +11,8 @@ from typing import Any
 import tomli_w
 
 from proxy.cli.common import fail, file_problem, origin_lines, subcommand
-from proxy.config import Config, ConfigError, load_config, masked
+from proxy.config import Config, ConfigError, file_key, load_config, masked
+from proxy.loops import LoopMissing, chosen_loop
 from proxy.pull.policy import describe as describe_policy
 from proxy.sizes import human
 
@@ -39,9 +40,14 @@ def run_check(args: argparse.Namespace) -> int:
     problem = file_problem(config)  # the files the config names, checked as serve checks them
     if problem:
         return fail("config", problem)
+    try:
+        loop_name, _, fallback = chosen_loop(config.loop)
+    except LoopMissing as exc:
+        return fail("config", f"config key {file_key('loop')}: {exc}")
     shown = masked(config)
     print(json.dumps(shown, indent=2) if args.json else as_toml(shown), end="" if not args.json else "\n")
-    for line in [*origin_lines(origins), *describe_policy(config.policy), limits_line(config)]:
+    loop_line = f"event loop: {loop_name}" + (f" ({fallback})" if fallback else "")
+    for line in [*origin_lines(origins), *describe_policy(config.policy), limits_line(config), loop_line]:
         print(f"platproxy config: {line}", file=sys.stderr)
     return 0
 

@@ -17,6 +17,7 @@ from proxy.cli.common import fail, file_problem, origin_lines
 from proxy.config import Config, ConfigError, file_key, load_config, upstream_from_url
 from proxy.http.app import StartError, serve
 from proxy.logs import configure_logging
+from proxy.loops import LoopMissing, chosen_loop
 from proxy.pull.signing import SigningKey, SigningKeyError
 from proxy.storage.factory import backend_problem
 
@@ -82,12 +83,18 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     upstreams = ", ".join(f"{u.name}={u.url}" + (" (clients' own credentials)" if u.auth == "passthrough" else "")
                           for u in config.upstreams)  # fmt: skip
+    try:
+        loop_name, loop_factory, fallback = chosen_loop(config.loop)
+    except LoopMissing as exc:
+        return fail("serve", f"config key {file_key('loop')}: {exc}")
     banner = (
         f"platproxy: serving {config.scheme}://{config.listen} for {host.platform}, upstreams "
-        f"{upstreams}, {store_line(config)}" + "".join(f"\nplatproxy: {line}" for line in origin_lines(origins))
-    )
+        f"{upstreams}, {store_line(config)}, event loop {loop_name}" + (f" ({fallback})" if fallback else "")
+        + "".join(f"\nplatproxy: {line}" for line in origin_lines(origins))
+    )  # fmt: skip
     try:
-        asyncio.run(serve(config, host, on_ready=lambda: print(banner, file=sys.stderr, flush=True)))
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(serve(config, host, on_ready=lambda: print(banner, file=sys.stderr, flush=True)))
     except StartError as exc:
         return fail("serve", str(exc))
     return 0

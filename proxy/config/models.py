@@ -266,6 +266,9 @@ class LimitsConfig(Section):
 
 class Config(Section):
     listen: str = "127.0.0.1:5000"
+    loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    """The event loop: ``auto`` runs uvloop where it is installed (TLS at line rate), else the
+    standard asyncio loop; ``uvloop`` insists on it; ``asyncio`` keeps the standard loop."""
     upstreams: tuple[UpstreamConfig, ...] = (UpstreamConfig(name=DOCKER_HUB, url=DOCKER_HUB_URL),)
     default_upstream: str = ""
     """Name of the upstream for names without a known prefix or ``ns``; empty: the first."""

@@ -40,9 +40,11 @@ def tls_config(ca: TestCA, stem: str = "server", client_ca: bool = False, extra:
     return text + extra
 
 
-def start_tls(seeded: Seeded, tmp_path: Path, ca: TestCA, config: str, client: ssl.SSLContext) -> Platproxy:
+def start_tls(seeded: Seeded, tmp_path: Path, ca: TestCA, config: str, client: ssl.SSLContext,
+              env: dict[str, str] | None = None) -> Platproxy:  # fmt: skip
     cache = tmp_path / f"cache-{free_port()}"
-    proxy = Platproxy(cache, seeded.registry.url, PLATFORM, config_args(tmp_path, config), log_dir=tmp_path, tls=client)
+    proxy = Platproxy(cache, seeded.registry.url, PLATFORM, config_args(tmp_path, config), log_dir=tmp_path, tls=client,
+                      env=env or {})  # fmt: skip
     return proxy.start()
 
 
@@ -224,3 +226,34 @@ def test_a_child_reaches_a_tls_tier_with_its_ca(seeded: Seeded, platproxy: Start
         assert done.returncode == 2 and "[[upstream]] 0 ca" in done.stderr, done.stderr
     finally:
         tier.stop()
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_a_cached_blob_over_tls_is_whole_and_ranges_are_exact_under_each_loop(
+    seeded: Seeded, tmp_path: Path, loop: str
+) -> None:
+    """The TLS send path (large reads on a thread, the loop encrypting) under both event loops:
+    the whole 64 MiB layer hashes to its digest, and a Range is exactly its bytes."""
+    ca = TestCA(tmp_path / "ca")
+    proxy = start_tls(seeded, tmp_path, ca, tls_config(ca), ca.client_context(), env={"PLATPROXY_LOOP": loop})
+    big = seeded.big_layer
+    path = f"/v2/library/big/blobs/{big.digest}"
+    try:
+        assert f"event loop {loop}" in proxy.log()
+
+        def get(headers: dict[str, str]) -> tuple[int, bytes]:
+            conn = http.client.HTTPSConnection("127.0.0.1", proxy.port, timeout=120, context=ca.client_context())
+            conn.request("GET", path, headers=headers)
+            response = conn.getresponse()
+            body = response.read()
+            conn.close()
+            return response.status, body
+
+        for _ in range(2):  # the first fills the cache, the second is sent from the stored file
+            status, body = get({})
+            assert status == 200 and "sha256:" + hashlib.sha256(body).hexdigest() == big.digest
+        start, end = 1_000_003, 5 * 2**20 + 17
+        status, body = get({"Range": f"bytes={start}-{end}"})
+        assert status == 206 and body == big.data[start : end + 1]
+    finally:
+        proxy.stop()

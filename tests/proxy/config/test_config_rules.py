@@ -21,7 +21,7 @@ SHA = "sha256:" + "a" * 64
         ('[[upstream]]\nname = "x"\nurl = "http://example.com"', "plain http to example.com is refused"),
         ('[platform]\nia32 = "maybe"', "config key [platform] ia32"),
         ("[resolve]\nlist_aware_clients = 3", "config key [resolve] list_aware_clients"),
-        ("lisen = 1", "unknown key `lisen` in the top level; did you mean `listen`? (known: listen, upstreams,"),
+        ("lisen = 1", "unknown key `lisen` in the top level; did you mean `listen`? (known: listen, loop, upstreams,"),
         ("[cache]\nmax_sise = 1", "unknown key `max_sise` in [cache]; did you mean `max_size`? (known: dir, tag_ttl"),
         ('[[upstream]]\nname = "x"\nurl = "http://127.0.0.1:1"\nuser = "u"', "unknown key `user` in [upstream #1]"),
         ('[store.s3]\nbuckt = "b"', "unknown key `buckt` in [store.s3]; did you mean `bucket`?"),
