@@ -37,7 +37,9 @@ async def blob(request: web.Request, services: Services, r: Route, digest: str) 
     headers = {"Docker-Content-Digest": digest, "ETag": f'"{digest}"', "Accept-Ranges": "bytes"}
     size = await services.blobs.stored_size(digest)
     if size is not None:
-        record(request).cache = headers["X-Platproxy-Cache"] = "hit"
+        # a blob the tag's prefetch brought a moment ago is this client's miss, not a hit
+        outcome = "prefetched" if services.blobs.first_since_prefetch(digest) else "hit"
+        record(request).cache = headers["X-Platproxy-Cache"] = outcome
         try:
             return await _stored(request, services, digest, headers, size)
         except FileNotFoundError:  # removed from the store since it was looked up: fill it again
@@ -47,6 +49,15 @@ async def blob(request: web.Request, services: Services, r: Route, digest: str) 
         record(request).cache = headers["X-Platproxy-Cache"] = "miss"
         extra = {"Content-Length": str(size)} if size is not None else {}
         return web.Response(headers={**headers, **extra, "Content-Type": "application/octet-stream"})
+    data = await services.blobs.small(r, digest)
+    if data is not None:  # a config, a thin layer: fetched whole (no fill), then answered
+        record(request).cache = headers["X-Platproxy-Cache"] = "miss"
+        wanted = parse_range(request.headers.get("Range"), len(data))
+        if wanted:
+            headers["Content-Range"] = content_range(wanted, len(data))
+            data = data[wanted.start : wanted.end]
+        return web.Response(status=206 if wanted else 200, body=data, headers=headers,
+                            content_type="application/octet-stream")  # fmt: skip
     fill, started = await services.blobs.fill(r, digest)
     record(request).cache = headers["X-Platproxy-Cache"] = "miss" if started else "coalesced"
     if fill.finished and fill.error is None and fill.size is not None:

@@ -36,7 +36,7 @@ from proxy.http.nodes import canary
 from proxy.http.record import record
 from proxy.metrics import Metrics
 from proxy.oci.clients import classify
-from proxy.oci.mediatypes import ClientCaps
+from proxy.oci.mediatypes import IMAGE_TYPES, ClientCaps
 from proxy.oci.names import TAG, check_digest, check_name, is_digest
 from proxy.pull.canary import nonce_of
 from proxy.pull.manifests import ManifestAnswer
@@ -243,6 +243,8 @@ async def manifest(request: web.Request, services: Services, r: Route, reference
             observe_missing(services, r, reference, target, exc)
             raise
         observe(services, r, reference, target, answer)
+        if answer.outcome == "miss" and answer.media_type in IMAGE_TYPES:
+            services.blobs.prefetch(r, answer.data)  # its config and thin layers, asked for next
         headers["X-Platproxy-Target"] = record(request).target = f"{target.platform} ({target.source})"
         request.app[METRICS].targets.labels(target.source).inc()
     else:  # the distribution-spec conformance suite expects 404 here, not 400

@@ -8,6 +8,7 @@ then reach a client (sendfile, Range, a cut connection for a failed fill) is ``h
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 from collections.abc import AsyncGenerator, Callable, Iterator
@@ -19,6 +20,8 @@ import structlog
 
 from proxy.config import LimitsConfig
 from proxy.errors import BlobInvalid, StorageFailed, Subject, UpstreamError, UpstreamFailed
+from proxy.oci.descriptors import referenced
+from proxy.oci.digests import matches
 from proxy.oci.schema1 import EMPTY_TAR, EMPTY_TAR_DIGEST
 from proxy.pull.fills import Fills
 from proxy.pull.members import Members
@@ -56,6 +59,11 @@ class CacheStatus:
     """The store beyond the cache directory (a bucket), as it describes itself."""
 
 
+SMALL_BLOB = 256 * 1024
+"""Blobs up to this size (known from a manifest) are fetched whole on the loop, not by a fill."""
+PREFETCHED_KEPT = 4096
+
+
 class BlobService:
     def __init__(
         self, store: Store, fills: Fills, upstreams: dict[str, Upstream], members: Members | None = None,
@@ -69,6 +77,10 @@ class BlobService:
         self.in_use: dict[str, int] = {}
         self._filling_for: dict[str, tuple[str, str]] = {}
         """The (upstream, repository) each fill in flight was started for."""
+        self._small: dict[str, asyncio.Future[bytes]] = {}
+        self._prefetching: set[asyncio.Future[None]] = set()
+        self._prefetched: dict[str, None] = {}
+        """Blobs a prefetch kept that no client has asked for yet (their first answer says so)."""
 
     @contextmanager
     def pinned(self, digest: str) -> Iterator[None]:
@@ -96,6 +108,80 @@ class BlobService:
         except OSError as exc:
             log.warning("store unavailable", digest=digest, error=str(exc))
             return None
+
+    async def small(self, route: Route, digest: str, *, prefetch: bool = False) -> bytes | None:
+        """A small blob (an image config, a thin layer) fetched whole, verified and kept, when a
+        manifest of this repository gave its size and it is at most ``SMALL_BLOB``; ``None`` when
+        it goes through a fill instead.
+
+        Why: a fill (a worker thread with its own connection, a staging file, waiting clients fed
+        as it grows) is what large layers need, and for a config of a few KiB it is most of a cold
+        pull's time.  This asks on the upstream's pooled connection, once for all who want it at
+        the same moment.  Not on a shared store: there replicas agree on one fetch through leases.
+        """
+        if self.store.shared or self.members is None:
+            return None
+        size = self.members.size(route, digest)
+        if size is None or size > SMALL_BLOB:
+            return None
+        task = self._small.get(digest)
+        if task is None:
+            task = asyncio.ensure_future(self._fetch_small(route, digest, size, prefetch))
+            self._small[digest] = task
+            task.add_done_callback(lambda _: self._small.pop(digest, None))
+        data = await asyncio.shield(task)
+        if not prefetch:
+            self._prefetched.pop(digest, None)  # a client has it now: a later answer is a plain hit
+        return data
+
+    def prefetch(self, route: Route, manifest: bytes) -> None:
+        """A manifest was just fetched for a client: start fetching its small blobs (the config,
+        thin layers) now, so that they are here, or on their way, when the client asks for them a
+        moment later; large layers wait for the client (it may hold them already).  Not for an
+        upstream that takes each client's own credentials: a fetch there is the client's own."""
+        if self.store.shared or self.members is None or route.upstream.auth == "passthrough":
+            return
+        for digest, size in referenced(manifest).items():
+            if size is not None and size <= SMALL_BLOB and digest not in self._small:
+                task = asyncio.ensure_future(self._prefetch_one(route, digest))
+                self._prefetching.add(task)
+                task.add_done_callback(self._prefetching.discard)
+
+    async def _prefetch_one(self, route: Route, digest: str) -> None:
+        try:
+            if await self.store.stat(digest) is None:
+                await self.small(route, digest, prefetch=True)
+        except Exception as exc:
+            log.debug("prefetch failed", digest=digest, error=str(exc))
+
+    def first_since_prefetch(self, digest: str) -> bool:
+        """True once for a stored blob a prefetch brought: its first answer is no cache hit."""
+        return self._prefetched.pop(digest, 0) is None
+
+    async def _fetch_small(self, route: Route, digest: str, size: int, prefetch: bool) -> bytes:
+        up = self.upstreams[route.upstream.name]
+        try:
+            data = await up.get_small_blob(route.repo, digest, size)
+        except UpstreamError as exc:
+            raise UpstreamFailed(exc, Subject.BLOB, f"blob {digest}") from None
+        if data is None:
+            log.warning("blob not kept: the upstream sent it longer than the manifest says", digest=digest,
+                        error=f"longer than {size} bytes")  # fmt: skip
+            raise BlobInvalid(f"blob {digest} could not be fetched intact",
+                              {"error": f"the upstream sent more than the manifest's {size} bytes"})  # fmt: skip
+        if len(data) != size or not matches(digest, data):
+            error = f"{len(data)} bytes that do not match the digest (expected {size})"
+            raise BlobInvalid(f"blob {digest} could not be fetched intact", {"error": error})
+        try:
+            await self.store.save(digest, data)
+        except OSError as exc:
+            log.warning("small blob served, not kept: the cache cannot be written", digest=digest, error=str(exc))
+            return data
+        if prefetch:  # marked before any waiting client resumes (it then takes the mark away)
+            self._prefetched[digest] = None
+            while len(self._prefetched) > PREFETCHED_KEPT:
+                del self._prefetched[next(iter(self._prefetched))]
+        return data
 
     async def confirm(self, route: Route, digest: str) -> None:
         """Raise unless the blob ``digest`` may be served under ``route`` (see ``members``)."""

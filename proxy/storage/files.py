@@ -91,8 +91,8 @@ class FileStore:
         if not matches(check_digest(digest), data, media_type):
             raise DigestMismatch(f"content does not match {digest}")
         with self.writer(digest) as w:
-            w.write(data)
-            w.commit(checked=True)
+            await asyncio.to_thread(_write_and_persist, w, data)  # fsync: never on the event loop
+            w.announce()
 
     async def media_type(self, digest: str) -> str | None:
         return None  # the tag index keeps manifests' media types for a local cache
@@ -125,3 +125,8 @@ class FileStore:
 
     async def close(self) -> None:
         pass
+
+
+def _write_and_persist(writer: BlobWriter, data: bytes) -> None:
+    writer.write(data)
+    writer.persist()

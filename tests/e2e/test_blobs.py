@@ -14,6 +14,7 @@ import hashlib
 import os
 import socket
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -169,3 +170,32 @@ def test_a_late_joiner_gets_the_bytes_already_received_then_the_rest(platproxy: 
         assert proxy.wait_for_log('"cache": "coalesced"') == 1
     finally:
         fake.stop()
+
+
+def test_a_tag_miss_prefetches_its_small_blobs_and_never_its_large_ones(seeded: Seeded, platproxy: Start) -> None:
+    """Cold pulls: once a tag's manifest is answered, its config and thin layers are fetched before
+    the client asks (the first answer for each says ``prefetched``, later ones ``hit``); a large
+    layer waits for a client (it may hold it already)."""
+    from proxy.oci.mediatypes import OCI_MANIFEST
+
+    proxy = platproxy(seeded.registry.url, "linux/amd64")
+    image = seeded.cases["library/multi:1"].images["linux/amd64"]
+    assert request(proxy.port, "GET", "/v2/library/multi/manifests/1", headers={"Accept": OCI_MANIFEST})[0] == 200
+    blobs = proxy.cache_dir / "blobs" / "sha256"
+
+    def stored_soon(digest: str) -> bool:
+        deadline = time.monotonic() + 10
+        while not list(blobs.rglob(digest.split(":")[1])) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return bool(list(blobs.rglob(digest.split(":")[1])))
+
+    for blob in (image.config, *image.layers):
+        assert stored_soon(blob.digest), blob.digest  # nobody asked for it yet
+    status, headers, body = request(proxy.port, "GET", f"/v2/library/multi/blobs/{image.config.digest}")
+    assert status == 200 and headers["x-platproxy-cache"] == "prefetched" and body == image.config.data
+    assert request(proxy.port, "GET", f"/v2/library/multi/blobs/{image.config.digest}")[1]["x-platproxy-cache"] == "hit"
+    big = seeded.cases["library/big:1"].images["linux/amd64"]
+    assert request(proxy.port, "GET", "/v2/library/big/manifests/1", headers={"Accept": OCI_MANIFEST})[0] == 200
+    assert stored_soon(big.config.digest)
+    large = max(big.layers, key=lambda b: len(b.data))
+    assert len(large.data) > 2**20 and not list(blobs.rglob(large.digest.split(":")[1]))

@@ -66,12 +66,14 @@ def test_values_from_clients_and_upstreams_are_encoded_never_passed_raw(platprox
 
 def test_a_fill_stops_at_the_descriptors_size(platproxy: Start) -> None:
     """A chunked body that goes on past the size the manifest gave: cut there (it staged 200 MiB
-    for a 200 KB blob before), nothing kept, every client cut."""
+    for a 400 KB blob before), nothing kept, every client cut.  A small blob (fetched whole, not
+    by a fill) that does the same is a 502, with nothing kept either."""
     fake = FakeUpstream(chunked=True, flood=200 * 2**20).start()
     try:
-        layer = fake.add_blob(os.urandom(200_000))
+        layer = fake.add_blob(os.urandom(400_000))
+        thin = fake.add_blob(os.urandom(20_000))
         config = fake.add_blob(b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}')
-        manifest = manifest_for([(layer, 200_000)], (config, len(fake.blobs[config])))
+        manifest = manifest_for([(layer, 400_000), (thin, 20_000)], (config, len(fake.blobs[config])))
         fake.manifests["1"] = (manifest, OCI_MANIFEST)
         proxy = platproxy(fake.url, "linux/amd64")
         assert request(proxy.port, "GET", "/v2/library/x/manifests/1", headers=ALL)[0] == 200
@@ -80,7 +82,11 @@ def test_a_fill_stops_at_the_descriptors_size(platproxy: Start) -> None:
         time.sleep(0.5)
         assert fake.sent_bytes < 40 * 2**20, fake.sent_bytes  # the reader stopped long before the end
         assert not list(proxy.cache_dir.joinpath("blobs").rglob(layer.split(":")[1]))
-        assert proxy.wait_for_log("longer than 200000 bytes")
+        assert proxy.wait_for_log("longer than 400000 bytes")
+        status, _, body = request(proxy.port, "GET", f"/v2/library/x/blobs/{thin}")
+        assert status == 502 and b"more than the manifest's 20000 bytes" in body
+        assert not list(proxy.cache_dir.joinpath("blobs").rglob(thin.split(":")[1]))
+        assert proxy.wait_for_log("longer than 20000 bytes")
     finally:
         fake.stop()
 
