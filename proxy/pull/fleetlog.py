@@ -13,7 +13,7 @@ import contextlib
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -36,18 +36,9 @@ log = structlog.get_logger("platproxy.fleet")
 
 @dataclass(slots=True)
 class _Counted:
-    """A ``FleetRecord`` being counted (mutable: a repeated answer only moves two fields)."""
+    """A record being counted: what the first answer was, and the two fields a repeat moves."""
 
-    image: str
-    platform: str
-    outcome: str
-    detail: str
-    source: str
-    index_digest: str
-    chosen: str
-    chosen_platform: str
-    reason: str
-    first_seen: float
+    first: FleetRecord
     last_seen: float
     count: int
 
@@ -69,16 +60,17 @@ class FleetLog:
         now = self.clock()
         key = (image, platform, outcome.kind)
         counted = self.pending.get(key)
-        if counted is not None and (counted.source, counted.chosen) == (source, chosen):
+        if counted is not None and (counted.first.source, counted.first.chosen) == (source, chosen):
             counted.last_seen = now  # the hot path: the same answer again, counted in place
             counted.count += 1
             return
-        self.pending[key] = _Counted(image, platform, outcome.kind, outcome.detail, source, index_digest, chosen,
-                                     chosen_platform, reason[:500], counted.first_seen if counted else now, now,
-                                     (counted.count if counted else 0) + 1)  # fmt: skip
+        first_seen = counted.first.first_seen if counted else now
+        record = FleetRecord(image, platform, outcome.kind, outcome.detail, source, index_digest, chosen,
+                             chosen_platform, reason[:500], first_seen, now, 0)  # fmt: skip
+        self.pending[key] = _Counted(record, now, (counted.count if counted else 0) + 1)
 
     def _pending(self) -> list[FleetRecord]:
-        return [FleetRecord(*astuple(c)) for c in self.pending.values()]
+        return [replace(c.first, last_seen=c.last_seen, count=c.count) for c in self.pending.values()]
 
     def snapshot(self) -> list[FleetRecord]:
         """This replica's records with what is not yet written (``FleetError``: unreadable)."""
