@@ -31,9 +31,9 @@ ruff check .
 ruff format --check .
 mypy
 python -m pytest "$@"
-# The servers the tests start run the default loop (uvloop where installed); the proxy, TLS, fill
-# and fault suites run again under the standard asyncio loop, which platproxy falls back to.
+# The servers the tests start run the default loop (asyncio); the proxy, TLS, blob, fill and
+# fault suites run again under uvloop (loop = "uvloop").
 if [ $# -eq 0 ] || [ "$*" = "-q" ]; then
-    PLATPROXY_LOOP=asyncio python -m pytest -q tests/e2e/test_proxy.py tests/e2e/test_tls.py tests/e2e/test_blobs.py \
+    PLATPROXY_LOOP=uvloop python -m pytest -q tests/e2e/test_proxy.py tests/e2e/test_tls.py tests/e2e/test_blobs.py \
         tests/e2e/test_fill_workers.py tests/e2e/test_faults.py
 fi
