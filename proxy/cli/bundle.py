@@ -42,7 +42,6 @@ from proxy.pull.route import default_upstream, upstream_named
 from proxy.registry.client import Upstream
 from proxy.sizes import MAX_MANIFEST_SIZE, human
 from proxy.storage.factory import NoCache, Storage
-from proxy.storage.fleet import FleetRecords
 from proxy.storage.records import TagRecord
 
 DESCRIPTION = "Bundles for air-gapped sites: export images trimmed to the platforms that run, import them."
@@ -237,7 +236,7 @@ class Exporter:
             return None
         if platforms == "observed":
             chosen = {r.digest for r in records if r.index_digest == planned.index_digest}
-            fleet = FleetRecords(self.storage.tags.index.db)
+            fleet = self.storage.fleet
             chosen |= {r.chosen for r in fleet.local() if r.image == planned.image and r.chosen
                        and r.index_digest == planned.index_digest}  # fmt: skip
             if not chosen:

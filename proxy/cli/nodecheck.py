@@ -15,6 +15,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ class Runtime:
 
     def pull(self, ref: str) -> Pull:
         if self.name in ("containerd", "k3s"):
-            directory = self.hosts_dir()
+            directory = self.hosts_dir
             return _run([*self.ctr(), "images", "pull", "--platform", self.platform,
                          *(["--hosts-dir", str(directory)] if directory else []), ref])  # fmt: skip
         if self.name == "docker":
@@ -72,6 +73,7 @@ class Runtime:
         address = self.args.containerd_address or (K3S_SOCKET if self.name == "k3s" else "")
         return [self.tool("ctr"), *(["--address", address] if address else []), "-n", "platproxy-check"]
 
+    @cached_property
     def hosts_dir(self) -> Path | None:
         """The hosts directory the running containerd reads (``None``: its CRI reads none)."""
         if self.name == "k3s":
@@ -83,7 +85,7 @@ class Runtime:
         """Why this runtime might not have asked the mirror, read from its configuration."""
         root: Path = self.args.root
         if self.name == "containerd":
-            found = self.hosts_dir()
+            found = self.hosts_dir
             if found is None:
                 return ["containerd's config_path is not set: its CRI reads no hosts directory"]
             wrote = self.setup.get("containerd_dir", "")

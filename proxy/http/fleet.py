@@ -16,13 +16,12 @@ from proxy.config.values import parse_duration
 from proxy.errors import NothingRuns
 from proxy.fleet.outcomes import DEGRADED, OUTCOMES, Outcome, classify
 from proxy.fleet.page import page_html
+from proxy.http.health import MAIN
 from proxy.http.keys import SERVICES, Services
 from proxy.pull.fleetlog import UnknownTarget, fleet_report
 from proxy.pull.manifests import ManifestAnswer
 from proxy.pull.route import Route
 from proxy.pull.targets import Target
-
-MAIN: web.AppKey[web.Application] = web.AppKey("fleet_main", web.Application)
 
 
 def _image(r: Route, tag: str) -> str:
