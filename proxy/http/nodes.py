@@ -99,7 +99,6 @@ async def registration(request: web.Request) -> web.Response:
         kept = await services.registrations.register(address, platform, runtime)
     except sqlite3.Error as exc:
         raise StorageFailed("the node registration", exc) from None
-    request.app[METRICS].node_registrations.set(len(services.registrations.live()))
     return web.json_response(vars(kept))
 
 
