@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
@@ -103,13 +104,9 @@ class FleetLog:
             records = self.records.local()
         except FleetError:
             return
-        latest: dict[tuple[str, str], FleetRecord] = {}
-        for r in records:
-            if (r.image, r.platform) not in latest or latest[(r.image, r.platform)].last_seen < r.last_seen:
-                latest[(r.image, r.platform)] = r
-        counts: dict[tuple[str, str], int] = {}
-        for r in latest.values():
-            counts[(r.outcome, r.platform)] = counts.get((r.outcome, r.platform), 0) + 1
+        counts: Counter[tuple[str, str]] = Counter()  # each image's latest outcome per platform, as the report's
+        for cells in build(records).images.values():
+            counts.update((cell.outcome, platform) for platform, cell in cells.items())
         self.metrics.fleet_images.clear()
         for (outcome, platform), n in counts.items():
             self.metrics.fleet_images.labels(outcome, platform).set(n)

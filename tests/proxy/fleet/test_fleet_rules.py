@@ -66,3 +66,27 @@ def test_records_round_trip_and_a_newer_version_is_refused_by_name() -> None:
     for bad in (b"{", b"[]", b'{"version": 1, "records": [[1, 2]]}'):
         with pytest.raises(FleetError, match=r"fleet/r\.json"):
             decode(bad, "fleet/r.json")
+
+
+def test_the_gauge_counts_each_images_latest_outcome_per_platform() -> None:
+    import asyncio
+    import sqlite3
+
+    from proxy.fleet.outcomes import Outcome
+    from proxy.metrics import Metrics
+    from proxy.pull.fleetlog import FleetLog
+    from proxy.storage.fleet import FleetRecords
+
+    now = [1.0]
+    metrics = Metrics()
+    log = FleetLog(FleetRecords(sqlite3.connect(":memory:")), metrics, clock=lambda: now[0])
+    log.note("docker.io/a:1", "linux/arm/v7", "node", Outcome("missing"))
+    now[0] = 2.0
+    log.note("docker.io/a:1", "linux/arm/v7", "node", Outcome("native"))  # fixed since: counted as native
+    log.note("docker.io/b:1", "linux/arm/v7", "node", Outcome("variant fallback", "v7 node got v6"))
+    asyncio.run(log.flush())
+    shown = [line for line in metrics.render().decode().splitlines() if line.startswith("platproxy_fleet_images")]
+    assert sorted(shown) == [
+        'platproxy_fleet_images{outcome="native",platform="linux/arm/v7"} 1.0',
+        'platproxy_fleet_images{outcome="variant fallback",platform="linux/arm/v7"} 1.0',
+    ]
