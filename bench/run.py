@@ -127,6 +127,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             record(f"32 clients, same cached {args.blob_mib} MiB blob (s)", "nginx", took)
         for server in (dist, pp, nginx):
             server.stop()
+        # TLS: platproxy's [tls] listener (the default loop) against nginx and Distribution over TLS
+        from bench import tls
+
+        tls.section(upstream, work, record, args.reps, args.seconds, args.blob_mib, big_digest, big_size)
         # private images: a cached private tag (authorization remembered) against a public one
         if args.private:
             from bench import private

@@ -6,6 +6,8 @@
   upstream's for ``registry``, another replica's for ``storage``); imports ``sizes`` only.
 - ``sending``: ``sendfile`` to a client's socket on worker threads, so that the copies for many
   clients run on every core, not on the event loop's (``pull`` feeds a fill's clients with it).
+- ``tlsrelay``: TLS on the client listener, encrypted on relay threads (every core, not the
+  loop's one); ``sending`` hands it the files it sends over TLS.
 - ``oci``: the OCI domain (names, media types, digests, descriptors, the resolver); pure.
 - ``config``: the configuration models.
 - ``registry`` (the upstream client) and ``storage`` (the store interface, its backends, tag

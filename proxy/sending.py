@@ -14,9 +14,11 @@ The thread writes to a duplicate of the socket's descriptor, so that a transport
 loop waits for writability on that duplicate, which the transport has not registered.  The
 transport's own write buffer must be empty first (headers already on the wire): the caller
 drains it, and ``send_file_range`` refuses (``NotImplementedError``, before sending anything)
-when it is not, as it does for TLS, whose bytes the loop must encrypt.
+when it is not, as it does for a TLS transport of the loop's own, whose bytes the loop must
+encrypt.  Over the client listener's TLS, the connection's relay thread (``proxy.tlsrelay``)
+reads and encrypts the file itself.
 
-May import: nothing of platproxy.
+May import: proxy.tlsrelay.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+
+from proxy.tlsrelay import Link
 
 STEP = 16 * 2**20
 """Most bytes one step sends before its thread goes back to the pool (fairness between clients)."""
@@ -66,8 +70,14 @@ async def send_file_range(transport: asyncio.Transport, source: int, offset: int
 
     Raises ``ConnectionResetError`` when the client left, ``EOFError`` when the file is shorter
     than asked, and ``NotImplementedError`` before sending anything where this path cannot be
-    used (TLS, a transport with unsent bytes, no socket): the caller then sends another way.
+    used (the loop's own TLS, a transport with unsent bytes, no socket): the caller then sends
+    another way.
     """
+    link = transport.get_extra_info("platproxy_tls_link")
+    if link is not None:  # TLS on relay threads: the relay reads and encrypts the file itself
+        async for sent in _send_relayed(link, transport, source, offset, count):
+            yield sent
+        return
     sock = transport.get_extra_info("socket")
     if sock is None or transport.get_extra_info("sslcontext") is not None:
         raise NotImplementedError("no plain socket to send to")
@@ -95,6 +105,23 @@ async def send_file_range(transport: asyncio.Transport, source: int, offset: int
                 await _writable(loop, out)
     finally:
         os.close(out)
+
+
+async def _send_relayed(link: Link, transport: asyncio.Transport, source: int, offset: int, count: int
+                        ) -> AsyncIterator[int]:  # fmt: skip
+    """A file range over a relayed TLS connection, in ``STEP`` jobs (progress, and a prompt stop)."""
+    while transport.get_write_buffer_size():  # the headers must be in the socketpair before the file
+        if transport.is_closing():
+            raise ConnectionResetError("the client went away")
+        await asyncio.sleep(0.001)
+    while count:
+        if transport.is_closing():
+            raise ConnectionResetError("the client went away")
+        step = min(count, STEP)
+        await link.send_file(source, offset, step)
+        offset += step
+        count -= step
+        yield step
 
 
 async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:

@@ -245,7 +245,8 @@ class LimitsConfig(Section):
     read_timeout: Interval = 60.0
     """Longest wait for the next bytes from an upstream."""
     header_timeout: Interval = 30.0
-    """Longest a client may take to send a request's headers (slowloris protection)."""
+    """Longest a client may take to send a request's headers (slowloris protection), and to
+    finish its TLS handshake."""
     idle_timeout: Interval = 75.0
     """How long an idle client connection is kept open (aiohttp's default is an hour)."""
     max_upstream_fetches: int = Field(default=32, ge=1, le=10000)

@@ -8,6 +8,6 @@ did, for its access-log line (``record``), TLS on the listener with certificate 
 (``tls``), node registration and checks (``nodes``), the fleet page and its data (``fleet``),
 the header timeout (``guard``) and the health and metrics endpoints (``health``).
 
-May import: hostinfo, proxy.errors, proxy.sizes, proxy.sending, proxy.metrics, proxy.logs,
+May import: hostinfo, proxy.errors, proxy.sizes, proxy.sending, proxy.tlsrelay, proxy.metrics, proxy.logs,
 proxy.oci, proxy.config, proxy.registry, proxy.storage, proxy.pull, proxy.fleet.
 """

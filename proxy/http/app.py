@@ -23,7 +23,7 @@ from proxy.http.handlers import cacheability, dispatch, errors_middleware
 from proxy.http.keys import CONFIG, FILLS, METRICS, SERVICES, Services
 from proxy.http.passthrough import TOKEN_PATH, token_relay
 from proxy.http.peer import build_peer_app
-from proxy.http.tls import CertificateWatcher, server_context
+from proxy.http.tls import CertificateWatcher, TlsRelaySite, relay_threads, server_context
 from proxy.metrics import Metrics
 from proxy.pull.access import Access
 from proxy.pull.blobs import BlobService
@@ -36,6 +36,7 @@ from proxy.pull.registrations import Registrations
 from proxy.pull.targets import Targets
 from proxy.registry.client import Upstream
 from proxy.storage.factory import Storage, open_storage
+from proxy.tlsrelay import TlsRelay
 
 STORAGE: web.AppKey[Storage] = web.AppKey("storage", Storage)
 FLEET_EVERY = 30.0
@@ -164,8 +165,16 @@ async def serve(config: Config, host: HostProfile, on_ready: Callable[[], None] 
     guard(runners[0], limits.header_timeout, limits.max_partial_per_client)
     raise_open_files_limit()
     ssl_context = server_context(config.tls) if config.tls.cert else None
-    sites = [(config.listen, web.TCPSite(runners[0], config.listen_host, config.listen_port, backlog=LISTEN_BACKLOG,
-                                         ssl_context=ssl_context))]  # fmt: skip
+    relay = None
+    if ssl_context is None:
+        sites: list[tuple[str, web.BaseSite | TlsRelaySite]] = [
+            (config.listen, web.TCPSite(runners[0], config.listen_host, config.listen_port, backlog=LISTEN_BACKLOG))
+        ]
+    else:  # TLS is encrypted on relay threads, not on the loop (proxy.tlsrelay says why)
+        relay = TlsRelay(ssl_context, threads=relay_threads(), handshake_timeout=limits.header_timeout)
+        sites = [
+            (config.listen, TlsRelaySite(relay, runners[0], config.listen_host, config.listen_port, LISTEN_BACKLOG))
+        ]
     if config.metrics.listen:
         ops = web.AppRunner(build_ops_app(app), access_log=None)
         await ops.setup()
@@ -206,8 +215,12 @@ async def serve(config: Config, host: HostProfile, on_ready: Callable[[], None] 
         loop.remove_signal_handler(signal.SIGHUP)
         if watching is not None:
             watching.cancel()
+        if relay is not None:
+            relay.stop_accepting()
         for runner in reversed(runners):
             await runner.cleanup()
+        if relay is not None:
+            await asyncio.get_running_loop().run_in_executor(None, relay.close)
     log.info("stopped")
 
 

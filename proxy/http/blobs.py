@@ -122,7 +122,7 @@ class _SentFileResponse(web.FileResponse):
 
     async def _sendfile(self, request: BaseRequest, fobj: IO[Any], offset: int, count: int) -> AbstractStreamWriter:
         """The body on ``proxy.sending``'s threads (many cached streams copy on every core, not
-        on the loop's); aiohttp's own way where that cannot send (TLS)."""
+        on the loop's), or over TLS on the connection's relay thread."""
         writer = await web.StreamResponse.prepare(self, request)  # the status line and headers
         assert writer is not None
         transport = request.transport
@@ -131,39 +131,13 @@ class _SentFileResponse(web.FileResponse):
         try:
             async for _ in send_file_range(transport, fobj.fileno(), offset, count):
                 pass
-        except NotImplementedError:  # TLS: the loop encrypts, in large writes
-            await send_file_tls(writer, transport, fobj.fileno(), offset, count)
+        except NotImplementedError:  # no socket to send to: aiohttp's own way
+            return await super()._sendfile(request, fobj, offset, count)
         except EOFError:  # the file shrank under us: never finish a short body cleanly
             transport.abort()
             raise ConnectionResetError("the stored file ended early") from None
         await web.StreamResponse.write_eof(self)
         return writer
-
-
-TLS_CHUNK = 2**20
-"""Bytes read (on a thread) and handed to the TLS transport at once: few loop wake-ups per MB."""
-TLS_HIGH_WATER = 2 * 2**20
-"""The TLS transport's write buffer may hold this much before a writer waits (asyncio: 64 KiB),
-so the loop always has records to encrypt while the next chunk is read.  With ``TLS_CHUNK``, at
-most 3 MiB per TLS stream.  Measured (``bench/tls.py``, a 256 MiB blob): asyncio's own fallback
-(256 KiB reads, a drain at 64 KiB) sent 119 MB/s; this path 934 MB/s under the same loop and
-984 MB/s under uvloop; 4 and 16 MiB gained under 7% for 5 times the memory."""
-
-
-async def send_file_tls(writer: AbstractStreamWriter, transport: asyncio.BaseTransport, fd: int, offset: int,
-                        count: int) -> None:  # fmt: skip
-    """A file range over TLS: read on a thread in ``TLS_CHUNK`` pieces (``os.pread``: no shared
-    file position), written through the transport, which encrypts on the loop."""
-    if isinstance(transport, asyncio.WriteTransport):
-        transport.set_write_buffer_limits(high=TLS_HIGH_WATER)
-    loop = asyncio.get_running_loop()
-    position, end = offset, offset + count
-    while position < end:
-        chunk = await loop.run_in_executor(None, os.pread, fd, min(TLS_CHUNK, end - position), position)
-        if not chunk:
-            raise EOFError(f"the file ended at {position} before {end}")
-        await writer.write(chunk)
-        position += len(chunk)
 
 
 async def _stored(
@@ -242,8 +216,6 @@ async def send_fill(fill: Fill, transport: asyncio.Transport, start: int, end: i
     Python once per client is what limits a busy mirror.  Raises ``NotImplementedError`` before
     sending anything where the transport cannot sendfile (the caller then uses ``read_fill``).
     """
-    if transport.get_extra_info("sslcontext") is not None:  # TLS: the bytes pass through Python anyway
-        raise NotImplementedError("sendfile over TLS")
     fd = fill.open_reader()
     try:
         async for offset, length in ready_ranges(fill, start, end):

@@ -22,8 +22,10 @@ import ssl
 from pathlib import Path
 
 import structlog
+from aiohttp import web
 
 from proxy.config import Config, TlsConfig
+from proxy.tlsrelay import TlsRelay
 
 log = structlog.get_logger("platproxy.tls")
 
@@ -147,3 +149,21 @@ class CertificateWatcher:
             await asyncio.sleep(self.tls.reload_interval)
             with contextlib.suppress(TlsError):
                 self.poll()
+
+
+def relay_threads() -> int:
+    """TLS relay threads: one per core, at least 2, at most 8.  Measured on 2 cores
+    (``bench/tls.py``): 2 and 4 threads send the same within this machine's noise."""
+    return max(2, min(8, os.cpu_count() or 2))
+
+
+class TlsRelaySite:
+    """The client listener with TLS: like aiohttp's ``TCPSite``, but accepted for ``TlsRelay``,
+    whose threads encrypt; the runner's protocol serves the plain side of each connection."""
+
+    def __init__(self, relay: TlsRelay, runner: web.AppRunner, host: str | None, port: int, backlog: int) -> None:
+        self.relay, self.runner, self.host, self.port, self.backlog = relay, runner, host, port, backlog
+
+    async def start(self) -> None:
+        assert self.runner.server is not None
+        await self.relay.start(self.host, self.port, self.backlog, self.runner.server)

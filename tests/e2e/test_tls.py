@@ -232,7 +232,7 @@ def test_a_child_reaches_a_tls_tier_with_its_ca(seeded: Seeded, platproxy: Start
 def test_a_cached_blob_over_tls_is_whole_and_ranges_are_exact_under_each_loop(
     seeded: Seeded, tmp_path: Path, loop: str
 ) -> None:
-    """The TLS send path (large reads on a thread, the loop encrypting) under both event loops:
+    """The TLS send path (the relay thread reading and encrypting the file) under both event loops:
     the whole 64 MiB layer hashes to its digest, and a Range is exactly its bytes."""
     ca = TestCA(tmp_path / "ca")
     proxy = start_tls(seeded, tmp_path, ca, tls_config(ca), ca.client_context(), env={"PLATPROXY_LOOP": loop})
