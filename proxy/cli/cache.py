@@ -144,6 +144,7 @@ def run_gc(args: argparse.Namespace) -> int:
         return _gc_dry_run(args, root, budget, victims, removed_tmp)
     for leftover in stale:
         leftover.unlink(missing_ok=True)
+    evictor.reconcile()
     victims = evictor.run() if budget else []
     freed = sum(v.size for v in victims)
     result = {"cache": str(root), "budget_bytes": budget, "temporary_files_removed": removed_tmp,
@@ -200,9 +201,7 @@ def run_rm(args: argparse.Namespace) -> int:
     tags.delete_tags(doomed)
     for digest in gone:
         store.remove(digest)
-        tags.forget_content(digest)
-        tags.forget_manifest(digest)
-    tags.forget_conversions(gone)
+    tags.forget_evicted(sorted(gone))
     names = sorted({r.image for r in doomed})
     if args.json:
         print(json.dumps({"cache": str(root), "tags_removed": names, "files_removed": len(gone), "freed_bytes": freed},

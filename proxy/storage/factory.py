@@ -12,6 +12,7 @@ aiobotocore is imported only when an S3 store is opened.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 from collections.abc import Awaitable, Callable
@@ -84,6 +85,7 @@ class Storage:
     """What each platform got for each image (kept with the tag records; shared through the bucket)."""
     _files: FileStore | None
     _metrics: Metrics | None
+    _reconciling: asyncio.Task[None] | None = None
 
     def apply_budget(self, budget: int, busy: Callable[[], set[str]], unreachable: Callable[[], set[str]]) -> None:
         """Evict least-recently-used content beyond ``budget`` bytes, never what ``busy`` names
@@ -93,8 +95,13 @@ class Storage:
         evictor = Evictor(self._files, self.tags.index, budget, busy=busy, unreachable=unreachable,
                           metrics=self._metrics)  # fmt: skip
         self._files.on_added, self._files.on_used = evictor.added, evictor.used
+        self._reconciling = asyncio.get_running_loop().create_task(evictor.reconcile_in_background())
 
     async def close(self) -> None:
+        if self._reconciling is not None:
+            self._reconciling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconciling
         await self.store.close()
         self.tags.close()
 

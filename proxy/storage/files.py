@@ -11,6 +11,7 @@ file itself (``sendfile``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncGenerator, Callable, Iterator
 from pathlib import Path
@@ -37,6 +38,7 @@ class FileStore:
         self.on_used: Callable[[str], None] | None = None
         """Called with a digest whenever stored content is read or served."""
         self.blobs = root / "blobs"
+        self._blobs = str(self.blobs)
         self.tmp = root / "tmp"
         self.blobs.mkdir(parents=True, exist_ok=True)
         if clean_tmp:
@@ -45,27 +47,40 @@ class FileStore:
             self.tmp.mkdir(parents=True, exist_ok=True)
 
     def path(self, digest: str) -> Path:
-        algorithm, _, encoded = check_digest(digest).partition(":")
-        return self.blobs / algorithm / encoded[:2] / encoded
+        return Path(self._file(digest))
 
-    def inventory(self) -> Iterator[tuple[str, os.stat_result]]:
-        """Every stored file as (digest, stat), for the disk budget's reconciliation."""
-        for p in self.blobs.glob("*/*/*"):
-            if p.is_file():
-                yield f"{p.parent.parent.name}:{p.name}", p.stat()
+    def _file(self, digest: str) -> str:
+        """The file's path as a string: ``size`` and ``read`` run once per part of every image
+        ``cache ls`` lists (300k times at 100k images), where building ``Path`` objects cost 8
+        of its 10 s."""
+        algorithm, _, encoded = check_digest(digest).partition(":")
+        return f"{self._blobs}/{algorithm}/{encoded[:2]}/{encoded}"
+
+    def inventory(self) -> Iterator[tuple[str, int, float]]:
+        """Every stored file as (digest, size, modification time), for the disk budget's
+        reconciliation: one ``stat`` per file (``scandir`` knows directories from files)."""
+        for algorithm in _subdirectories(self.blobs):
+            for prefix in _subdirectories(algorithm):
+                with os.scandir(prefix) as entries:
+                    for entry in entries:
+                        if entry.is_file(follow_symlinks=False):
+                            with contextlib.suppress(FileNotFoundError):  # removed meanwhile
+                                stat = entry.stat(follow_symlinks=False)
+                                yield f"{algorithm.name}:{entry.name}", stat.st_size, stat.st_mtime
 
     def remove(self, digest: str) -> None:
         self.path(digest).unlink(missing_ok=True)
 
     def size(self, digest: str) -> int | None:
         try:
-            return self.path(digest).stat().st_size
+            return os.stat(self._file(digest)).st_size
         except OSError:
             return None
 
     def read(self, digest: str, *, touch: bool = True) -> bytes | None:
         try:
-            data = self.path(digest).read_bytes()
+            with open(self._file(digest), "rb") as f:
+                data = f.read()
         except OSError:
             return None
         if touch:
@@ -125,6 +140,14 @@ class FileStore:
 
     async def close(self) -> None:
         pass
+
+
+def _subdirectories(path: Path) -> list[Path]:
+    try:
+        with os.scandir(path) as entries:
+            return [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
 
 
 def _write_and_persist(writer: BlobWriter, data: bytes) -> None:

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS conversions (
     source TEXT NOT NULL, form TEXT NOT NULL, name TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL,
     PRIMARY KEY (source, form, name, tag)
 );
+CREATE INDEX IF NOT EXISTS conversions_by_digest ON conversions (digest);
 CREATE TABLE IF NOT EXISTS content (
     digest TEXT PRIMARY KEY, size INTEGER NOT NULL, last_used REAL NOT NULL
 );
@@ -111,9 +112,6 @@ class TagIndex:
     def put_manifest(self, digest: str, media_type: str, size: int) -> None:
         self.db.execute("INSERT OR REPLACE INTO manifests VALUES (?,?,?)", (digest, media_type, size))
 
-    def forget_manifest(self, digest: str) -> None:
-        self.db.execute("DELETE FROM manifests WHERE digest=?", (digest,))
-
     # -- conversions: a manifest made for old clients, kept beside its source -------------------
 
     def conversion(self, source: str, form: str, name: str, tag: str) -> str | None:
@@ -179,6 +177,27 @@ class TagIndex:
 
     def forget_content(self, digest: str) -> None:
         self.db.execute("DELETE FROM content WHERE digest=?", (digest,))
+
+    def reconcile_content(self, noted: list[tuple[str, int, float]], forgotten: list[str]) -> None:
+        """Many usage rows added and removed in one transaction (the budget's reconciliation)."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT OR REPLACE INTO content VALUES (?,?,?)", noted)
+            self.db.executemany("DELETE FROM content WHERE digest=?", [(d,) for d in forgotten])
+
+    def forget_evicted(self, digests: list[str]) -> None:
+        """Content removed from the store: its usage row, manifest type and conversion links,
+        in one transaction (eviction removes thousands at once)."""
+        rows = [(d,) for d in digests]
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("DELETE FROM content WHERE digest=?", rows)
+            self.db.executemany("DELETE FROM manifests WHERE digest=?", rows)
+            self.db.executemany("DELETE FROM conversions WHERE source=?", rows)
+            self.db.executemany("DELETE FROM conversions WHERE digest=?", rows)
+
+    def content_digests(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT digest FROM content")}
 
     def content_entries(self) -> list[ContentEntry]:
         return [ContentEntry(*row) for row in self.db.execute("SELECT digest, size, last_used FROM content")]
