@@ -145,15 +145,26 @@ class Worker(threading.Thread):
                 elif key.data in self.connections:
                     if key.fileobj is key.data.tls and mask & selectors.EVENT_READ:
                         key.data.tls_quiet = False
-                    self._progress(key.data)
+                    self._guarded(self._progress, key.data)
             while self.inbox:
-                self.inbox.popleft()()
+                self._guarded(self.inbox.popleft())
             now = time.monotonic()
             for connection in [c for c in self.connections if c.plain is None and c.deadline <= now]:
                 self.drop(connection, "the TLS handshake timed out")
         self.selector.close()
         self._wake_r.close()
         self._wake_w.close()
+
+    def _guarded(self, action: Callable[..., None], connection: _Connection | None = None) -> None:
+        """A fault in one connection's step (a bug) closes that connection, never the thread
+        that relays all the others."""
+        try:
+            action(*([connection] if connection is not None else []))
+        except Exception as exc:
+            log.warning("TLS relay error; connection closed", error=f"{type(exc).__name__}: {exc}"[:300])
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    self.drop(connection, "relay error")
 
     def stop(self) -> None:
         def all_gone() -> None:
