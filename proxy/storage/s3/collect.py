@@ -38,6 +38,8 @@ log = structlog.get_logger("platproxy.s3gc")
 DELETE_BATCH = 1000
 """S3's limit of keys per DeleteObjects request."""
 READS_AT_ONCE = 32
+REFERENCES_BATCH = 1000
+"""Manifests read (and parsed) per batch while listing what tag records need."""
 LAST = "collected.json"
 """``<prefix>collected.json``: the last collection's time and figures."""
 
@@ -153,13 +155,12 @@ class Collector:
             record = decode(data) if data is not None else None
             if record is not None:  # anything else is left alone, as replicas ignore it
                 found.records[key] = record
-        manifests: dict[str, set[str]] = {}
+        manifests = await self._references({d for r in found.records.values() for d in (r.digest, r.index_digest) if d},
+                                           found.objects)  # fmt: skip
         for key, record in found.records.items():
             found.needs[key] = {d for d in (record.digest, record.index_digest) if d}
             for digest in list(found.needs[key]):
-                if digest not in manifests:
-                    manifests[digest] = await self._references(digest, found.objects)
-                found.needs[key] |= manifests[digest]
+                found.needs[key] |= manifests.get(digest, set())
         batch_keys = [item["Key"] async for item in self.keys("pulls/")]
         found.pulls = merge_pulls(parse_pulls(data or b"") for data in await self.read_all(batch_keys))
         found.batches = [key for key in batch_keys if not key.endswith("/" + MERGED)]
@@ -170,11 +171,17 @@ class Collector:
         found.collected = await self.last_collected()
         return found
 
-    async def _references(self, digest: str, objects: dict[str, tuple[int, float]]) -> set[str]:
-        if digest not in objects or objects[digest][0] > MAX_CONFIG_SIZE:
-            return set()
-        data = await self.bucket.read(blob_key(self.prefix, digest))
-        return references(data) if data is not None else set()
+    async def _references(self, digests: set[str], objects: dict[str, tuple[int, float]]) -> dict[str, set[str]]:
+        """What each stored manifest of ``digests`` refers to, read ``READS_AT_ONCE`` at a time
+        (one after another, a bucket of 33k tags took minutes) and parsed a batch at a time (the
+        bodies of a whole bucket are never held at once)."""
+        wanted = sorted(d for d in digests if d in objects and objects[d][0] <= MAX_CONFIG_SIZE)
+        found: dict[str, set[str]] = {}
+        for start in range(0, len(wanted), REFERENCES_BATCH):
+            batch = wanted[start : start + REFERENCES_BATCH]
+            bodies = await self.read_all([blob_key(self.prefix, d) for d in batch])
+            found.update((d, references(b)) for d, b in zip(batch, bodies, strict=True) if b is not None)
+        return found
 
     async def _uploads(self) -> AsyncIterator[Upload]:
         markers: dict[str, str] = {}
