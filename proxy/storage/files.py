@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,17 +56,25 @@ class FileStore:
         algorithm, _, encoded = check_digest(digest).partition(":")
         return f"{self._blobs}/{algorithm}/{encoded[:2]}/{encoded}"
 
-    def inventory(self) -> Iterator[tuple[str, int, float]]:
-        """Every stored file as (digest, size, modification time), for the disk budget's
-        reconciliation: one ``stat`` per file (``scandir`` knows directories from files)."""
-        for algorithm in _subdirectories(self.blobs):
-            for prefix in _subdirectories(algorithm):
-                with os.scandir(prefix) as entries:
-                    for entry in entries:
-                        if entry.is_file(follow_symlinks=False):
-                            with contextlib.suppress(FileNotFoundError):  # removed meanwhile
-                                stat = entry.stat(follow_symlinks=False)
-                                yield f"{algorithm.name}:{entry.name}", stat.st_size, stat.st_mtime
+    def shards(self) -> list[str]:
+        """The directories content is kept in, as digest prefixes (``sha256:ab``)."""
+        return [f"{a.name}:{p.name}" for a in _subdirectories(self.blobs) for p in _subdirectories(a)]
+
+    def shard(self, prefix: str) -> list[tuple[str, int, float]]:
+        """The files of one directory as (digest, size, modification time), for the disk
+        budget's reconciliation: one ``stat`` per file (``scandir`` knows directories from files)."""
+        algorithm, _, head = prefix.partition(":")
+        found = []
+        try:
+            with os.scandir(f"{self._blobs}/{algorithm}/{head}") as entries:
+                for entry in entries:
+                    if entry.is_file(follow_symlinks=False):
+                        with contextlib.suppress(FileNotFoundError):  # removed meanwhile
+                            stat = entry.stat(follow_symlinks=False)
+                            found.append((f"{algorithm}:{entry.name}", stat.st_size, stat.st_mtime))
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        return found
 
     def remove(self, digest: str) -> None:
         self.path(digest).unlink(missing_ok=True)

@@ -152,12 +152,25 @@ class TagIndex:
         return (True, row[0]) if row else (False, None)
 
     def add_members(self, upstream: str, repo: str, digests: dict[str, int | None]) -> None:
-        """Best effort: a cache that cannot be written asks the upstream again next time."""
+        """Best effort: a cache that cannot be written asks the upstream again next time.  What
+        the index already holds is not written again (a read, not a write transaction: the first
+        serve of each of 100k cached tags after a start would otherwise write)."""
         try:
+            held: dict[str, int | None] = {}
+            wanted = list(digests)
+            for start in range(0, len(wanted), 500):
+                part = wanted[start : start + 500]
+                marks = ",".join("?" * len(part))
+                query = f"SELECT digest, size FROM members WHERE upstream=? AND repo=? AND digest IN ({marks})"
+                held.update(self.db.execute(query, (upstream, repo, *part)).fetchall())
+            rows = [(upstream, repo, d, size) for d, size in digests.items()
+                    if d not in held or (size is not None and held[d] != size)]  # fmt: skip
+            if not rows:
+                return
             with self.db:
                 self.db.executemany(
                     "INSERT INTO members VALUES (?,?,?,?) ON CONFLICT DO UPDATE SET size=COALESCE(excluded.size, size)",
-                    [(upstream, repo, d, size) for d, size in digests.items()],
+                    rows,
                 )
         except sqlite3.Error as exc:
             log.warning("cannot record what a repository holds", error=str(exc))
@@ -196,8 +209,15 @@ class TagIndex:
             self.db.executemany("DELETE FROM conversions WHERE source=?", rows)
             self.db.executemany("DELETE FROM conversions WHERE digest=?", rows)
 
-    def content_digests(self) -> set[str]:
-        return {row[0] for row in self.db.execute("SELECT digest FROM content")}
+    def content_digests(self, prefix: str = "") -> set[str]:
+        """The digests with a usage row (those starting with ``prefix``, by the key's order)."""
+        rows = self.db.execute("SELECT digest FROM content WHERE digest >= ? AND digest < ?", (prefix, prefix + "~"))
+        return {row[0] for row in rows}
+
+    def content_shards(self) -> set[str]:
+        """The digest prefixes (``sha256:ab``) of every usage row."""
+        rows = self.db.execute("SELECT DISTINCT substr(digest, 1, instr(digest, ':') + 2) FROM content")
+        return {row[0] for row in rows}
 
     def content_entries(self) -> list[ContentEntry]:
         return [ContentEntry(*row) for row in self.db.execute("SELECT digest, size, last_used FROM content")]

@@ -37,15 +37,20 @@ async def test_rows_are_mended_after_the_start_and_a_race_is_no_difference(tmp_p
     evicted = "sha256:" + hashlib.sha256(b"copied in" * 10).hexdigest()
     store.remove(evicted)
     index.forget_content(evicted)
-    assert evictor._apply({kept: (40, 1.0), evicted: (90, 1.0)}) == 60
+    for prefix in {late[:9], evicted[:9]}:
+        seen = [(d, 40, 1.0) for d in [kept] if d.startswith(prefix)] + [(evicted, 90, 1.0)] * (prefix == evicted[:9])
+        evictor._apply(prefix, seen)
+    assert evictor._total([]) == 60
     assert index.content_digests() == {kept, late}
 
 
-def test_inventory_lists_files_only(tmp_path: Path) -> None:
+def test_a_directory_lists_its_files_only(tmp_path: Path) -> None:
     store = FileStore(tmp_path)
     digest = _put(store, b"x")
-    (store.blobs / "sha256" / "ab" / "not-a-file").mkdir(parents=True)
-    assert [(d, size) for d, size, _ in store.inventory()] == [(digest, 1)]
+    (store.path(digest).parent / "not-a-file").mkdir()
+    assert store.shards() == [digest[:9]]
+    assert [(d, size) for d, size, _ in store.shard(digest[:9])] == [(digest, 1)]
+    assert store.shard("sha256:zz") == []
 
 
 def test_eviction_drops_exactly_the_records_whose_content_went(tmp_path: Path) -> None:
