@@ -156,6 +156,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for who, attr in (("distribution", DistributionProxy), ("platproxy", PlatproxyServer), ("nginx", Nginx)):
             rss = [s.rss for s in servers if isinstance(s, attr)]
             record("peak RSS (MiB)", who, max(rss))
+        if args.scale:  # costs as the cache grows: caches made by a helper, not by pulling
+            from bench import scale
+
+            scale.section(upstream, work, record, args.seconds, [int(n) for n in args.scale.split(",")],
+                          args.bucket_objects)  # fmt: skip
         if args.s3_blob_mib:  # replicas on one bucket of a real S3 server (Ceph RGW)
             from bench import s3
 
@@ -220,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="blob size of the S3 lines (RGW memstore holds them in RAM); 0: skip")  # fmt: skip
     parser.add_argument("--no-private", dest="private", action="store_false",
                         help="skip the private-image lines (auth = passthrough)")  # fmt: skip
+    parser.add_argument("--scale", default="1000,10000,100000",
+                        help="cache sizes (images) of the scale lines; empty: skip")  # fmt: skip
+    parser.add_argument("--bucket-objects", type=int, default=100_000,
+                        help="objects in the bucket of the scale lines' cache ls and gc; 0: skip")  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
     report = run(args)

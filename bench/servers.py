@@ -122,12 +122,14 @@ class PlatproxyServer(Server):
     upstream: str
     config: str = ""
     """TOML for ``--config`` (client rules), empty: none."""
+    cache_dir: Path | None = None
+    """An existing cache directory to serve (``bench/scale.py``); ``None``: a new one under ``root``."""
     cache: Path = field(init=False)
 
     def start(self) -> PlatproxyServer:
         if self.tls is not None:
             self.config += f'[tls]\ncert = "{self.tls.cert}"\nkey = "{self.tls.key}"\n'
-        self.cache = self.root / f"cache-{time.monotonic_ns()}"
+        self.cache = self.cache_dir or self.root / f"cache-{time.monotonic_ns()}"
         extra = []
         if self.config:
             path = self.root / f"config-{time.monotonic_ns()}.toml"
@@ -198,9 +200,12 @@ DOCKER_17_ACCEPT = ", ".join([DOCKER_SCHEMA1_SIGNED, "application/json", DOCKER_
 
 
 def wrk(url: str, seconds: int, connections: int = 64, accept: str = UPSTREAM_ACCEPT,
-        agent: str = "", headers: tuple[str, ...] | list[str] = ()) -> tuple[float, float]:  # fmt: skip
-    """(requests/s, p99 latency in ms), non-2xx answers excluded by failing loudly."""
+        agent: str = "", headers: tuple[str, ...] | list[str] = (), script: Path | None = None
+        ) -> tuple[float, float]:  # fmt: skip
+    """(requests/s, p99 latency in ms), non-2xx answers excluded by failing loudly; ``script``: a
+    wrk Lua script (the paths it asks for)."""
     extra = ["-H", f"User-Agent: {agent}"] if agent else []
+    extra += ["-s", str(script)] if script else []
     extra += [arg for header in headers for arg in ("-H", header)]
     out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", f"Accept: {accept}",
                           *extra, url], capture_output=True, text=True, check=True).stdout  # fmt: skip
