@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark, from a fresh clone: installs what it drives, then runs bench/run.py.
 #   bash bench/run.sh [--reps 3] [--seconds 5] [--blob-mib 256] [--s3-blob-mib 64 (0: no S3 lines)]
+#                     [--scale 1000,10000,100000 ("": none)] [--bucket-objects 100000 (0: none)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()

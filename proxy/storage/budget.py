@@ -100,8 +100,9 @@ class Evictor:
         mended a moment later; one directory at a time, so that its memory is a directory's
         (all at once, the walk's lists held 60 MiB at 100k images).  Eviction meanwhile works
         from the rows as they are."""
+        started = time.monotonic()
         changed = [self._apply(prefix, await asyncio.to_thread(self.store.shard, prefix)) for prefix in self._shards()]
-        self._total(changed)
+        self._total(changed, time.monotonic() - started)
 
     def _shards(self) -> list[str]:
         try:
@@ -124,10 +125,11 @@ class Evictor:
             log.warning("cannot reconcile the usage table", error=str(exc))
             return 0, 0
 
-    def _total(self, changed: list[tuple[int, int]]) -> int:
+    def _total(self, changed: list[tuple[int, int]], seconds: float | None = None) -> int:
         added, removed = sum(a for a, _ in changed), sum(r for _, r in changed)
-        if added or removed:
-            log.info("usage table reconciled with the files", added=added, removed=removed)
+        if added or removed or seconds is not None:
+            log.info("usage table checked against the files", added=added, removed=removed,
+                     **({"seconds": round(seconds, 2)} if seconds is not None else {}))  # fmt: skip
         self.total = self.tags.content_total()
         self._gauge(self.total)
         return self.total
