@@ -39,8 +39,10 @@ from proxy.storage.tagindex import TagIndex
 
 log = structlog.get_logger("platproxy.members")
 
-MEMORY = 50_000
-"""(upstream, repository, digest) entries kept in memory (a few MiB); the rest are in the tag index."""
+MEMORY = 10_000
+"""(upstream, repository, digest) entries kept in memory; the rest are in the tag index (one
+indexed read).  A fleet pulling 1,000 images holds about 3,000; at 50,000, reading through a
+cache of 100k images left 30 MiB of these two maps behind (RSS 107 MiB against 85)."""
 
 
 class Verdict(Enum):
