@@ -271,8 +271,9 @@ class Config(Section):
     """The event loop: ``asyncio`` (the default) is the standard loop; ``uvloop`` runs libuv's
     (installed with platproxy where it ships wheels); ``auto`` takes uvloop where it is installed.
     Measured here, uvloop serves a fill's own clients faster, but a tier's waiting replicas then
-    lag the holder's clients by up to 1.5x, and TLS and tag rates are level under both; so the
-    standard loop stays the default until that is understood."""
+    lag the holder's clients by up to 1.5x, and tag rates are level under both (TLS is encrypted
+    on relay threads whatever the loop); so the standard loop stays the default until that is
+    understood."""
     upstreams: tuple[UpstreamConfig, ...] = (UpstreamConfig(name=DOCKER_HUB, url=DOCKER_HUB_URL),)
     default_upstream: str = ""
     """Name of the upstream for names without a known prefix or ``ns``; empty: the first."""
