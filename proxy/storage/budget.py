@@ -127,7 +127,7 @@ class Evictor:
 
     def _total(self, changed: list[tuple[int, int]], seconds: float | None = None) -> int:
         added, removed = sum(a for a, _ in changed), sum(r for _, r in changed)
-        if added or removed or seconds is not None:
+        if added or removed:  # (a start with nothing to mend says nothing: the banner comes first)
             log.info("usage table checked against the files", added=added, removed=removed,
                      **({"seconds": round(seconds, 2)} if seconds is not None else {}))  # fmt: skip
         self.total = self.tags.content_total()
