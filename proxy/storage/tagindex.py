@@ -130,12 +130,6 @@ class TagIndex:
             found.update(r[0] for r in self.db.execute("SELECT digest FROM conversions WHERE source=?", (source,)))
         return found
 
-    def forget_conversions(self, digests: set[str]) -> None:
-        """Drop the links to or from these manifests (they were removed from the store)."""
-        with self.db:
-            for digest in digests:
-                self.db.execute("DELETE FROM conversions WHERE source=? OR digest=?", (digest, digest))
-
     def delete_tags(self, records: list[TagRecord]) -> None:
         with self.db:
             self.db.executemany(

@@ -72,5 +72,5 @@ def test_a_conversion_is_kept_with_its_source(tmp_path: Path) -> None:
     record = TagRecord("up", "library/x", "1", "linux/amd64", digest_of(source), OCI_MANIFEST, digest_of(source),
                        None, "", "", "", 0.0, 0.0)  # fmt: skip
     assert needed_by(store, index, [record]) == {digest_of(source), digest_of(converted), A, B, EMPTY_TAR_DIGEST}
-    index.forget_conversions({digest_of(source)})
+    index.forget_evicted([digest_of(source)])  # the source evicted: its conversion link goes with it
     assert needed_by(store, index, [record]) == {digest_of(source), A, B}
